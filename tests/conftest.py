@@ -1,0 +1,54 @@
+"""Shared fixtures: the vignette's simulated data and small trained models (trained once per session)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(os.environ.get("VAEXPRS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def shared_file(name: str) -> Path:
+    """A file of ../shared/data, or skip the test cleanly when it is absent."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sim():
+    import vaexprs
+
+    return vaexprs.simulate(groups=3, cells=100, genes=1000, deg=100, seed=1)
+
+
+@pytest.fixture(scope="session")
+def small_sim():
+    import vaexprs
+
+    return vaexprs.simulate(groups=3, cells=30, genes=120, deg=20, seed=2)
+
+
+@pytest.fixture(scope="session")
+def cvae_result(sim):
+    """The issue's reference CVAE: hidden 512, latent 2, batch 32, 30 epochs on the vignette data."""
+    import vaexprs
+
+    return vaexprs.fit_vae(sim, "cell_type", hidden=(512,), latent_dim=2, batch_size=32, epochs=30, seed=1)
+
+
+@pytest.fixture(scope="session")
+def small_cvae(small_sim):
+    import vaexprs
+
+    return vaexprs.fit_vae(small_sim, "cell_type", hidden=(32,), epochs=3, seed=3)
+
+
+@pytest.fixture(scope="session")
+def small_vae(small_sim):
+    import vaexprs
+
+    return vaexprs.fit_vae(small_sim, hidden=(32,), epochs=3, seed=3)

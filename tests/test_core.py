@@ -1,0 +1,215 @@
+"""Core library: simulation, preprocessing, training and generation through the VAExprs-named API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import vaexprs
+from vaexprs.errors import InputError
+from vaexprs.preprocess import MinMaxScaler, Preprocessor, apply_normalization, choose_normalization
+
+
+def test_simulate_follows_the_vignette_recipe(sim):
+    assert sim.shape == (300, 1000)
+    assert list(sim.obs["cell_type"].cat.categories) == ["group1", "group2", "group3"]
+    x = sim.X
+    assert x.min() == 0.0 and (x == 0).mean() > 0.1  # N(5, 5) clipped at 0
+    group2 = x[sim.obs["cell_type"] == "group2"]
+    # genes 101-200 of group2 are genes 1-100 plus a per-gene shift: identical up to that shift (before clipping)
+    diff = group2[:, 100:200] - group2[:, :100]
+    both_positive = (group2[:, 100:200] > 0) & (group2[:, :100] > 0)
+    per_gene_spread = np.array([diff[both_positive[:, j], j].std() for j in range(100)])
+    assert np.nanmax(per_gene_spread) < 1e-4
+    assert np.array_equal(vaexprs.simulate(seed=1).X, x)
+    assert not np.array_equal(vaexprs.simulate(seed=2).X, x)
+
+
+def test_lognorm_matches_scater():
+    counts = np.array([[0, 2, 8], [4, 4, 0]], dtype=np.float32)
+    lib = counts.sum(1)
+    sf = lib / lib.mean()
+    expected = np.log2(counts / sf[:, None] + 1)
+    np.testing.assert_allclose(apply_normalization(counts, "lognorm"), expected, rtol=1e-6)
+    sparse = apply_normalization(sp.csr_matrix(counts), "lognorm")
+    assert sp.issparse(sparse)
+    np.testing.assert_allclose(sparse.toarray(), expected, rtol=1e-6)
+
+
+def test_auto_normalization_says_what_it_chose():
+    assert choose_normalization(np.array([[0, 3], [5, 1]], dtype=float))[0] == "lognorm"
+    assert choose_normalization(np.array([[0.5, 3e4], [5.2, 1]]))[0] == "log"  # RPKM-like
+    method, note = choose_normalization(np.array([[0.5, 3.2], [5.2, 1]]))
+    assert method == "none" and "none" in note
+    with pytest.raises(InputError, match="normalize must be one of"):
+        choose_normalization(np.ones((2, 2)), "zscore")
+
+
+def test_scaler_is_fitted_on_training_cells_and_guards_constant_genes():
+    train = np.array([[0.0, 5.0, 1.0], [2.0, 5.0, 3.0]], dtype=np.float32)
+    scaler = MinMaxScaler.fit(train)
+    assert scaler.constant.tolist() == [False, True, False]
+    np.testing.assert_allclose(scaler.transform(train), [[0, 0, 0], [1, 0, 1]])
+    # validation cells use the training min/max (clipped to the training range), not their own
+    np.testing.assert_allclose(scaler.transform(np.array([[1.0, 5.0, 5.0]])), [[0.5, 0, 1]])
+    np.testing.assert_allclose(scaler.inverse_transform(scaler.transform(train)), train)
+    state, _, _ = Preprocessor.fit(train, ["a", "b", "c"], ["x", "y"], normalize="none")
+    again = Preprocessor.from_dict(state.to_dict())
+    assert again.to_dict() == state.to_dict()
+
+
+def test_cvae_learns_and_keeps_the_planted_signal(cvae_result):
+    history = cvae_result.history
+    assert len(history) == 30
+    assert history[-1]["loss"] < 0.95 * history[0]["loss"]
+    for key in ("loss", "recon_loss", "kl_loss", "epoch_time"):
+        assert np.isfinite(history[-1][key])
+    assert cvae_result.model_type == "cvae" and cvae_result.labels == ["group1", "group2", "group3"]
+    for i, label in enumerate(cvae_result.labels):
+        gen = vaexprs.gen_exprs(cvae_result, num_samples=200, labels=label, seed=4)
+        assert gen.x_gen.shape == (200, 1000) and set(gen.y_gen) == {label}
+        own = gen.x_gen[:, i * 100 : (i + 1) * 100].mean()
+        rest = gen.x_gen[:, 200:].mean() if i < 2 else gen.x_gen[:, 300:].mean()
+        assert own > rest + 3.0, (label, own, rest)
+
+
+def test_vae_on_the_vignette_data_falls_and_generates_in_range(sim):
+    result = vaexprs.fit_vae(sim.X, hidden=(512,), epochs=30, batch_size=32, seed=1)
+    assert result.model_type == "vae"
+    assert result.history[-1]["loss"] < 0.95 * result.history[0]["loss"]
+    gen = vaexprs.gen_exprs(result, num_samples=300)
+    assert gen.y_gen is None and gen.x_gen.shape == (300, 1000)
+    assert np.isfinite(gen.x_gen).all()
+    assert gen.x_gen.min() >= sim.X.min() - 1e-4 and gen.x_gen.max() <= sim.X.max() + 1e-3
+    # a VAE also separates the groups: the mixture finds several latent modes
+    gmm_gen = gen.x_gen
+    block_means = np.stack([gmm_gen[:, i * 100 : (i + 1) * 100].mean(1) for i in range(3)], axis=1)
+    assert len(set(block_means.argmax(1))) == 3
+
+
+def test_same_seed_same_matrices_on_cpu(small_sim):
+    runs = [vaexprs.fit_vae(small_sim, "cell_type", hidden=(32,), epochs=3, seed=7) for _ in range(2)]
+    gens = [vaexprs.gen_exprs(r, num_samples=50, seed=5) for r in runs]
+    assert runs[0].history == [
+        {**h, "epoch_time": runs[0].history[i]["epoch_time"]} for i, h in enumerate(runs[1].history)
+    ]
+    assert np.array_equal(gens[0].x_gen, gens[1].x_gen)
+    assert np.array_equal(gens[0].y_gen, gens[1].y_gen)
+    other = vaexprs.gen_exprs(runs[0], num_samples=50, seed=6)
+    assert not np.array_equal(gens[0].x_gen, other.x_gen)
+
+
+def test_labels_in_training_proportions_and_per_label_counts(small_cvae):
+    gen = vaexprs.gen_exprs(small_cvae, num_samples=3000, seed=1)
+    shares = {label: np.mean(gen.y_gen == label) for label in small_cvae.labels}
+    assert all(abs(v - 1 / 3) < 0.05 for v in shares.values())
+    gen = vaexprs.gen_exprs(small_cvae, labels={"group3": 7, "group1": 2})
+    assert sorted(gen.y_gen.tolist()) == ["group1"] * 2 + ["group3"] * 7
+    prior = vaexprs.gen_exprs(small_cvae, num_samples=20, sampler="prior")
+    assert prior.x_gen.shape == (20, 120)
+
+
+def test_to_anndata_holds_real_and_generated(small_cvae):
+    both = vaexprs.gen_exprs(small_cvae, num_samples=40).to_anndata()
+    assert both.n_obs == 90 + 40
+    assert both.obs["origin"].value_counts().to_dict() == {"real": 90, "generated": 40}
+    assert both.obs["cell_type"].notna().all()
+    assert list(both.var_names[:2]) == ["gene1", "gene2"]
+
+
+def test_early_stopping_restores_best_weights(small_sim):
+    result = vaexprs.fit_vae(
+        small_sim, "cell_type", hidden=(16,), epochs=200, val_split=0.2, monitor="val_loss", patience=2, lr=5e-2
+    )
+    assert len(result.history) < 200
+    best = min(h["val_loss"] for h in result.history)
+    assert result.history[result.best_epoch - 1]["val_loss"] == best
+    assert result.data_info["n_val_cells"] == 18 and result.data_info["n_cells"] == 72
+    assert "val_recon_loss" in result.history[0]
+
+
+def test_explicit_validation_data_uses_training_scaler(small_sim):
+    half = small_sim[::2].copy()
+    result = vaexprs.fit_vae(small_sim, "cell_type", half, "cell_type", hidden=(16,), epochs=2, monitor="val_loss")
+    assert "val_loss" in result.history[0]
+    assert result.preprocessor.scaler.minimum.shape == (120,)
+
+
+def test_constant_genes_train_without_nan(small_sim):
+    x = small_sim.X.copy()
+    x[:, :5] = 3.0
+    x[:, 5] = 0.0
+    result = vaexprs.fit_vae(x, hidden=(16,), epochs=3)
+    assert all(np.isfinite(h["loss"]) for h in result.history)
+    assert result.preprocessor.scaler.constant[:6].all()
+    gen = vaexprs.gen_exprs(result, num_samples=10)
+    np.testing.assert_allclose(gen.x_gen[:, :5], 3.0, atol=1e-5)
+    assert np.isfinite(gen.x_gen).all()
+
+
+def test_sparse_counts_are_lognormalised_and_stay_sparse():
+    rng = np.random.default_rng(0)
+    counts = sp.random(60, 80, density=0.3, format="csr", random_state=1, data_rvs=lambda n: rng.integers(1, 30, n))
+    result = vaexprs.fit_vae(counts.astype(np.float32), hidden=(16,), epochs=2)
+    assert result.preprocessor.normalize == "lognorm" and "counts" in result.normalize_note
+    assert sp.issparse(result.x_train)
+
+
+def test_checkpoint_round_trip(tmp_path, small_cvae):
+    path = small_cvae.save(tmp_path / "model.pt")
+    loaded = vaexprs.VAEResult.load(path)
+    a = vaexprs.gen_exprs(small_cvae, num_samples=30, seed=3)
+    b = vaexprs.gen_exprs(loaded, num_samples=30, seed=3)
+    np.testing.assert_allclose(a.x_gen, b.x_gen, atol=1e-6)
+    assert loaded.labels == small_cvae.labels and b.x_train is None
+    with pytest.raises(InputError, match="not a vaexprs checkpoint"):
+        (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+        vaexprs.VAEResult.load(tmp_path / "junk.pt")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda x, y: (np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x), {}), "NaN/inf"),
+        (lambda x, y: (np.where(np.arange(x.size).reshape(x.shape) == 5, np.inf, x), {}), "NaN/inf"),
+        (lambda x, y: (np.zeros((0, 10)), {}), "empty"),
+        (lambda x, y: (x, {"beta": -1.0}), "beta must be"),
+        (lambda x, y: (x, {"epochs": 0}), "epochs must be"),
+        (lambda x, y: (x, {"likelihood": "poisson"}), "likelihood must be one of"),
+        (lambda x, y: (x, {"monitor": "val_loss"}), "needs validation data"),
+        (lambda x, y: (x, {"y_train": ["a"] * (len(y) - 1) + ["b"]}), "single cell"),
+        (lambda x, y: (x, {"y_train": ["a"] * 3}), "3 labels for 90 cells"),
+    ],
+)
+def test_bad_input_is_a_clear_input_error(small_sim, make, message):
+    x, kwargs = make(small_sim.X.copy(), small_sim.obs["cell_type"].to_numpy())
+    with pytest.raises(InputError, match=message) as info:
+        vaexprs.fit_vae(x, **{"hidden": (8,), "epochs": 1, **kwargs})
+    assert "\n" not in str(info.value)
+
+
+def test_missing_label_column_and_gene_mismatch(small_sim, small_cvae):
+    with pytest.raises(InputError, match="label column 'celltype' not found"):
+        vaexprs.fit_vae(small_sim, "celltype", epochs=1)
+    with pytest.raises(InputError, match="119 genes but the model was trained on 120"):
+        small_cvae.encode(small_sim.X[:, :119], small_sim.obs["cell_type"].to_numpy())
+    with pytest.raises(InputError, match="unknown label 'group9'"):
+        vaexprs.gen_exprs(small_cvae, labels="group9")
+    with pytest.raises(InputError, match="positive integer"):
+        vaexprs.gen_exprs(small_cvae, num_samples=0)
+
+
+def test_encode_gives_latent_means(small_cvae, small_sim):
+    z = small_cvae.encode(small_sim, "cell_type")
+    assert z.shape == (90, 2)
+    np.testing.assert_allclose(z, small_cvae.latent, atol=1e-5)
+
+
+def test_import_vaexprs_stays_light():
+    code = "import sys, vaexprs; vaexprs.__version__; print(sorted(m for m in ('torch', 'sklearn', 'matplotlib', 'mlflow', 'anndata') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

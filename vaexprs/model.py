@@ -1,0 +1,242 @@
+"""The VAE / CVAE in PyTorch, top-down: config, model, encoder/decoder MLPs, likelihood heads.
+
+    model = VAE(ModelConfig(n_genes=1000, n_labels=3, hidden=(512,)))
+    inf = model.inference(x, c)              # z_mean, z_logvar, z          (B, D)
+    gen = model.generative(inf["z"], c)      # the head's parameters, e.g. {"logits": (B, G)}
+    out = model.loss(x, c, beta=1.0)         # LossOutput: loss (scalar), recon (B,), kl (B,)
+
+The model follows scvi-tools' small contract (inference / generative / loss) so the training loop only sees
+`loss`, and a new likelihood is a new head class registered in HEADS: the loop never changes.
+The CVAE concatenates a one-hot label to the encoder input and to z (VAExprs' own documentation; its code
+used one integer column). The latent variance is one consistent log-variance, in sampling and in the KL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vaexprs.errors import InputError
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+@dataclass
+class ModelConfig:
+    """Architecture; saved in the checkpoint, the MLflow params and bundle.json (one source of truth)."""
+
+    n_genes: int
+    n_labels: int = 0  # 0 = VAE; > 0 = CVAE with a one-hot label on encoder input and on z
+    latent_dim: int = 2  # VAExprs' vignette value
+    hidden: tuple[int, ...] = (512,)  # encoder sizes; the decoder mirrors them
+    activation: str = "relu"
+    dropout: float = 0.0
+    batch_norm: bool = False
+    likelihood: str = "bce"  # see HEADS
+    head_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if self.n_genes < 1:
+            raise InputError(f"n_genes must be >= 1; got {self.n_genes}")
+        if self.latent_dim < 1:
+            raise InputError(f"latent_dim must be >= 1; got {self.latent_dim}")
+        if not self.hidden or min(self.hidden) < 1:
+            raise InputError(f"hidden must be a non-empty list of positive sizes; got {list(self.hidden)}")
+        if self.activation not in ACTIVATIONS:
+            raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {self.activation!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"dropout must be in [0, 1); got {self.dropout}")
+        if self.likelihood not in HEADS:
+            raise InputError(f"likelihood must be one of {', '.join(HEADS)}; got {self.likelihood!r}")
+
+    @property
+    def is_conditional(self) -> bool:
+        return self.n_labels > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+@dataclass
+class LossOutput:
+    """Per-batch loss record: `loss` drives the optimiser; the per-cell parts feed the history."""
+
+    loss: torch.Tensor  # scalar: mean over cells of recon + beta * kl
+    recon: torch.Tensor  # (B,)
+    kl: torch.Tensor  # (B,)
+
+
+def mlp(sizes: list[int], config: ModelConfig) -> nn.Sequential:
+    """Linear -> [BatchNorm] -> activation -> [Dropout] for each consecutive pair of sizes."""
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers.append(nn.Linear(n_in, n_out))
+        if config.batch_norm:
+            layers.append(nn.BatchNorm1d(n_out))
+        layers.append(ACTIVATIONS[config.activation]())
+        if config.dropout > 0:
+            layers.append(nn.Dropout(config.dropout))
+    return nn.Sequential(*layers)
+
+
+class LikelihoodHead(nn.Module):
+    """The decoder's last layer and its reconstruction loss.
+
+    Contract: `forward(h, library) -> params` (named tensors), `reconstruction_loss(params, x) -> (B,)`
+    (negative log-likelihood summed over genes), `mean(params) -> (B, G)` in model space.
+    `scaled_input`: the model sees per-gene min-max scaled values in [0, 1] (else raw counts).
+    """
+
+    name: ClassVar[str]
+    scaled_input: ClassVar[bool] = True
+    output_names: ClassVar[tuple[str, ...]] = ("x_mean",)
+
+    def __init__(self, n_hidden: int, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_genes = config.n_genes
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def library(self, x: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def export_outputs(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What the ONNX decoder returns, keyed by `output_names` (in model space, before de-scaling)."""
+        return {"x_mean": self.mean(params)}
+
+
+class BernoulliHead(LikelihoodHead):
+    """VAExprs' default: sigmoid output, binary cross-entropy on [0, 1] values (n_genes x mean BCE)."""
+
+    name = "bce"
+
+    def __init__(self, n_hidden: int, config: ModelConfig) -> None:
+        super().__init__(n_hidden, config)
+        self.linear = nn.Linear(n_hidden, config.n_genes)
+
+    def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return {"logits": self.linear(h)}  # (B, G)
+
+    def reconstruction_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(params["logits"], x, reduction="none").sum(-1)
+
+    def mean(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.sigmoid(params["logits"])
+
+
+class GaussianHead(BernoulliHead):
+    """Squared error (a unit-variance Gaussian up to constants) on the same sigmoid output."""
+
+    name = "mse"
+
+    def reconstruction_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return (torch.sigmoid(params["logits"]) - x).pow(2).sum(-1)
+
+
+HEADS: dict[str, type[LikelihoodHead]] = {head.name: head for head in (BernoulliHead, GaussianHead)}
+
+
+def register_head(head: type[LikelihoodHead]) -> type[LikelihoodHead]:
+    """Class decorator for new likelihoods (e.g. negative binomial): the training loop needs no change."""
+    HEADS[head.name] = head
+    return head
+
+
+class VAE(nn.Module):
+    """A VAE, or a CVAE when `config.n_labels > 0`."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, d, hidden = config.n_labels, config.latent_dim, list(config.hidden)
+        self.encoder = mlp([config.n_genes + c, *hidden], config)
+        self.z_mean = nn.Linear(hidden[-1], d)
+        self.z_logvar = nn.Linear(hidden[-1], d)
+        self.decoder = mlp([d + c, *reversed(hidden)], config)
+        self.head = HEADS[config.likelihood](hidden[0], config)
+
+    def _condition(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        if self.config.is_conditional:
+            if c is None:
+                raise InputError("a CVAE needs labels (one-hot) for every cell")
+            return torch.cat([x, c], dim=-1)
+        return x
+
+    def inference(self, x: torch.Tensor, c: torch.Tensor | None = None, sample: bool = True) -> dict[str, torch.Tensor]:
+        """x (B, G) in model space, c (B, C) one-hot -> z_mean, z_logvar, z (B, D); z = z_mean unless sampled."""
+        h = self.encoder(self._condition(self.head.encoder_input(x), c))
+        z_mean, z_logvar = self.z_mean(h), self.z_logvar(h)
+        z = z_mean + torch.randn_like(z_mean) * torch.exp(0.5 * z_logvar) if sample else z_mean
+        return {"z_mean": z_mean, "z_logvar": z_logvar, "z": z}
+
+    def generative(
+        self, z: torch.Tensor, c: torch.Tensor | None = None, library: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        return self.head(self.decoder(self._condition(z, c)), library)
+
+    def loss(
+        self, x: torch.Tensor, c: torch.Tensor | None = None, beta: float = 1.0, sample: bool = True
+    ) -> LossOutput:
+        """J = L + beta * R per cell; L summed over genes, R = KL(q(z|x) || N(0, I))."""
+        inf = self.inference(x, c, sample)
+        params = self.generative(inf["z"], c, self.head.library(x))
+        recon = self.head.reconstruction_loss(params, x)
+        kl = 0.5 * (inf["z_logvar"].exp() + inf["z_mean"].pow(2) - 1.0 - inf["z_logvar"]).sum(-1)
+        return LossOutput(loss=(recon + beta * kl).mean(), recon=recon, kl=kl)
+
+    def decode_mean(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's expected value in model space, (B, G)."""
+        return self.head.mean(self.generative(z, c))
+
+
+class OutputDecoder(nn.Module):
+    """The deployable decoder: (z, one-hot label) -> the head's outputs in the training input's space.
+
+    The per-gene min-max de-scaling is folded in (x = y * scale + minimum), so the ONNX graph exported from
+    this module and the Python API give the same values and nothing downstream needs the scaler.
+    """
+
+    def __init__(self, model: VAE, scale: Any = None, minimum: Any = None) -> None:
+        super().__init__()
+        self.model = model
+        self.descale = scale is not None
+        if self.descale:
+            self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).reshape(1, -1))
+            self.register_buffer("minimum", torch.as_tensor(minimum, dtype=torch.float32).reshape(1, -1))
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self.model.head.output_names
+
+    def forward(self, z: torch.Tensor, label_onehot: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        params = self.model.generative(z, label_onehot)
+        outputs = self.model.head.export_outputs(params)
+        if self.descale:
+            outputs["x_mean"] = outputs["x_mean"] * self.scale + self.minimum
+        return tuple(outputs[name] for name in self.output_names)
+
+
+class OutputEncoder(nn.Module):
+    """The deployable encoder: model-space cells (and one-hot labels) -> (z_mean, z_logvar)."""
+
+    def __init__(self, model: VAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, label_onehot: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        inf = self.model.inference(x, label_onehot, sample=False)
+        return inf["z_mean"], inf["z_logvar"]
