@@ -9,12 +9,22 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= train,cpu,dev
 comma := ,
+LIGHT_VENV ?= .venv-light
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup setup-light demo test lint format bench clean
 
 setup: $(STAMP)
+
+# The light install (`vaexprs[cpu]`: no torch, scikit-learn or matplotlib) that tests prove generation works in.
+setup-light: $(LIGHT_VENV)/.installed
+
+$(LIGHT_VENV)/.installed: pyproject.toml
+	test -x $(LIGHT_VENV)/bin/python || $(PYTHON) -m venv $(LIGHT_VENV)
+	$(LIGHT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LIGHT_VENV)/bin/python -m pip install --quiet -e ".[cpu]"
+	touch $@
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,9 +36,9 @@ $(STAMP): pyproject.toml
 demo: setup
 	PATH="$(abspath $(BIN)):$$PATH" mlflow run . --env-manager local
 
-test: setup
+test: setup setup-light
 	$(BIN)/ruff check .
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(abspath $(BIN)):$$PATH" VAEXPRS_LIGHT_PYTHON="$(abspath $(LIGHT_VENV))/bin/python" $(BIN)/python -m pytest -q
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -40,4 +50,4 @@ bench: setup
 	$(BIN)/python benchmarks/generate.py
 
 clean:
-	rm -rf $(VENV) mlruns mlflow.db mlartifacts outputs
+	rm -rf $(VENV) $(LIGHT_VENV) mlruns mlflow.db mlartifacts outputs

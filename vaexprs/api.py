@@ -22,6 +22,7 @@ import numpy as np
 
 from vaexprs.data import as_matrix
 from vaexprs.errors import InputError
+from vaexprs.jsonio import to_plain
 from vaexprs.preprocess import Preprocessor, is_sparse
 from vaexprs.sampler import LatentSampler, fit_latent_sampler, plan_labels
 
@@ -80,6 +81,13 @@ class VAEResult:
         decoder = OutputDecoder(self.model.cpu(), *((scaler.output_scale, scaler.minimum) if scaler else ()))
         return decoder.eval()
 
+    def output_encoder(self) -> Any:
+        """The torch encoder taking cells in `output_space`, scaling folded in (what becomes encoder.onnx)."""
+        from vaexprs.model import OutputEncoder
+
+        scaler = self.preprocessor.scaler
+        return OutputEncoder(self.model.cpu(), *((scaler.scale, scaler.minimum) if scaler else ())).eval()
+
     def check_genes(self, n_genes: int) -> None:
         if n_genes != self.preprocessor.n_genes:
             raise InputError(f"the data has {n_genes} genes but the model was trained on {self.preprocessor.n_genes}")
@@ -121,7 +129,7 @@ class VAEResult:
             "data_info": self.data_info,
         }
         # a JSON round trip leaves only plain Python types, which weights_only loading accepts
-        payload = json.loads(json.dumps(meta, default=_json_default))
+        payload = json.loads(json.dumps(meta, default=to_plain))
         payload["state_dict"] = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         tmp = path.with_name(f".{path.name}.tmp")
         torch.save(payload, tmp)
@@ -196,14 +204,6 @@ class GeneratedCells:
         adata = ad.AnnData(np.vstack(blocks), obs=obs, var=pd.DataFrame(index=self.genes))
         adata.uns["vaexprs"] = {"output_space": self.output_space, "seed": self.seed, "sampler": self.sampler}
         return adata
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def _encode_batches(model: VAE, batches: Any, device: Any, batch_size: int = 4096) -> np.ndarray:

@@ -204,3 +204,22 @@ def as_matrix(
         if label_array.shape[0] != n_cells:
             raise InputError(f"got {label_array.shape[0]} labels for {n_cells} cells")
     return matrix, genes, label_array
+
+
+def write_anndata(adata: AnnData, path: str | Path) -> Path:
+    """Write a whole AnnData to .h5ad (gzip) atomically: a temp file in the same folder, then a rename."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    if path.suffix.lower() != ".h5ad":
+        raise InputError(f"{path.name}: expected an .h5ad output file")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=".h5ad", dir=path.parent)
+    os.close(fd)
+    try:
+        adata.write_h5ad(tmp, compression="gzip")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

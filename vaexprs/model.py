@@ -231,12 +231,21 @@ class OutputDecoder(nn.Module):
 
 
 class OutputEncoder(nn.Module):
-    """The deployable encoder: model-space cells (and one-hot labels) -> (z_mean, z_logvar)."""
+    """The deployable encoder: cells in the decoder's output space (and one-hot labels) -> (z_mean, z_logvar).
 
-    def __init__(self, model: VAE) -> None:
+    The min-max scaling is folded in (clipped to the training range), mirroring OutputDecoder.
+    """
+
+    def __init__(self, model: VAE, scale: Any = None, minimum: Any = None) -> None:
         super().__init__()
         self.model = model
+        self.rescale = scale is not None
+        if self.rescale:
+            self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).reshape(1, -1))
+            self.register_buffer("minimum", torch.as_tensor(minimum, dtype=torch.float32).reshape(1, -1))
 
     def forward(self, x: torch.Tensor, label_onehot: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        if self.rescale:
+            x = torch.clamp((x - self.minimum) / self.scale, 0.0, 1.0)
         inf = self.model.inference(x, label_onehot, sample=False)
         return inf["z_mean"], inf["z_logvar"]

@@ -110,6 +110,7 @@ def _single_gaussian(z: np.ndarray) -> GaussianMixture:
 def fit_mixture(z: np.ndarray, seed: int = 1, max_components: int = MAX_COMPONENTS, name: str = "") -> GaussianMixture:
     """BIC-selected Gaussian mixture over (N, D) latent means; a single floored Gaussian when N is small."""
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
+    from threadpoolctl import threadpool_limits
 
     z = np.asarray(z, dtype=np.float64)
     if z.shape[0] < MIN_CELLS_FOR_MIXTURE:
@@ -121,12 +122,15 @@ def fit_mixture(z: np.ndarray, seed: int = 1, max_components: int = MAX_COMPONEN
         )
         return _single_gaussian(z)
     best, best_bic = None, np.inf
-    for cov_type in COVARIANCE_TYPES:
-        for k in range(1, min(max_components, z.shape[0] // 3) + 1):
-            gmm = SkGaussianMixture(k, covariance_type=cov_type, random_state=seed, reg_covar=1e-6).fit(z)
-            bic = gmm.bic(z)
-            if bic < best_bic:
-                best, best_bic = gmm, bic
+    # EM on a few thousand 2-D points is tiny: BLAS threads only add overhead (and fight torch's threads).
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)  # sklearn ConvergenceWarning on duplicate points
+        for cov_type in COVARIANCE_TYPES:
+            for k in range(1, min(max_components, z.shape[0] // 3) + 1):
+                gmm = SkGaussianMixture(k, covariance_type=cov_type, random_state=seed, reg_covar=1e-6).fit(z)
+                bic = gmm.bic(z)
+                if bic < best_bic:
+                    best, best_bic = gmm, bic
     covs = best.covariances_
     if best.covariance_type == "diag":
         covs = np.stack([np.diag(c) for c in covs])
