@@ -52,3 +52,26 @@ def small_vae(small_sim):
     import vaexprs
 
     return vaexprs.fit_vae(small_sim, hidden=(32,), epochs=3, seed=3)
+
+
+@pytest.fixture(scope="session")
+def cvae_bundle(small_cvae, tmp_path_factory):
+    """The small CVAE exported to an ONNX bundle folder."""
+    import vaexprs
+
+    return vaexprs.export_bundle(small_cvae, tmp_path_factory.mktemp("bundles") / "cvae")
+
+
+@pytest.fixture(scope="session")
+def vae_bundle(small_vae, tmp_path_factory):
+    import vaexprs
+
+    return vaexprs.export_bundle(small_vae, tmp_path_factory.mktemp("bundles") / "vae")
+
+
+def light_python() -> str:
+    """The interpreter of the light install (vaexprs[cpu], no torch), or skip when it was not set up."""
+    path = Path(os.environ.get("VAEXPRS_LIGHT_PYTHON", Path(__file__).resolve().parents[1] / ".venv-light/bin/python"))
+    if not path.exists():
+        pytest.skip(f"light virtualenv not found at {path} (make setup-light)")
+    return str(path)

@@ -1,0 +1,255 @@
+"""The `vaexprs` command line: every command, exit codes 0/1/2, one-line errors, no half-written outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+
+from tests.conftest import light_python
+from vaexprs.cli import main
+
+COMMANDS = ["simulate", "train", "export", "generate", "evaluate", "promote"]
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_one_line_error(err: str, *fragments: str) -> None:
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_for_every_command(capsys, command):
+    code, out, _ = run_cli(capsys, *([command] if command else []), "--help")
+    assert code == 0 and "Usage" in out
+
+
+def test_help_imports_no_heavy_module():
+    code = (
+        "import sys; from vaexprs.cli import main; main(['--help']); main(['generate', '--help']); "
+        "print(sorted(m for m in ('torch', 'mlflow', 'onnxruntime', 'sklearn', 'matplotlib', 'anndata') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_simulate_writes_the_vignette_data_and_refuses_to_overwrite(capsys, tmp_path):
+    out = tmp_path / "sim.h5ad"
+    code, stdout, _ = run_cli(capsys, "simulate", "-o", out, "--cells", "20", "--genes", "200", "--deg", "20")
+    assert code == 0 and "60 cells x 200 genes" in stdout
+    adata = ad.read_h5ad(out)
+    assert adata.shape == (60, 200) and set(adata.obs["cell_type"]) == {"group1", "group2", "group3"}
+    before = out.read_bytes()
+    code, _, err = run_cli(capsys, "simulate", "-o", out)
+    assert code == 2 and out.read_bytes() == before
+    assert_one_line_error(err, "exists", "--force")
+
+
+@pytest.fixture(scope="module")
+def sim_file(tmp_path_factory, small_sim):
+    path = tmp_path_factory.mktemp("data") / "sim.h5ad"
+    small_sim.write_h5ad(path)
+    return path
+
+
+def test_train_then_generate_then_export_from_checkpoint(capsys, tmp_path, sim_file):
+    bundle, ckpt = tmp_path / "bundle", tmp_path / "model.pt"
+    code, out, err = run_cli(
+        capsys, "train", sim_file, "--model", "cvae", "--hidden", "32", "--epochs", "3", "-o", bundle,
+        "--checkpoint", ckpt, "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    assert (bundle / "decoder.onnx").exists() and (bundle / "bundle.json").exists() and ckpt.exists()
+    gen = tmp_path / "gen.h5ad"
+    code, out, err = run_cli(capsys, "generate", bundle, "-n", "1000", "--label", "group2", "-o", gen)
+    assert code == 0, err
+    adata = ad.read_h5ad(gen)
+    assert adata.shape == (1000, 120)
+    assert list(adata.var_names[:3]) == ["gene1", "gene2", "gene3"]
+    assert set(adata.obs["cell_type"]) == {"group2"} and set(adata.obs["origin"]) == {"generated"}
+    meta = adata.uns["vaexprs"]
+    assert meta["seed"] == 1 and meta["provider"] == "CPUExecutionProvider" and str(bundle) in meta["model_uri"]
+    again = tmp_path / "again"
+    code, out, err = run_cli(capsys, "export", ckpt, "-o", again)
+    assert code == 0, err
+    assert (
+        json.loads((again / "bundle.json").read_text())["genes"]
+        == json.loads((bundle / "bundle.json").read_text())["genes"]
+    )
+
+
+def test_same_seed_same_bytes(capsys, tmp_path, cvae_bundle):
+    outputs = []
+    for name in ("a.npy", "b.npy"):
+        code, _, err = run_cli(capsys, "generate", cvae_bundle, "-n", "500", "--seed", "3", "-o", tmp_path / name, "-q")
+        assert code == 0, err
+        outputs.append((tmp_path / name).read_bytes())
+    assert outputs[0] == outputs[1]
+    run_cli(capsys, "generate", cvae_bundle, "-n", "500", "--seed", "4", "-o", tmp_path / "c.npy", "-q")
+    assert (tmp_path / "c.npy").read_bytes() != outputs[0]
+    per_label = tmp_path / "per.csv"
+    code, _, err = run_cli(capsys, "generate", cvae_bundle, "--per-label", "group1=3,group3=5", "-o", per_label, "-q")
+    assert code == 0, err
+    rows = per_label.read_text().splitlines()
+    assert len(rows) == 9 and rows[0].startswith("cell,cell_type,gene1")
+
+
+def _tampered(bundle: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "tampered"
+    shutil.copytree(bundle, copy)
+    with open(copy / "decoder.onnx", "ab") as handle:
+        handle.write(b"\0")
+    return copy
+
+
+def _missing_field(bundle: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "missing-field"
+    shutil.copytree(bundle, copy)
+    spec = json.loads((copy / "bundle.json").read_text())
+    del spec["genes"]
+    (copy / "bundle.json").write_text(json.dumps(spec))
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--label", "group9", "-n", "10"], ["unknown label", "group9"]),
+        (["-n", "0"], ["positive integer"]),
+        (["-n", "-5"], ["positive integer"]),
+        (["--per-label", "group1:3"], ["--per-label", "group1:3"]),
+        (["--per-label", "group1=x"], ["not an integer"]),
+        (["-n", "10", "--provider", "cuda"], ["cuda"]),
+        (["-n", "10", "--provider", "tpu"], ["provider"]),
+        (["-n", "10", "--sampler", "flow"], ["sampler"]),
+        (["-n", "10", "@missing-folder"], ["does not exist"]),
+        (["-n", "10", "@bad-suffix"], ["unsupported output"]),
+        (["-n", "10", "@tampered"], ["sha256"]),
+        (["-n", "10", "@missing-field"], ["missing field 'genes'"]),
+        (["-n", "10", "@no-bundle"], ["not"]),
+    ],
+)
+def test_generate_bad_input_exits_2_with_one_line_and_no_file(capsys, tmp_path, cvae_bundle, args, fragments):
+    model, out = cvae_bundle, tmp_path / "out.h5ad"
+    if "@missing-folder" in args:
+        out = tmp_path / "nowhere" / "out.h5ad"
+    if "@bad-suffix" in args:
+        out = tmp_path / "out.xlsx"
+    if "@tampered" in args:
+        model = _tampered(cvae_bundle, tmp_path)
+    if "@missing-field" in args:
+        model = _missing_field(cvae_bundle, tmp_path)
+    if "@no-bundle" in args:
+        model = tmp_path / "no-such-bundle"
+    args = [a for a in args if not a.startswith("@")]
+    code, _, err = run_cli(capsys, "generate", model, *args, "-o", out)
+    assert code == 2
+    assert_one_line_error(err, *fragments)
+    assert not out.exists()
+    assert not [p for p in out.parent.glob("*") if p.name.startswith(".out")] if out.parent.exists() else True
+
+
+def test_generate_unknown_registry_model_exits_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    for uri in ("models:/no-such-model@champion", "models:/no-such-model/3"):
+        code, _, err = run_cli(capsys, "generate", uri, "-n", "10", "-o", tmp_path / "out.h5ad")
+        assert code == 2, err
+        assert_one_line_error(err, "no-such-model")
+        assert not (tmp_path / "out.h5ad").exists()
+
+
+def test_existing_output_needs_force(capsys, tmp_path, cvae_bundle):
+    out = tmp_path / "out.h5ad"
+    out.write_text("precious")
+    code, _, err = run_cli(capsys, "generate", cvae_bundle, "-n", "10", "-o", out)
+    assert code == 2 and out.read_text() == "precious"
+    assert_one_line_error(err, "--force")
+    code, _, err = run_cli(capsys, "generate", cvae_bundle, "-n", "10", "-o", out, "--force", "-q")
+    assert code == 0 and ad.read_h5ad(out).n_obs == 10
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["@missing.h5ad"], ["not found"]),
+        (["@data", "--model", "gan"], ["model must be vae or cvae"]),
+        (["@data", "--model", "cvae", "--label-key", "celltype"], ["label column 'celltype' not found"]),
+        (["@data", "--beta", "-1"], ["beta"]),
+        (["@data", "--epochs", "0"], ["epochs"]),
+        (["@data", "--hidden", "big"], ["hidden"]),
+        (["@data", "--normalize", "zscore"], ["normalize"]),
+        (["@data", "--monitor", "val_loss"], ["validation"]),
+        (["@data", "-o", "@nowhere/bundle"], ["does not exist"]),
+    ],
+)
+def test_train_bad_input_exits_2(capsys, tmp_path, sim_file, args, fragments):
+    resolved = []
+    for a in args:
+        if a == "@data":
+            resolved.append(sim_file)
+        elif a.startswith("@"):
+            resolved.append(tmp_path / a[1:])
+        else:
+            resolved.append(a)
+    code, _, err = run_cli(capsys, "train", *resolved, "--epochs" if "--epochs" not in args else "--seed", "1", "-q")
+    assert code == 2, err
+    assert_one_line_error(err, *fragments)
+
+
+def test_train_rejects_nan_data(capsys, tmp_path, small_sim):
+    bad = small_sim.copy()
+    bad.X[3, 4] = np.nan
+    path = tmp_path / "nan.h5ad"
+    bad.write_h5ad(path)
+    code, _, err = run_cli(capsys, "train", path, "--epochs", "1", "-q")
+    assert code == 2
+    assert_one_line_error(err, "NaN")
+
+
+def test_console_script_exit_code(tmp_path, cvae_bundle):
+    exe = Path(sys.executable).with_name("vaexprs")
+    if not exe.exists():
+        pytest.skip("console script not installed")
+    done = subprocess.run(
+        [str(exe), "generate", str(cvae_bundle), "-n", "0", "-o", str(tmp_path / "x.h5ad")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and done.stderr.strip().startswith("error:")
+
+
+def test_generate_in_the_light_install_without_torch(tmp_path, cvae_bundle):
+    """`pip install vaexprs[cpu]` alone (no torch, scikit-learn, matplotlib) generates from a bundle."""
+    python = light_python()
+    out = tmp_path / "light.h5ad"
+    code = (
+        "import sys, importlib.util as u\n"
+        "absent = [m for m in ('torch', 'sklearn', 'matplotlib') if u.find_spec(m) is None]\n"
+        "from vaexprs.cli import main\n"
+        f"rc = main(['generate', {str(cvae_bundle)!r}, '-n', '1000', '--label', 'group2', '-o', {str(out)!r}, '-q'])\n"
+        "loaded = [m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules]\n"
+        "print(rc, absent, loaded)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "0 ['torch', 'sklearn', 'matplotlib'] []"
+    adata = ad.read_h5ad(out)
+    assert adata.shape == (1000, 120) and set(adata.obs["cell_type"]) == {"group2"}
