@@ -70,14 +70,14 @@ def sim_file(tmp_path_factory, small_sim):
 
 def test_train_then_generate_then_export_from_checkpoint(capsys, tmp_path, sim_file):
     bundle, ckpt = tmp_path / "bundle", tmp_path / "model.pt"
-    code, out, err = run_cli(
+    code, _, err = run_cli(
         capsys, "train", sim_file, "--model", "cvae", "--hidden", "32", "--epochs", "3", "-o", bundle,
         "--checkpoint", ckpt, "-q",
     )  # fmt: skip
     assert code == 0, err
     assert (bundle / "decoder.onnx").exists() and (bundle / "bundle.json").exists() and ckpt.exists()
     gen = tmp_path / "gen.h5ad"
-    code, out, err = run_cli(capsys, "generate", bundle, "-n", "1000", "--label", "group2", "-o", gen)
+    code, _out, err = run_cli(capsys, "generate", bundle, "-n", "1000", "--label", "group2", "-o", gen)
     assert code == 0, err
     adata = ad.read_h5ad(gen)
     assert adata.shape == (1000, 120)
@@ -86,7 +86,7 @@ def test_train_then_generate_then_export_from_checkpoint(capsys, tmp_path, sim_f
     meta = adata.uns["vaexprs"]
     assert meta["seed"] == 1 and meta["provider"] == "CPUExecutionProvider" and str(bundle) in meta["model_uri"]
     again = tmp_path / "again"
-    code, out, err = run_cli(capsys, "export", ckpt, "-o", again)
+    code, _, err = run_cli(capsys, "export", ckpt, "-o", again)
     assert code == 0, err
     assert (
         json.loads((again / "bundle.json").read_text())["genes"]
