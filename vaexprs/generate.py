@@ -52,6 +52,9 @@ def _registry_version(uri: str) -> str | None:
 
 
 def _resolve_uri(uri: str) -> tuple[Path, str, str | None]:
+    from vaexprs.tracking import check_tracking_store
+
+    check_tracking_store()  # the default store; a database store needs the full mlflow (InputError otherwise)
     try:
         import mlflow
         import mlflow.artifacts

@@ -1,0 +1,435 @@
+"""MLflow: the project's entry points, tracking, the registry and aliases, serving, and the light client.
+
+Every test uses its own temporary tracking store (MLFLOW_TRACKING_URI) with the working folder in tmp_path.
+Subprocesses get the test's Python environment first on PATH (what `make test` sets up: .venv/bin), and
+servers are started in their own process group so that the server and all its children are stopped by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the virtualenv the tests run in (.venv/bin): mlflow, python
+MLFLOW = str(BIN / "mlflow")
+LIGHT_PYTHON = Path(os.environ.get("VAEXPRS_LIGHT_PYTHON") or REPO / ".venv-light" / "bin" / "python")
+SMALL = {"hidden": "16", "epochs": 3}  # training that takes well under a second
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def sqlite_uri(folder: Path) -> str:
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("MLFLOW_RUN_ID", None)
+    env.update(extra)
+    return env
+
+
+def mlflow_run(*args: str, cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess[str]:
+    """`mlflow run REPO ARGS --env-manager local`, as `make demo` runs it."""
+    cmd = [MLFLOW, "run", str(REPO), *args, "--env-manager", "local"]
+    return subprocess.run(cmd, cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server(cmd: list[str], url: str, cwd: Path, env: dict[str, str], timeout: float = 120) -> Iterator[str]:
+    """Start a server in its own session, wait until `url` answers, and stop it and all its children."""
+    log = (cwd / f"server-{int(time.time() * 1000)}.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"{cmd[:3]} exited with {proc.returncode}: {Path(log.name).read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    tail = Path(log.name).read_text()[-2000:]
+                    raise AssertionError(f"{url} did not answer in {timeout} s: {tail}") from exc
+                time.sleep(0.5)
+        yield Path(log.name).read_text()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # stragglers that ignored SIGTERM after the leader exited
+        log.close()
+
+
+def all_artifacts(client, run_id: str, path: str | None = None) -> list[str]:
+    found = []
+    for item in client.list_artifacts(run_id, path):
+        found += all_artifacts(client, run_id, item.path) if item.is_dir else [item.path]
+    return found
+
+
+def runs(client, experiment: str = "0") -> list:
+    exp = client.get_experiment_by_name(experiment) if not experiment.isdigit() else client.get_experiment(experiment)
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def register(data: Path, name: str, seed: int, model: str = "cvae"):
+    """Train a tiny model in this process and register it (the full install's path)."""
+    from vaexprs.workflow import TrainOptions, train_pipeline
+
+    options = TrainOptions(data=str(data), model=model, seed=seed, register=name, experiment="tests", **SMALL)
+    return train_pipeline(options)
+
+
+# --------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = sqlite_uri(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def small_h5ad(tmp_path_factory: pytest.TempPathFactory, small_sim) -> Path:
+    from vaexprs.data import write_anndata
+
+    return write_anndata(small_sim, tmp_path_factory.mktemp("data") / "small.h5ad")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory, small_h5ad: Path) -> dict[str, str]:
+    """A store holding model 'vx' twice: version 1 (seed 1) and version 2 (seed 2)."""
+    folder = tmp_path_factory.mktemp("registry")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", sqlite_uri(folder))
+        mp.chdir(folder)
+        first, second = register(small_h5ad, "vx", seed=1), register(small_h5ad, "vx", seed=2)
+    assert (first.model_version, second.model_version) == ("1", "2")
+    return {"uri": sqlite_uri(folder), "run1": first.run_id, "run2": second.run_id}
+
+
+@pytest.fixture
+def use_registry(registry: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry["uri"])
+    monkeypatch.chdir(tmp_path)
+    return registry
+
+
+# --------------------------------------------------------------------------------------------- the project
+
+
+def test_project_files_declare_the_entry_points_and_one_environment() -> None:
+    from mlflow.projects._project_spec import load_project
+    from mlflow.utils.environment import _PythonEnv
+
+    project = load_project(str(REPO))
+    assert project.env_config_path.endswith("conda.yaml")
+    assert set(project._entry_points) == {"main", "simulate", "train", "export", "generate", "evaluate"}
+    train = project.get_entry_point("train").parameters
+    assert list(train) == [
+        "data", "label_key", "model", "latent_dim", "hidden", "epochs", "batch_size", "beta", "likelihood",
+        "normalize", "val_split", "patience", "monitor", "lr", "seed", "register",
+    ]  # fmt: skip
+    assert {k: train[k].default for k in ("latent_dim", "hidden", "epochs", "batch_size", "patience")} == {
+        "latent_dim": 2, "hidden": "512", "epochs": 100, "batch_size": 32, "patience": 10,
+    }  # fmt: skip
+    assert {p.type for ep in project._entry_points.values() for p in ep.parameters.values()} == {
+        "int", "float", "string", "path",
+    }  # fmt: skip
+    # virtualenv/uv convert conda.yaml; python_env.yaml must say the same
+    converted = _PythonEnv.from_conda_yaml(str(REPO / "conda.yaml")).to_dict()
+    assert converted == _PythonEnv.from_yaml(str(REPO / "python_env.yaml")).to_dict()
+    assert converted["python"] == "3.11" and ".[train,cpu]" in converted["dependencies"]
+
+
+def test_mlflow_run_train_logs_everything_and_registers(store: str, tmp_path: Path, small_h5ad: Path) -> None:
+    from mlflow import MlflowClient
+
+    done = mlflow_run(
+        "-e", "train", "-P", f"data={small_h5ad}", "-P", "model=cvae", "-P", "epochs=3", "-P", "hidden=16",
+        "-P", "patience=0", "-P", "register=sim-cvae", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient()
+    (run,) = runs(client)
+    assert run.info.status == "FINISHED"
+    for key in ("loss", "recon_loss", "kl_loss", "epoch_time"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2, 3], key
+    metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
+    assert 1 <= metrics["best_epoch"] <= 3 and metrics["onnx_decoder_parity_max_abs_diff"] < 1e-4
+    assert params["data_path"] == str(small_h5ad) and len(params["data_sha256"]) == 64
+    assert params["labels"] == "group1,group2,group3" and json.loads(params["label_counts"])["group1"] == 30
+    assert (params["n_cells"], params["n_genes"], params["model.n_labels"]) == ("90", "120", "3")
+    assert {"vaexprs.version", "torch.version", "onnxruntime.version", "device"} <= set(tags)
+    artifacts = set(all_artifacts(client, run.info.run_id))
+    expected = {"checkpoint/model.pt", "bundle/decoder.onnx", "bundle/encoder.onnx", "bundle/bundle.json"}
+    assert expected | {"history.csv", "plots/history.png"} <= artifacts
+    bundle = json.loads(Path(client.download_artifacts(run.info.run_id, "bundle/bundle.json")).read_text())
+    assert bundle["provenance"]["mlflow_run_id"] == run.info.run_id
+    (version,) = client.search_model_versions("name='sim-cvae'")
+    assert str(version.version) == "1" and version.run_id == run.info.run_id
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (["-P", "data=/no/such/cells.h5ad"], "error: data file not found: /no/such/cells.h5ad"),
+        (["-P", "model=gan"], "error: model must be vae or cvae; got 'gan'"),
+        (["-P", "model=cvae", "-P", "label_key=celltype"], "error: label column 'celltype' not found"),
+    ],
+    ids=["missing-file", "unknown-model", "unknown-label-key"],
+)
+def test_entry_point_bad_input_fails_the_run(
+    store: str, tmp_path: Path, small_h5ad: Path, params: list[str], message: str
+) -> None:
+    from mlflow import MlflowClient
+
+    data = [] if "data=" in params[1] else ["-P", f"data={small_h5ad}"]
+    done = mlflow_run("-e", "train", *data, *params, cwd=tmp_path)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(message), done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    (run,) = runs(MlflowClient())
+    assert run.info.status == "FAILED"
+
+
+def test_entry_point_script_exit_code_is_the_cli_s(store: str, tmp_path: Path) -> None:
+    cmd = [str(BIN / "python"), str(REPO / "entrypoints" / "train.py"), "--data", "missing.h5ad"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip() == "error: data file not found: missing.h5ad"
+
+
+def test_main_entry_point_chains_the_steps_in_child_runs(store: str, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    small = ["genes=120", "cells=30", "deg=20", "epochs=3", "hidden=16", "alias=champion", f"out_dir={tmp_path}/out"]
+    done = mlflow_run(*[arg for p in small for arg in ("-P", p)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "MLflow run:" in out and "registered model: models:/vaexprs/1 = models:/vaexprs@champion" in out
+    assert f"generated cells:  {tmp_path}/out/generated.h5ad (300 cells" in out
+    client = MlflowClient()
+    all_runs = runs(client)
+    parent = next(r for r in all_runs if "mlflow.parentRunId" not in r.data.tags)
+    children = {r.data.tags["mlflow.runName"]: r for r in all_runs if r is not parent}
+    assert set(children) == {"simulate", "train", "generate"}
+    assert all(r.info.status == "FINISHED" for r in all_runs)
+    assert {r.data.tags["mlflow.parentRunId"] for r in children.values()} == {parent.info.run_id}
+    assert "generated/generated.h5ad" in all_artifacts(client, children["generate"].info.run_id)
+    assert client.get_model_version_by_alias("vaexprs", "champion").run_id == children["train"].info.run_id
+
+
+# --------------------------------------------------------------------------------------------- tracking
+
+
+@pytest.mark.parametrize(("error", "status"), [(KeyboardInterrupt, "KILLED"), (RuntimeError, "FAILED")])
+def test_interrupted_training_ends_the_run_with_the_best_weights(
+    store: str, small_h5ad: Path, monkeypatch: pytest.MonkeyPatch, error: type[BaseException], status: str
+) -> None:
+    import torch
+    from mlflow import MlflowClient
+
+    from vaexprs import tracking
+    from vaexprs.workflow import TrainOptions, train_pipeline
+
+    logged = tracking.MlflowCallback.on_epoch_end
+
+    def stop_at_epoch_2(self, epoch, logs, state):
+        logged(self, epoch, logs, state)
+        if epoch == 2:
+            raise error("stop")
+
+    monkeypatch.setattr(tracking.MlflowCallback, "on_epoch_end", stop_at_epoch_2)
+    with pytest.raises(error):
+        train_pipeline(TrainOptions(data=str(small_h5ad), hidden="16", epochs=5, track=True, experiment="t"))
+    client = MlflowClient()
+    (run,) = runs(client, "t")
+    assert run.info.status == status
+    assert {"checkpoint/model_partial.pt", "history.csv"} <= set(all_artifacts(client, run.info.run_id))
+    partial = torch.load(client.download_artifacts(run.info.run_id, "checkpoint/model_partial.pt"), weights_only=True)
+    assert partial["best_epoch"] in (1, 2) and len(partial["history"]) == 2 and partial["state_dict"]
+    assert run.data.tags["vaexprs.interrupted"].startswith(error.__name__)
+
+
+def test_default_tracking_store_is_sqlite_in_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vaexprs.tracking import ensure_tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert ensure_tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    assert ensure_tracking_uri() == "http://127.0.0.1:1"
+
+
+def test_light_client_refuses_database_stores_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaexprs import tracking
+    from vaexprs.errors import InputError
+
+    monkeypatch.setattr(tracking, "full_mlflow_installed", lambda: False)
+    with pytest.raises(InputError, match=r"the tracking URI sqlite:///x.db needs the full mlflow \(pip install"):
+        tracking.check_tracking_store("sqlite:///x.db")
+    assert tracking.check_tracking_store("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+# --------------------------------------------------------------------------------------------- registry
+
+
+def test_promote_moves_the_alias_and_what_generate_loads(use_registry: dict[str, str], tmp_path: Path, capsys) -> None:
+    import anndata as ad
+
+    from vaexprs.cli import main
+    from vaexprs.generate import resolve_model
+
+    out = {}
+    for version in (1, 2):
+        assert main(["promote", "vx", "--version", str(version), "--alias", "champion"]) == 0
+        assert resolve_model("models:/vx@champion")[2] == str(version)
+        out[version] = tmp_path / f"v{version}.h5ad"
+        assert main(["generate", "models:/vx@champion", "-n", "40", "--seed", "3", "-o", str(out[version])]) == 0
+    assert "models:/vx@champion -> version 2 (moved from version 1)" in capsys.readouterr().out
+    first, second = ad.read_h5ad(out[1]), ad.read_h5ad(out[2])
+    assert first.uns["vaexprs"]["model_version"] == "1" and second.uns["vaexprs"]["model_version"] == "2"
+    assert first.shape == second.shape == (40, 120) and not np.allclose(first.X, second.X)
+
+
+def test_promote_to_a_missing_version_fails_clearly(use_registry: dict[str, str], capsys) -> None:
+    from vaexprs.cli import main
+
+    assert main(["promote", "vx", "--version", "7", "--alias", "champion"]) == 2
+    assert capsys.readouterr().err.strip() == "error: model vx has no version 7 (versions: 1, 2)"
+    assert main(["promote", "nope", "--version", "1"]) == 2
+
+
+def test_export_from_a_run_or_a_registered_version(use_registry: dict[str, str], tmp_path: Path) -> None:
+    from vaexprs.bundle import load_bundle
+    from vaexprs.cli import main
+
+    uri = f"runs:/{use_registry['run1']}/checkpoint/model.pt"
+    assert main(["export", uri, "-o", str(tmp_path / "from-run")]) == 0
+    assert main(["export", "models:/vx/2", "-o", str(tmp_path / "from-model")]) == 0
+    assert load_bundle(tmp_path / "from-model").labels == ["group1", "group2", "group3"]
+    assert main(["export", "runs:/0123456789abcdef0123456789abcdef/checkpoint/model.pt", "-o", "x"]) == 2
+
+
+def test_registered_pyfunc_generates_per_row(use_registry: dict[str, str]) -> None:
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from vaexprs.generate import generate_array
+
+    model = mlflow.pyfunc.load_model("models:/vx/2")
+    request = pd.DataFrame({"label": ["group2", None], "n": [4, 3], "seed": [5, 6], "sampler": ["gmm", "prior"]})
+    cells = model.predict(request)
+    assert cells.shape == (7, 121) and list(cells.columns[:2]) == ["gene1", "gene2"]
+    assert list(cells["cell_type"][:4]) == ["group2"] * 4
+    x, _ = generate_array("models:/vx/2", n=4, label="group2", seed=5)
+    np.testing.assert_array_equal(cells.iloc[:4, :-1].to_numpy(np.float32), x)
+
+
+# --------------------------------------------------------------------------------------------- serving
+
+
+def test_models_serve_generates_over_http(use_registry: dict[str, str], tmp_path: Path) -> None:
+    from vaexprs.cli import main
+    from vaexprs.generate import generate_array
+
+    assert main(["promote", "vx", "--version", "2", "--alias", "champion"]) == 0
+    port = free_port()
+    cmd = [MLFLOW, "models", "serve", "-m", "models:/vx@champion", "--env-manager", "local"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    with server(cmd, f"http://127.0.0.1:{port}/ping", tmp_path, subprocess_env()):
+        body = {"dataframe_split": {"columns": ["label", "n", "seed"], "data": [["group1", 50, 1]]}}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            rows = json.loads(response.read())["predictions"]
+    assert len(rows) == 50 and {row["cell_type"] for row in rows} == {"group1"}
+    genes = [f"gene{i + 1}" for i in range(120)]
+    assert list(rows[0]) == [*genes, "cell_type"]
+    x, _ = generate_array("models:/vx/2", n=50, label="group1", seed=1)
+    np.testing.assert_allclose(np.array([[row[g] for g in genes] for row in rows]), x, rtol=1e-6)
+
+
+def test_team_server_and_the_light_client(small_h5ad: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not LIGHT_PYTHON.exists():
+        pytest.skip(f"no light virtualenv at {LIGHT_PYTHON} (make setup-light)")
+    from vaexprs.cli import main
+
+    has_torch = subprocess.run([str(LIGHT_PYTHON), "-c", "import torch"], capture_output=True, timeout=60)
+    assert has_torch.returncode != 0, "the light virtualenv must not have torch"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [MLFLOW, "server", "--backend-store-uri", sqlite_uri(tmp_path), "--artifacts-destination"]
+    cmd += [str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    monkeypatch.chdir(tmp_path)
+    with server(cmd, f"{url}/health", tmp_path, subprocess_env()):
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        assert register(small_h5ad, "team", seed=1).model_version == "1"
+        assert main(["promote", "team", "--version", "1", "--alias", "champion"]) == 0
+        light = [str(LIGHT_PYTHON), "-m", "vaexprs.cli", "generate", "models:/team@champion", "-n", "100"]
+        done = subprocess.run(
+            [*light, "-o", str(tmp_path / "out.h5ad")],
+            cwd=tmp_path,
+            env=subprocess_env(MLFLOW_TRACKING_URI=url),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    import anndata as ad
+
+    cells = ad.read_h5ad(tmp_path / "out.h5ad")
+    assert cells.shape == (100, 120) and cells.uns["vaexprs"]["model_version"] == "1"
+    database = subprocess.run(
+        [*light, "-o", str(tmp_path / "never.h5ad")],
+        cwd=tmp_path,
+        env=subprocess_env(MLFLOW_TRACKING_URI=sqlite_uri(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert database.returncode == 2
+    assert database.stderr.strip().splitlines()[-1] == (
+        f"error: the tracking URI {sqlite_uri(tmp_path)} needs the full mlflow (pip install vaexprs[train]) "
+        "or a tracking server: MLFLOW_TRACKING_URI=http://..."
+    )
+    assert not (tmp_path / "never.h5ad").exists()
