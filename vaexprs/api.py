@@ -6,7 +6,9 @@
 
 As in VAExprs, fit_vae learns the data and gen_exprs encodes the training cells, draws latents from a
 BIC-selected Gaussian mixture over their latent means (per label for a CVAE), decodes and de-scales.
-Generated values live in the training input's space after normalisation (`result.output_space`).
+Generated values live in the training input's space after normalisation (`result.output_space`); heads with
+sampling noise (nb, zinb: counts; hurdle: log values) draw it in numpy with the same function the onnxruntime
+engine uses (`vaexprs.likelihoods.outputs_to_cells`), and `output_space="mean"` gives VAExprs' noise-free mean.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import numpy as np
 from vaexprs.data import as_matrix
 from vaexprs.errors import InputError
 from vaexprs.jsonio import to_plain
-from vaexprs.preprocess import Preprocessor, is_sparse
+from vaexprs.likelihoods import COUNT_LIKELIHOODS, LibrarySize, outputs_to_cells, resolve_output_space
+from vaexprs.preprocess import Preprocessor, apply_normalization, check_counts, is_sparse, library_size
 from vaexprs.sampler import LatentSampler, fit_latent_sampler, plan_labels
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,6 +58,7 @@ class VAEResult:
     latent: np.ndarray | None = None  # training cells' latent means (N, D)
     data_info: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    library_size: LibrarySize | None = None  # count heads: per-label log-normal library sizes
 
     @property
     def genes(self) -> list[str]:
@@ -70,8 +74,8 @@ class VAEResult:
 
     @property
     def output_space(self) -> str:
-        """What generated values mean: the normalisation they are in (none = the input's own values)."""
-        return "counts" if self.preprocessor.scaler is None else self.preprocessor.normalize
+        """The decoder's own space: counts for nb/zinb, else the normalisation (none = the input's own values)."""
+        return "counts" if self.model_config.likelihood in COUNT_LIKELIHOODS else self.preprocessor.normalize
 
     def output_decoder(self) -> Any:
         """The torch decoder with de-scaling folded in (what export turns into decoder.onnx)."""
@@ -127,6 +131,7 @@ class VAEResult:
             "history": self.history,
             "best_epoch": self.best_epoch,
             "data_info": self.data_info,
+            "library_size": self.library_size.to_dict() if self.library_size is not None else None,
         }
         # a JSON round trip leaves only plain Python types, which weights_only loading accepts
         payload = json.loads(json.dumps(meta, default=to_plain))
@@ -165,6 +170,7 @@ class VAEResult:
             history=list(payload["history"]),
             best_epoch=int(payload["best_epoch"]),
             data_info=dict(payload.get("data_info", {})),
+            library_size=LibrarySize.from_dict(payload["library_size"]) if payload.get("library_size") else None,
         )
 
 
@@ -172,15 +178,17 @@ class VAEResult:
 class GeneratedCells:
     """gen_exprs' result, named as in VAExprs."""
 
-    x_gen: np.ndarray  # (n, G) generated cells, float32, in `output_space`
+    x_gen: np.ndarray  # (n, G) generated cells, float32, in `output_space` (counts are whole numbers)
     y_gen: np.ndarray | None  # (n,) label names, None for a VAE
     x_train: Any  # (N, G) the training cells in the same space (None when the model was loaded from disk)
     y_train: np.ndarray | None
     latent: np.ndarray  # (n, D) the latents that were decoded
     genes: list[str]
-    output_space: str
+    output_space: str  # counts | lognorm | mean | the head's own space (lognorm, log, none)
     seed: int
     sampler: str
+    value_space: str = ""  # the space the numbers are in (`mean` of a count head: expected counts)
+    sampled: bool = False  # True when the cells carry the likelihood's sampling noise
 
     def to_anndata(self, label_key: str = "cell_type") -> AnnData:
         """Real (if known) and generated cells in one AnnData; obs['origin'] in {'real', 'generated'}."""
@@ -202,11 +210,18 @@ class GeneratedCells:
         if len(labels) == len(names):
             obs[label_key] = pd.Categorical(labels)
         adata = ad.AnnData(np.vstack(blocks), obs=obs, var=pd.DataFrame(index=self.genes))
-        adata.uns["vaexprs"] = {"output_space": self.output_space, "seed": self.seed, "sampler": self.sampler}
+        adata.uns["vaexprs"] = {
+            "output_space": self.output_space,
+            "value_space": self.value_space or self.output_space,
+            "sampled": self.sampled,
+            "seed": self.seed,
+            "sampler": self.sampler,
+        }
         return adata
 
 
-def _encode_batches(model: VAE, batches: Any, device: Any, batch_size: int = 4096) -> np.ndarray:
+def _encode_batches(model: VAE, batches: Any, device: Any, batch_size: int = 512) -> np.ndarray:
+    """Latent means (N, D), 512 cells at a time, so a sparse matrix is never densified whole."""
     import torch
 
     model.eval()
@@ -256,11 +271,15 @@ def fit_vae(
     activation: str = "relu",
     dropout: float = 0.0,
     batch_norm: bool = False,
+    round_counts: bool = False,
 ) -> VAEResult:
     """Train a VAE (no labels) or a CVAE (labels given) on cells x genes data.
 
     x_train: AnnData (X, or `layer`), numpy or scipy.sparse. y_train: labels, or an obs column name.
     x_val/y_val: explicit validation cells (scaled with the training scaler), else `val_split` of x_train.
+    likelihood: bce (VAExprs) | mse on min-max scaled values; nb | zinb on raw counts (no normalisation; the
+    data must be non-negative integers, rounded first only with `round_counts`); hurdle on the normalised
+    log-scale values (unscaled; for RPKM/FPKM-like data that are not counts).
     normalize: auto | lognorm | log | none (auto: counts -> lognorm, unlogged RPKM/FPKM -> log, else none).
     patience: early stopping on `monitor` (loss | val_loss) with restore-best-weights; None = off.
     """
@@ -282,9 +301,13 @@ def fit_vae(
     if likelihood not in HEADS:
         raise InputError(f"likelihood must be one of {', '.join(HEADS)}; got {likelihood!r}")
     head = HEADS[likelihood]
+    if head.count_input:
+        matrix = check_counts(matrix, likelihood, round_counts)
     val_matrix = val_labels = None
     if x_val is not None:
         val_matrix, _, val_labels = as_matrix(x_val, y_val, layer)
+        if head.count_input:
+            val_matrix = check_counts(val_matrix, likelihood, round_counts)
         if val_matrix.shape[1] != matrix.shape[1]:
             raise InputError(f"x_val has {val_matrix.shape[1]} genes but x_train has {matrix.shape[1]}")
         if labels is not None and val_labels is None:
@@ -297,8 +320,17 @@ def fit_vae(
         _split_validation(matrix.shape[0], val_split, None, seed)  # validates the value
 
     preprocessor, normalized, note = Preprocessor.fit(
-        matrix, genes, labels, normalize=normalize if head.scaled_input else "none", scale=head.scaled_input
+        matrix, genes, labels, normalize="none" if head.count_input else normalize, scale=head.scaled_input
     )
+    if head.count_input:
+        note = f"likelihood {likelihood} models raw counts: no normalisation, no scaling"
+    elif not head.scaled_input:
+        low = float(normalized.min()) if normalized.size else 0.0
+        if low < 0:
+            raise InputError(
+                f"likelihood {likelihood!r} needs non-negative normalised values (0 = not detected); after "
+                f"normalize={preprocessor.normalize} the minimum is {low:.4g}"
+            )
     log.info(note)
     n_labels = preprocessor.labels.n_classes if preprocessor.labels is not None else 0
     codes = preprocessor.labels.transform(labels) if labels is not None else None
@@ -319,6 +351,7 @@ def fit_vae(
     model.cpu()
     latent = _encode_batches(model, train_batches, torch.device("cpu"))
     sampler = fit_latent_sampler(latent, codes, preprocessor.labels.classes if n_labels else (), seed=seed)
+    library = LibrarySize.fit(library_size(matrix), codes, n_labels) if head.count_input else None
     source = getattr(x_train, "uns", {}).get("vaexprs_source", {}) if hasattr(x_train, "uns") else {}
     data_info = {
         "n_cells": int(matrix.shape[0]),
@@ -342,6 +375,7 @@ def fit_vae(
         latent=latent,
         data_info=data_info,
         device=state.device,
+        library_size=library,
     )
 
 
@@ -352,39 +386,57 @@ def gen_exprs(
     sampler: str = "gmm",
     seed: int = 1,
     batch_size: int = 8192,
+    output_space: str | None = None,
 ) -> GeneratedCells:
     """Generate cells: labels None = training proportions; a label name; or {label: count, ...}.
 
     sampler: gmm (the mixture over training latents, VAExprs' way) or prior (N(0, I)).
+    output_space: None = the head's default: sampled counts for nb/zinb, sampled log values for hurdle, the
+    decoder mean for bce/mse; `lognorm` (nb/zinb: sampled counts, log-normalised with the training mean
+    library size); `mean` (the expected value, no sampling noise: VAExprs' behaviour).
+    Draws in the same order as the onnxruntime engine (labels, then per chunk: latents, then noise), so with
+    the same seed and batch size both give the same cells up to float rounding.
     """
     import torch
 
+    likelihood = result.model_config.likelihood
+    space = resolve_output_space(likelihood, result.output_space, output_space)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
     rng = np.random.default_rng(seed)
     classes = result.labels
     proportions = result.preprocessor.label_proportions if classes else None
     codes = plan_labels(num_samples, labels, classes, proportions, rng)
     n = len(codes) if codes is not None else int(num_samples)
-    z = result.sampler.sample(codes, n, rng, kind=sampler)
     decoder = result.output_decoder()
-    parts = []
+    cells, latents = [], []
+    bs = min(int(batch_size), n)
     with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            zb = torch.from_numpy(z[start : start + batch_size])
-            cb = None
-            if codes is not None:
-                cb = torch.from_numpy(np.eye(len(classes), dtype=np.float32)[codes[start : start + batch_size]])
-            outputs = dict(zip(decoder.output_names, decoder(zb, cb)))
-            parts.append(outputs["x_mean"].numpy())
-    x_gen = np.concatenate(parts).astype(np.float32)
+        for start in range(0, n, bs):
+            chunk = None if codes is None else codes[start : start + bs]
+            b = min(bs, n - start)
+            z = result.sampler.sample(chunk, b, rng, kind=sampler)
+            onehot = None
+            if chunk is not None:
+                onehot = torch.from_numpy(np.eye(len(classes), dtype=np.float32)[chunk])
+            outputs = {k: v.numpy() for k, v in zip(decoder.output_names, decoder(torch.from_numpy(z), onehot))}
+            cells.append(outputs_to_cells(likelihood, outputs, rng, space.name, chunk, result.library_size))
+            latents.append(z)
+    x_gen = np.concatenate(cells).astype(np.float32)
     y_gen = result.preprocessor.labels.inverse_transform(codes) if codes is not None else None
+    x_train = result.x_train
+    if x_train is not None and likelihood in COUNT_LIKELIHOODS and space.value_space == "lognorm":
+        x_train = apply_normalization(x_train, "lognorm")  # the real cells in the generated cells' space
     return GeneratedCells(
         x_gen=x_gen,
         y_gen=y_gen,
-        x_train=result.x_train,
+        x_train=x_train,
         y_train=result.y_train,
-        latent=z,
+        latent=np.concatenate(latents).astype(np.float32),
         genes=result.genes,
-        output_space=result.output_space,
+        output_space=space.name,
         seed=seed,
         sampler=sampler,
+        value_space=space.value_space,
+        sampled=space.sampled,
     )

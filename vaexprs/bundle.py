@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from vaexprs.errors import InputError
+from vaexprs.likelihoods import COUNT_LIKELIHOODS, REQUIRED_OUTPUTS, LibrarySize
 from vaexprs.sampler import LatentSampler
 
 FORMAT_VERSION = 1
@@ -49,7 +50,7 @@ _REQUIRED: dict[str, tuple[type, ...]] = {
     "sampler": (dict,),
     "onnx": (dict,),
 }
-_OPTIONAL: dict[str, tuple[type, ...]] = {"provenance": (dict,)}
+_OPTIONAL: dict[str, tuple[type, ...]] = {"provenance": (dict,), "library_size": (dict,), "output_spaces": (list,)}
 _TYPE_NAMES = {int: "an integer", str: "a string", list: "a list", dict: "an object", float: "a number"}
 
 
@@ -97,7 +98,8 @@ class Bundle:
     decoder: OnnxSpec
     encoder: OnnxSpec | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # fields this loader does not know (e.g. library_size)
+    library_size: LibrarySize | None = None  # nb/zinb: per-label log-normal library sizes, training mean library
+    extra: dict[str, Any] = field(default_factory=dict)  # fields this loader does not know
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -265,12 +267,19 @@ def _check_shapes(b: Bundle) -> None:
                 f"bundle.json has {b.n_labels} labels but decoder input {onehot.name!r} has shape "
                 f"{onehot.shape} (expected [batch, {b.n_labels}])"
             )
-    # the first output is the cells' main value (x_mean, or mu for the count heads): one column per gene
-    main = dec.outputs[0]
-    if _dim(main, len(main.shape) - 1) != b.n_genes:
+    # every output is (batch, genes): x_mean for bce/mse; rho, theta, pi_logit for nb/zinb; mu, sigma, pi_logit
+    for spec in dec.outputs:
+        if _dim(spec, len(spec.shape) - 1) != b.n_genes or len(spec.shape) != 2:
+            raise InputError(
+                f"bundle.json lists {b.n_genes} genes but decoder output {spec.name!r} has shape {spec.shape} "
+                f"(expected [batch, {b.n_genes}])"
+            )
+    needed = REQUIRED_OUTPUTS.get(b.likelihood, ())
+    missing = [name for name in needed if name not in {s.name for s in dec.outputs}]
+    if missing:
         raise InputError(
-            f"bundle.json lists {b.n_genes} genes but decoder output {main.name!r} has shape {main.shape} "
-            f"(expected [batch, {b.n_genes}])"
+            f"a {b.likelihood} decoder must output {', '.join(needed)}; "
+            f"bundle.json's decoder lacks {', '.join(missing)}"
         )
 
 
@@ -316,6 +325,20 @@ def _check_sampler(b: Bundle) -> None:
         raise InputError("sampler covariances must be symmetric positive definite") from None
 
 
+def _check_library(b: Bundle) -> None:
+    """Count heads draw a library size per cell: one log-normal per label (one for a vae)."""
+    if b.likelihood not in COUNT_LIKELIHOODS:
+        return
+    if b.library_size is None:
+        raise InputError(f"a {b.likelihood} bundle needs field 'library_size' (per-label library-size model)")
+    want = b.n_labels if b.is_conditional else 1
+    if b.library_size.mu.shape[0] != want:
+        raise InputError(
+            f"library_size has {b.library_size.mu.shape[0]} entries; a {b.model_type} with {b.n_labels} label(s) "
+            f"needs {want} (one per label, in label order)"
+        )
+
+
 def _validate(b: Bundle) -> None:
     if b.model_type not in MODEL_TYPES:
         raise InputError(f"model_type must be one of {', '.join(MODEL_TYPES)}; got {b.model_type!r}")
@@ -348,6 +371,7 @@ def _validate(b: Bundle) -> None:
             raise InputError(f"label_proportions must be non-negative and sum to 1; they sum to {arr.sum():.6g}")
     _check_sampler(b)
     _check_shapes(b)
+    _check_library(b)
 
 
 def load_bundle(path: str | os.PathLike[str], verify_sha256: bool = True) -> Bundle:
@@ -393,6 +417,7 @@ def load_bundle(path: str | os.PathLike[str], verify_sha256: bool = True) -> Bun
         decoder=decoder,
         encoder=encoder,
         provenance=data.get("provenance") or {},
+        library_size=LibrarySize.from_dict(data["library_size"]) if data.get("library_size") else None,
         extra={k: v for k, v in data.items() if k not in known},
         raw=data,
     )

@@ -5,10 +5,11 @@
         writer.write_chunk(x, codes)                  # x: (b, G) float32; codes: (b,) label codes or None
 
 No torch here, and onnxruntime is imported only when a session is created, so `import vaexprs.engine` is cheap.
-All labels are planned up front from one `np.random.default_rng(seed)`; latents (and, for count heads, the
-cell draws) come from the same generator chunk by chunk, so a seed (with the same batch size) fixes the output
-bytes. Inputs, one-hot labels and outputs live in buffers allocated once per run and bound with io_binding, so
-a chunk costs one decoder call and no allocation.
+All labels are planned up front from one `np.random.default_rng(seed)`; latents (and, for the noise heads, the
+library sizes, counts, dropouts) come from the same generator chunk by chunk, so a seed (with the same batch
+size) fixes the output bytes; `vaexprs.gen_exprs` draws in the same order through the same numpy function.
+Inputs, one-hot labels and outputs live in buffers allocated once per run and bound with io_binding, so a chunk
+costs one decoder call and no allocation.
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ import numpy as np
 
 from vaexprs.bundle import Bundle, check_graph_signature
 from vaexprs.errors import InputError, VaexprsRuntimeError
+from vaexprs.likelihoods import (
+    COUNT_LIKELIHOODS,
+    LIKELIHOODS,
+    MEAN_LIKELIHOODS,
+    LibrarySize,
+    OutputSpace,
+    output_spaces,
+    outputs_to_cells,
+)
+from vaexprs.likelihoods import resolve_output_space as _resolve_space
 from vaexprs.sampler import SAMPLER_CHOICES, parse_per_label, plan_labels
 
 log = logging.getLogger("vaexprs")
@@ -43,8 +54,6 @@ RUNTIME_DISTRIBUTIONS = (
     "ort-nightly",
     "ort-nightly-gpu",
 )
-# likelihoods whose decoder already outputs the cells' values (x_mean)
-MEAN_LIKELIHOODS = ("bce", "mse")
 DEFAULT_BATCH_SIZE = 8192
 _NP_DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64}
 
@@ -141,38 +150,51 @@ def create_session(onnx_path: str | Path, provider: str = "auto", threads: int |
     return session, active
 
 
-def resolve_output_space(bundle: Bundle, output_space: str | None) -> str:
-    """The space the generated values will be in; only the decoder's own space for the mean likelihoods."""
+def output_space_of(bundle: Bundle, output_space: str | None) -> OutputSpace:
+    """The resolved output space (name, space of the numbers, whether noise is sampled) for a request."""
     check_likelihood(bundle)
-    if output_space is None or output_space == bundle.output_space:
-        return bundle.output_space
-    raise InputError(
-        f"output_space {output_space!r} is not available for this model: its {bundle.likelihood} decoder "
-        f"produces {bundle.output_space!r}"
-    )
+    return _resolve_space(bundle.likelihood, bundle.output_space, output_space)
+
+
+def resolve_output_space(bundle: Bundle, output_space: str | None) -> str:
+    """The name of the space the generated values will be in (None = the head's default).
+
+    bce/mse: only the decoder's own space (or `mean`, the same thing). nb/zinb: counts (default), lognorm,
+    mean. hurdle: its own log space (default, sampled) or mean. Anything else is an InputError.
+    """
+    return output_space_of(bundle, output_space).name
 
 
 def check_likelihood(bundle: Bundle) -> None:
     """Refuse a likelihood this engine cannot turn into cells (e.g. a bundle from a newer vaexprs)."""
-    if bundle.likelihood not in MEAN_LIKELIHOODS:
-        raise VaexprsRuntimeError(
-            f"likelihood {bundle.likelihood!r} is not supported by this vaexprs engine "
-            f"(supports {', '.join(MEAN_LIKELIHOODS)}); upgrade vaexprs"
-        )
+    if bundle.likelihood not in LIKELIHOODS:
+        output_spaces(bundle.likelihood, bundle.output_space)  # raises VaexprsRuntimeError naming it
 
 
 def decoder_outputs_to_cells(
-    outputs: Mapping[str, np.ndarray], bundle: Bundle, rng: np.random.Generator, output_space: str
+    outputs: Mapping[str, np.ndarray],
+    likelihood: str | Bundle,
+    rng: np.random.Generator,
+    output_space: str,
+    codes: np.ndarray | None = None,
+    library: LibrarySize | None = None,
 ) -> np.ndarray:
     """Turn one chunk of decoder outputs into cells (b, G) float32: the one place each likelihood head plugs in.
 
-    bce/mse decoders output the de-scaled mean directly (`x_mean`). Count heads (nb, zinb) will draw counts here
-    from `mu`/`theta`/`pi_logit` with `rng`.
+    Plain arguments, so the torch-side `gen_exprs` uses it without a bundle: the head's name, its outputs by
+    name, the generator to draw noise from, a resolved output space, the cells' label codes (None for a VAE)
+    and, for nb/zinb, the library-size model. A Bundle may stand in for `likelihood` (and supplies `library`).
+    bce/mse return the de-scaled mean (`x_mean`); nb/zinb draw library sizes, then gamma-Poisson counts
+    (zeroed by the dropout for zinb); hurdle draws zeros and truncated-normal values (vaexprs.likelihoods).
     """
-    if bundle.likelihood in MEAN_LIKELIHOODS:
-        return outputs["x_mean"] if "x_mean" in outputs else outputs[bundle.decoder.outputs[0].name]
-    check_likelihood(bundle)
-    raise AssertionError("unreachable")  # pragma: no cover
+    if isinstance(likelihood, Bundle):
+        bundle = likelihood
+        check_likelihood(bundle)
+        likelihood = bundle.likelihood
+        library = bundle.library_size if library is None else library
+        if likelihood in MEAN_LIKELIHOODS and "x_mean" not in outputs:
+            outputs = {"x_mean": outputs[bundle.decoder.outputs[0].name]}
+    return outputs_to_cells(likelihood, outputs, rng, output_space, codes, library)
 
 
 @dataclass
@@ -187,8 +209,10 @@ class Plan:
     sampler: str
     seed: int
     batch_size: int
-    output_space: str
+    output_space: str  # the resolved name: counts | lognorm | mean | the head's own space
     rng: np.random.Generator
+    value_space: str = ""  # the space the numbers are in (mean of a count head: expected counts)
+    sampled: bool = False  # whether cells carry the likelihood's sampling noise
 
 
 class Generator:
@@ -202,6 +226,8 @@ class Generator:
         session: Any = None,
     ) -> None:
         check_likelihood(bundle)
+        if bundle.likelihood in COUNT_LIKELIHOODS and bundle.library_size is None:
+            raise InputError(f"a {bundle.likelihood} bundle needs 'library_size' in bundle.json")
         self.bundle = bundle
         if session is None:
             session, active = create_session(bundle.decoder_path, provider, threads)
@@ -244,7 +270,7 @@ class Generator:
             raise InputError("give either --label or --per-label, not both")
         if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))):
             raise InputError(f"the number of cells to generate must be a positive integer; got {n!r}")
-        space = resolve_output_space(self.bundle, output_space)
+        space = output_space_of(self.bundle, output_space)
         request: str | Mapping[str, int] | None = label
         if per_label is not None:
             request = parse_per_label(per_label) if isinstance(per_label, str) else dict(per_label)
@@ -255,7 +281,9 @@ class Generator:
         codes = plan_labels(n, request, b.labels, b.proportions if b.labels else None, rng)
         n_total = int(codes.shape[0]) if codes is not None else int(n)  # type: ignore[arg-type]
         self.n_total = n_total
-        return Plan(codes, n_total, sampler, int(seed), int(batch_size), space, rng)
+        return Plan(
+            codes, n_total, sampler, int(seed), int(batch_size), space.name, rng, space.value_space, space.sampled
+        )
 
     def generate_chunks(
         self,
@@ -319,5 +347,5 @@ class Generator:
                 except Exception as e:
                     raise VaexprsRuntimeError(f"decoder failed: {str(e).splitlines()[0]}") from None
                 outputs = dict(zip(self._output_names, values))
-            x = decoder_outputs_to_cells(outputs, bundle, rng, plan.output_space)
+            x = decoder_outputs_to_cells(outputs, bundle, rng, plan.output_space, codes)
             yield x, codes

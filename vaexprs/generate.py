@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from vaexprs.bundle import BUNDLE_JSON, Bundle, load_bundle
-from vaexprs.engine import DEFAULT_BATCH_SIZE, Generator, Plan
+from vaexprs.engine import DEFAULT_BATCH_SIZE, Generator, Plan, output_space_of
 from vaexprs.errors import InputError
 from vaexprs.writers import check_output, open_writer
 
@@ -119,6 +119,7 @@ def _prepare(
         else:
             folder, uri, version = resolve_model(model)
             bundle = load_bundle(folder)
+        output_space_of(bundle, output_space)  # a bad --output-space fails before a session starts
         gen = Generator(bundle, provider=provider, threads=threads)
     plan = gen.plan(n, label, per_label, sampler, seed, batch_size, output_space)
     return gen, plan, uri, version
@@ -172,6 +173,10 @@ def generate_to_file(
         "sampler": sampler,
         "provider": gen.active_provider,
         "output_space": plan.output_space,
+        "value_space": plan.value_space,
+        "sampled": plan.sampled,
+        # nb/zinb: the training mean library size, the denominator of lognorm size factors for these cells
+        "train_mean_library": bundle.library_size.train_mean if bundle.library_size is not None else None,
         "likelihood": bundle.likelihood,
         "model_type": bundle.model_type,
         "vaexprs_version": __version__,

@@ -7,12 +7,16 @@
 
 The model follows scvi-tools' small contract (inference / generative / loss) so the training loop only sees
 `loss`, and a new likelihood is a new head class registered in HEADS: the loop never changes.
+Heads: bce (VAExprs' default) and mse on min-max scaled values; nb and zinb on raw counts (scVI's decoder);
+hurdle on log-scale normalised values (RPKM/FPKM after log2(x + 1)). See vaexprs/likelihoods.py for how each
+head's decoder outputs become cells.
 The CVAE concatenates a one-hot label to the encoder input and to z (VAExprs' own documentation; its code
 used one integer column). The latent variance is one consistent log-variance, in sampling and in the KL.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -97,11 +101,14 @@ class LikelihoodHead(nn.Module):
 
     Contract: `forward(h, library) -> params` (named tensors), `reconstruction_loss(params, x) -> (B,)`
     (negative log-likelihood summed over genes), `mean(params) -> (B, G)` in model space.
-    `scaled_input`: the model sees per-gene min-max scaled values in [0, 1] (else raw counts).
+    `scaled_input`: the model sees per-gene min-max scaled values in [0, 1].
+    `count_input`: the model sees raw counts (no lognorm, no scaling); fit_vae refuses anything else.
+    Neither: the model sees the normalised (log-scale) values as they are (the hurdle head).
     """
 
     name: ClassVar[str]
     scaled_input: ClassVar[bool] = True
+    count_input: ClassVar[bool] = False
     output_names: ClassVar[tuple[str, ...]] = ("x_mean",)
 
     def __init__(self, n_hidden: int, config: ModelConfig) -> None:
@@ -156,6 +163,168 @@ def register_head(head: type[LikelihoodHead]) -> type[LikelihoodHead]:
     return head
 
 
+EPS = 1e-8  # as scvi-tools: keeps log(mu) and log(theta) finite
+
+
+def nb_log_prob(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """log NB(x; mean mu, inverse dispersion theta), elementwise; scvi-tools' `log_nb_positive` form.
+
+    Equals scipy.stats.nbinom.logpmf(x, n=theta, p=theta / (theta + mu)).
+    """
+    log_theta_mu = torch.log(theta + mu + EPS)
+    return (
+        theta * (torch.log(theta + EPS) - log_theta_mu)
+        + x * (torch.log(mu + EPS) - log_theta_mu)
+        + torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1.0)
+    )
+
+
+def zinb_log_prob(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, pi_logit: torch.Tensor) -> torch.Tensor:
+    """log ZINB(x), elementwise: dropout probability sigmoid(pi_logit); scvi-tools' `log_zinb_positive` form.
+
+    x = 0: log(pi + (1 - pi) NB(0)), evaluated as softplus(-pi_logit + theta log(theta / (theta + mu)))
+    - softplus(-pi_logit); x > 0: log(1 - pi) + log NB(x). No exp of a large number anywhere.
+    """
+    softplus_pi = F.softplus(-pi_logit)  # -log(1 - pi)
+    log_theta_mu = torch.log(theta + mu + EPS)
+    pi_theta_log = -pi_logit + theta * (torch.log(theta + EPS) - log_theta_mu)
+    case_zero = F.softplus(pi_theta_log) - softplus_pi
+    case_non_zero = (
+        -softplus_pi
+        + pi_theta_log
+        + x * (torch.log(mu + EPS) - log_theta_mu)
+        + torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1.0)
+    )
+    return torch.where(x < EPS, case_zero, case_non_zero)
+
+
+def hurdle_log_prob(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, pi_logit: torch.Tensor) -> torch.Tensor:
+    """log density of the hurdle model, elementwise: x = 0 with probability pi = sigmoid(pi_logit), else
+    x ~ N(mu, sigma^2) truncated to (0, inf): log(1 - pi) + log N(x; mu, sigma) - log Phi(mu / sigma)."""
+    z = (x - mu) / sigma
+    positive = (
+        F.logsigmoid(-pi_logit)
+        - 0.5 * z.pow(2)
+        - torch.log(sigma)
+        - 0.5 * math.log(2 * math.pi)
+        - torch.special.log_ndtr(mu / sigma)
+    )
+    return torch.where(x > 0, positive, F.logsigmoid(pi_logit))
+
+
+@register_head
+class NegativeBinomialHead(LikelihoodHead):
+    """Negative binomial on raw counts (scVI's decoder): softmax proportions x the cell's library size.
+
+    The encoder sees log1p(counts); the decoder gives per-gene proportions `rho` (rows sum to 1), the mean is
+    rho * library (library = x.sum(1) in training, drawn from the label's log-normal at generation), and a
+    per-gene inverse dispersion theta = exp(log_theta) is a learnt parameter.
+    """
+
+    name = "nb"
+    scaled_input = False
+    count_input = True
+    output_names = ("rho", "theta")
+
+    def __init__(self, n_hidden: int, config: ModelConfig) -> None:
+        super().__init__(n_hidden, config)
+        self.scale = nn.Linear(n_hidden, config.n_genes)
+        self.log_theta = nn.Parameter(torch.zeros(config.n_genes))
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log1p(x)
+
+    def library(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(-1, keepdim=True)  # (B, 1)
+
+    def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        rho = torch.softmax(self.scale(h), dim=-1)  # (B, G)
+        params = {"rho": rho, "theta": torch.exp(self.log_theta)}  # theta (G,)
+        if library is not None:
+            params["mu"] = rho * library
+        return params
+
+    def reconstruction_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return -nb_log_prob(x, params["mu"], params["theta"]).sum(-1)
+
+    def mean(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Expected counts given the library (proportions when no library was given)."""
+        return params.get("mu", params["rho"])
+
+    def export_outputs(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        rho = params["rho"]
+        return {"rho": rho, "theta": params["theta"].expand_as(rho)}  # theta per cell too: a batch axis
+
+
+@register_head
+class ZeroInflatedNegativeBinomialHead(NegativeBinomialHead):
+    """ZINB: the NB head plus a per-cell, per-gene dropout logit (scVI's `px_dropout`)."""
+
+    name = "zinb"
+    output_names = ("rho", "theta", "pi_logit")
+
+    def __init__(self, n_hidden: int, config: ModelConfig) -> None:
+        super().__init__(n_hidden, config)
+        self.dropout = nn.Linear(n_hidden, config.n_genes)
+
+    def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        params = super().forward(h, library)
+        params["pi_logit"] = self.dropout(h)  # (B, G)
+        return params
+
+    def reconstruction_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return -zinb_log_prob(x, params["mu"], params["theta"], params["pi_logit"]).sum(-1)
+
+    def mean(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return super().mean(params) * torch.sigmoid(-params["pi_logit"])
+
+    def export_outputs(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {**super().export_outputs(params), "pi_logit": params["pi_logit"]}
+
+
+@register_head
+class HurdleGaussianHead(LikelihoodHead):
+    """Hurdle Gaussian on log-scale normalised values (log2(RPKM + 1), lognorm), for data that are not counts.
+
+    A value is exactly 0 with probability sigmoid(pi_logit) (per cell and gene), else N(mu, sigma^2) truncated
+    to (0, inf) with a learnt per-gene sigma. The model sees the normalised values unscaled (the zeros stay
+    exact zeros); the encoder gets log1p of them to tame large log values (treutlein reaches 31).
+    """
+
+    name = "hurdle"
+    scaled_input = False
+    output_names = ("mu", "sigma", "pi_logit")
+
+    def __init__(self, n_hidden: int, config: ModelConfig) -> None:
+        super().__init__(n_hidden, config)
+        self.loc = nn.Linear(n_hidden, config.n_genes)
+        self.dropout = nn.Linear(n_hidden, config.n_genes)
+        self.log_sigma = nn.Parameter(torch.zeros(config.n_genes))
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log1p(x)
+
+    def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return {"mu": self.loc(h), "sigma": torch.exp(self.log_sigma), "pi_logit": self.dropout(h)}
+
+    def reconstruction_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return -hurdle_log_prob(x, params["mu"], params["sigma"], params["pi_logit"]).sum(-1)
+
+    def mean(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        mu, sigma = params["mu"], params["sigma"]
+        alpha = mu / sigma
+        mills = torch.exp(-0.5 * alpha.pow(2) - 0.5 * math.log(2 * math.pi) - torch.special.log_ndtr(alpha))
+        return torch.sigmoid(-params["pi_logit"]) * torch.clamp(mu + sigma * mills, min=0.0)
+
+    def export_outputs(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        mu = params["mu"]
+        return {"mu": mu, "sigma": params["sigma"].expand_as(mu), "pi_logit": params["pi_logit"]}
+
+
 class VAE(nn.Module):
     """A VAE, or a CVAE when `config.n_labels > 0`."""
 
@@ -204,10 +373,12 @@ class VAE(nn.Module):
 
 
 class OutputDecoder(nn.Module):
-    """The deployable decoder: (z, one-hot label) -> the head's outputs in the training input's space.
+    """The deployable decoder: (z, one-hot label) -> the head's outputs (`head.output_names`), each (B, G).
 
-    The per-gene min-max de-scaling is folded in (x = y * scale + minimum), so the ONNX graph exported from
-    this module and the Python API give the same values and nothing downstream needs the scaler.
+    bce/mse: `x_mean` with the per-gene min-max de-scaling folded in (x = y * scale + minimum), so the ONNX
+    graph exported from this module and the Python API give the same values and nothing downstream needs the
+    scaler. nb/zinb/hurdle: distribution parameters (rho, theta, pi_logit / mu, sigma, pi_logit); the noise is
+    drawn in numpy (vaexprs.likelihoods.outputs_to_cells), so generation keeps no torch.
     """
 
     def __init__(self, model: VAE, scale: Any = None, minimum: Any = None) -> None:

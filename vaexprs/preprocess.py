@@ -73,21 +73,28 @@ def library_size(x: Any) -> np.ndarray:
     return np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
 
 
-def size_factors(x: Any) -> np.ndarray:
-    """scater's library-size factors: library size / mean library size, (N,). Empty cells get factor 1."""
+def size_factors(x: Any, mean_library: float | None = None) -> np.ndarray:
+    """scater's library-size factors: library size / mean library size, (N,). Empty cells get factor 1.
+
+    mean_library: the denominator to use instead of these cells' own mean (generated cells use the training
+    mean, so their values do not depend on how generation was chunked).
+    """
     lib = library_size(x)
-    mean = lib.mean() if lib.size and lib.mean() > 0 else 1.0
+    mean = mean_library if mean_library is not None else (lib.mean() if lib.size and lib.mean() > 0 else 1.0)
     sf = lib / mean
     sf[sf <= 0] = 1.0
     return sf
 
 
-def apply_normalization(x: Any, method: Normalization) -> Any:
-    """Return log-scale float32 values; sparse stays sparse (log2(0 + 1) = 0 keeps zeros)."""
+def apply_normalization(x: Any, method: Normalization, mean_library: float | None = None) -> Any:
+    """Return log-scale float32 values; sparse stays sparse (log2(0 + 1) = 0 keeps zeros).
+
+    mean_library (lognorm only): size factors relative to this library size instead of the cells' own mean.
+    """
     if method == "none":
         return x.astype(np.float32) if is_sparse(x) else np.asarray(x, dtype=np.float32)
     if method == "lognorm":
-        inv_sf = (1.0 / size_factors(x)).astype(np.float64)
+        inv_sf = (1.0 / size_factors(x, mean_library)).astype(np.float64)
         if is_sparse(x):
             out = x.tocsr().astype(np.float64)
             out = out.multiply(inv_sf[:, None]).tocsr()
@@ -101,6 +108,65 @@ def apply_normalization(x: Any, method: Normalization) -> Any:
             return out
         return np.log2(np.asarray(x, dtype=np.float64) + 1.0).astype(np.float32)
     raise InputError(f"unknown normalization {method!r}")
+
+
+def check_counts(x: Any, likelihood: str, round_counts: bool = False) -> Any:
+    """Refuse anything but raw counts for a count likelihood, with a one-line InputError saying why.
+
+    NaN/inf and negative values are always refused; non-integer values are rounded to the nearest integer
+    only when `round_counts` (e.g. expected counts from a pseudo-aligner), else refused.
+    """
+    values = _values(x)
+    n_bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if n_bad:
+        raise InputError(f"likelihood {likelihood!r} needs raw counts; the data has {n_bad} NaN/inf value(s)")
+    n_neg = int(np.count_nonzero(values < 0))
+    if n_neg:
+        raise InputError(
+            f"likelihood {likelihood!r} needs raw counts (non-negative integers); the data has {n_neg} negative "
+            f"value(s) (min {float(values.min()):.4g})"
+        )
+    fractional = values != np.round(values)
+    n_frac = int(np.count_nonzero(fractional))
+    if n_frac and not round_counts:
+        example = float(values[fractional][0])
+        raise InputError(
+            f"likelihood {likelihood!r} needs raw counts (integers); the data has {n_frac} non-integer value(s) "
+            f"(e.g. {example:.6g}): use bce, mse or hurdle for normalised values, or round_counts=True to round"
+        )
+    if n_frac:
+        log.info("round_counts: rounded %d non-integer value(s) to the nearest integer", n_frac)
+        if is_sparse(x):
+            x = x.tocsr(copy=True)
+            x.data = np.round(x.data)
+            x.eliminate_zeros()
+            return x
+        return np.round(np.asarray(x))
+    return x
+
+
+def highly_variable_genes(x: Any, n_top: int = 2000, min_cells_frac: float = 0.01) -> np.ndarray:
+    """Indices (sorted) of the `n_top` genes with the highest dispersion (variance / mean) of lognorm values.
+
+    A deliberately simple rule (no mean binning as in Seurat/scanpy): only genes detected in at least
+    `min_cells_frac` of cells compete, so rare noisy genes do not win on a few cells. For counts.
+    """
+    logged = apply_normalization(x, "lognorm")
+    n = logged.shape[0]
+    if is_sparse(logged):
+        mean = np.asarray(logged.mean(axis=0)).ravel().astype(np.float64)
+        sq = logged.copy()
+        sq.data = sq.data.astype(np.float64) ** 2
+        var = np.asarray(sq.mean(axis=0)).ravel() - mean**2
+        detected = np.asarray((logged > 0).sum(axis=0)).ravel()
+    else:
+        mean = logged.mean(axis=0, dtype=np.float64)
+        var = logged.var(axis=0, dtype=np.float64)
+        detected = np.count_nonzero(logged > 0, axis=0)
+    dispersion = np.where(mean > 0, var / np.maximum(mean, 1e-12), -np.inf)
+    dispersion[detected < max(1, int(np.ceil(min_cells_frac * n)))] = -np.inf
+    order = np.argsort(-dispersion, kind="stable")[: min(n_top, int(np.isfinite(dispersion).sum()))]
+    return np.sort(order)
 
 
 def column_min_max(x: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -230,7 +296,7 @@ class Preprocessor:
         return apply_normalization(x, self.normalize)
 
     def scale_batch(self, x: np.ndarray) -> np.ndarray:
-        return x.astype(np.float32) if self.scaler is None else self.scaler.transform(x)
+        return x.astype(np.float32, copy=False) if self.scaler is None else self.scaler.transform(x)
 
     def unscale(self, y: np.ndarray) -> np.ndarray:
         return y if self.scaler is None else self.scaler.inverse_transform(y)

@@ -50,8 +50,9 @@ class TrainOptions:
     epochs: int = 100
     batch_size: int = 32
     beta: float = 1.0
-    likelihood: str = "bce"
+    likelihood: str = "bce"  # bce | mse (VAExprs) | nb | zinb (raw counts) | hurdle (normalised log values)
     normalize: str = "auto"
+    round_counts: bool = False  # nb/zinb: round non-integer values instead of refusing them
     val_split: float = 0.0
     patience: int | None = 10
     monitor: str = "loss"
@@ -125,6 +126,7 @@ def fit_from_options(adata: Any, options: TrainOptions, callbacks: tuple[Any, ..
         beta=options.beta,
         likelihood=options.likelihood,
         normalize=options.normalize,
+        round_counts=options.round_counts,
         val_split=options.val_split,
         monitor=options.monitor,
         patience=options.patience,
