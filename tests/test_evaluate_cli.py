@@ -94,3 +94,34 @@ def test_evaluate_bad_input(capsys, tmp_path, change, fragments):
     assert code == 2
     assert_one_line_error(err, *fragments)
     assert not out.exists()
+
+
+def test_generated_counts_are_scored_after_the_same_lognorm(capsys, tmp_path, small_sim):
+    """nb cells (counts) and raw real counts are both log-normalised before scoring."""
+    import vaexprs
+
+    counts = small_sim.copy()
+    counts.X = np.round(counts.X)
+    real = tmp_path / "counts.h5ad"
+    counts.write_h5ad(real)
+    result = vaexprs.fit_vae(counts, "cell_type", likelihood="nb", hidden=(32,), epochs=3)
+    bundle = vaexprs.export_bundle(result, tmp_path / "bundle")
+    gen = tmp_path / "gen.h5ad"
+    code, _, err = run_cli(capsys, "generate", bundle, "-n", "90", "-o", gen, "-q")
+    assert code == 0, err
+    generated = ad.read_h5ad(gen)
+    assert np.array_equal(generated.X, np.round(generated.X)) and generated.uns["vaexprs"]["value_space"] == "counts"
+    out = tmp_path / "metrics.json"
+    code, _, err = run_cli(capsys, "evaluate", real, gen, "-o", out)
+    assert code == 0, err
+    metrics = json.loads(out.read_text())
+    assert metrics["space_note"] == "real cells compared in lognorm space"
+    assert 0 < metrics["zero_frac_gen"] < 1 and math.isfinite(metrics["mean_corr"])
+
+
+def test_default_chunk_size_follows_the_gene_count():
+    from vaexprs.engine import default_batch_size
+
+    assert default_batch_size(2000) == 8192
+    assert 700 < default_batch_size(20_000) < 1024
+    assert default_batch_size(10**7) == 256

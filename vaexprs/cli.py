@@ -81,7 +81,12 @@ def train(
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 100,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 32,
     beta: Annotated[float, typer.Option(help="Weight of the KL term (>= 0).")] = 1.0,
-    likelihood: Annotated[str, typer.Option(help="Reconstruction likelihood: bce, mse, ...")] = "bce",
+    likelihood: Annotated[
+        str, typer.Option(help="bce or mse (VAExprs, scaled values), nb or zinb (raw counts), hurdle (log values).")
+    ] = "bce",
+    round_counts: Annotated[
+        bool, typer.Option(help="nb/zinb: round non-integer values instead of refusing them.")
+    ] = False,
     normalize: Annotated[str, typer.Option(help="auto, lognorm, log or none.")] = "auto",
     val_split: Annotated[float, typer.Option(help="Fraction of cells held out for validation.")] = 0.0,
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (0 = off).")] = 10,
@@ -103,7 +108,8 @@ def train(
     _setup_logging(quiet)
     options = TrainOptions(
         data=data, label_key=label_key, model=model, layer=layer, latent_dim=latent_dim, hidden=hidden,
-        epochs=epochs, batch_size=batch_size, beta=beta, likelihood=likelihood, normalize=normalize,
+        epochs=epochs, batch_size=batch_size, beta=beta, likelihood=likelihood, round_counts=round_counts,
+        normalize=normalize,
         val_split=val_split, patience=patience, monitor=monitor, lr=lr, seed=seed, device=device,
         bundle_dir=str(output) if output else None, checkpoint=str(checkpoint) if checkpoint else None,
         force=force, track=track, experiment=experiment, register=register,
@@ -155,9 +161,18 @@ def generate(
     sampler: Annotated[str, typer.Option(help="gmm (mixture of training latents) or prior (N(0, I)).")] = "gmm",
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same cells).")] = 1,
     provider: Annotated[str, typer.Option(help="onnxruntime provider: auto, cpu or cuda.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Cells per decoding chunk.")] = 8192,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Cells per decoding chunk [default: 8192, fewer for wide models: ~64 MB a chunk]."),
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
-    output_space: Annotated[str | None, typer.Option(help="What to write (for heads that sample noise).")] = None,
+    output_space: Annotated[
+        str | None,
+        typer.Option(
+            help="counts, lognorm or mean [default: sampled noise: counts for nb/zinb, log values for hurdle; "
+            "the decoder mean for bce/mse]."
+        ),
+    ] = None,
     force: Force = False,
     quiet: Quiet = False,
 ) -> None:

@@ -33,9 +33,9 @@ def _read(path: Path, label_key: str | None) -> Any:
     return adata
 
 
-def _space_of(adata: Any) -> str | None:
+def _meta(adata: Any) -> dict[str, Any]:
     meta = adata.uns.get("vaexprs", {})
-    return str(meta.get("output_space")) if isinstance(meta, dict) and meta.get("output_space") else None
+    return meta if isinstance(meta, dict) else {}
 
 
 def align_spaces(real: Any, gen: Any, real_space: str = "auto") -> tuple[Any, Any, str]:
@@ -44,11 +44,14 @@ def align_spaces(real: Any, gen: Any, real_space: str = "auto") -> tuple[Any, An
 
     if real_space not in REAL_SPACES:
         raise InputError(f"--real-space must be one of {', '.join(REAL_SPACES)}; got {real_space!r}")
-    gen_space = _space_of(gen)
+    meta = _meta(gen)
+    gen_space = meta.get("value_space") or meta.get("output_space")
     if gen_space == "counts":
-        # compare counts after the same log-normalisation on both sides
+        # counts (sampled, or nb/zinb means) are compared after lognorm, with the training mean library size
+        # as scater's reference, so the result does not depend on how many cells were generated
+        mean_library = meta.get("train_mean_library")
         gen = gen.copy()
-        gen.X = apply_normalization(gen.X, "lognorm")
+        gen.X = apply_normalization(gen.X, "lognorm", mean_library=float(mean_library) if mean_library else None)
         gen_space = "lognorm"
     method = real_space
     if real_space == "auto":

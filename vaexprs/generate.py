@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from vaexprs.bundle import BUNDLE_JSON, Bundle, load_bundle
-from vaexprs.engine import DEFAULT_BATCH_SIZE, Generator, Plan, output_space_of
+from vaexprs.engine import Generator, Plan, output_space_of
 from vaexprs.errors import InputError
 from vaexprs.writers import check_output, open_writer
 
@@ -107,7 +107,7 @@ def _prepare(
     sampler: str,
     seed: int,
     provider: str,
-    batch_size: int,
+    batch_size: int | None,
     threads: int | None,
     output_space: str | None,
 ) -> tuple[Generator, Plan, str, str | None]:
@@ -144,7 +144,7 @@ def generate_to_file(
     sampler: str = "gmm",
     seed: int = 1,
     provider: str = "auto",
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     threads: int | None = None,
     force: bool = False,
     progress: bool = False,
@@ -251,7 +251,7 @@ def generate_array(
     sampler: str = "gmm",
     seed: int = 1,
     provider: str = "auto",
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     threads: int | None = None,
     output_space: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
