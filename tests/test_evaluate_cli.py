@@ -125,3 +125,15 @@ def test_default_chunk_size_follows_the_gene_count():
     assert default_batch_size(2000) == 8192
     assert 700 < default_batch_size(20_000) < 1024
     assert default_batch_size(10**7) == 256
+
+
+def test_evaluate_model_uses_held_out_cells_when_there_are_some(small_sim):
+    import vaexprs
+    from vaexprs.evaluate import evaluate_model
+
+    result = vaexprs.fit_vae(small_sim, "cell_type", hidden=(32,), epochs=3, val_split=0.2)
+    metrics, gen = evaluate_model(result)
+    assert metrics["reference"] == "validation cells" and metrics["n_real"] == 18 and metrics["n_gen"] == 18
+    assert sorted(gen.y_gen.tolist()) == sorted(result.y_val.tolist())
+    no_val = vaexprs.fit_vae(small_sim, "cell_type", hidden=(32,), epochs=2)
+    assert evaluate_model(no_val)[0]["reference"].startswith("training cells")

@@ -195,7 +195,10 @@ def test_mlflow_run_train_logs_everything_and_registers(store: str, tmp_path: Pa
     assert {"vaexprs.version", "torch.version", "onnxruntime.version", "device"} <= set(tags)
     artifacts = set(all_artifacts(client, run.info.run_id))
     expected = {"checkpoint/model.pt", "bundle/decoder.onnx", "bundle/encoder.onnx", "bundle/bundle.json"}
-    assert expected | {"history.csv", "plots/history.png"} <= artifacts
+    assert expected | {"history.csv", "plots/history.png", "plots/heatmap.png", "eval.json"} <= artifacts
+    # after training, generated cells are scored against the training cells (no validation split here)
+    assert 0.0 <= metrics["eval_auc_real_vs_gen"] <= 1.0 and "eval_mean_corr" in metrics
+    assert tags["eval_reference"].startswith("training cells")
     bundle = json.loads(Path(client.download_artifacts(run.info.run_id, "bundle/bundle.json")).read_text())
     assert bundle["provenance"]["mlflow_run_id"] == run.info.run_id
     (version,) = client.search_model_versions("name='sim-cvae'")

@@ -59,6 +59,8 @@ class VAEResult:
     data_info: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     library_size: LibrarySize | None = None  # count heads: per-label log-normal library sizes
+    x_val: Any = None  # held-out validation cells, normalised like x_train (None without validation data)
+    y_val: np.ndarray | None = None
 
     @property
     def genes(self) -> list[str]:
@@ -335,10 +337,11 @@ def fit_vae(
     n_labels = preprocessor.labels.n_classes if preprocessor.labels is not None else 0
     codes = preprocessor.labels.transform(labels) if labels is not None else None
     train_batches = Batches(normalized, codes, preprocessor, n_labels)
-    val_batches = None
+    val_batches = val_normalized = None
     if val_matrix is not None:
         val_codes = preprocessor.labels.transform(val_labels) if labels is not None else None
-        val_batches = Batches(preprocessor.normalize_matrix(val_matrix), val_codes, preprocessor, n_labels)
+        val_normalized = preprocessor.normalize_matrix(val_matrix)
+        val_batches = Batches(val_normalized, val_codes, preprocessor, n_labels)
 
     model_config = ModelConfig(
         n_genes=len(genes), n_labels=n_labels, latent_dim=latent_dim, hidden=tuple(hidden),
@@ -371,6 +374,8 @@ def fit_vae(
         best_epoch=state.best_epoch,
         normalize_note=note,
         x_train=normalized,
+        x_val=val_normalized,
+        y_val=val_labels,
         y_train=labels,
         latent=latent,
         data_info=data_info,

@@ -457,3 +457,35 @@ def format_table(metrics: dict) -> str:
         lines.append("")
         lines.append(f"labels on one side only (skipped): {_examples([str(s) for s in skipped], 10)}")
     return "\n".join(lines)
+
+
+def evaluate_model(result: Any, seed: int = 0) -> tuple[dict[str, Any], Any]:
+    """Score a freshly trained model: generate as many cells as there are reference cells, label for label.
+
+    The reference is the held-out validation cells when there are any, else the training cells (the metrics
+    then say so in `reference`). Counts (nb/zinb) are compared after lognorm with the training mean library
+    size. Returns (metrics, the GeneratedCells used), so callers can also plot them.
+    """
+    from vaexprs.api import gen_exprs
+    from vaexprs.preprocess import apply_normalization
+
+    held_out = result.x_val is not None and result.x_val.shape[0] >= MIN_CELLS
+    real_x = result.x_val if held_out else result.x_train
+    real_y = result.y_val if held_out else result.y_train
+    if real_x is None:
+        raise InputError("no reference cells to evaluate against (a model loaded from disk keeps none)")
+    if result.labels:
+        names, counts = np.unique(np.asarray(real_y, dtype=str), return_counts=True)
+        request: Any = {str(k): int(v) for k, v in zip(names, counts, strict=True)}
+        gen = gen_exprs(result, labels=request, seed=seed + 1)
+    else:
+        gen = gen_exprs(result, num_samples=int(real_x.shape[0]), seed=seed + 1)
+    gen_x = gen.x_gen
+    if gen.value_space == "counts":
+        mean_library = result.library_size.train_mean if result.library_size is not None else None
+        real_x = apply_normalization(real_x, "lognorm")
+        gen_x = apply_normalization(gen_x, "lognorm", mean_library=mean_library)
+    labelled = result.labels and real_y is not None
+    metrics = evaluate(real_x, gen_x, real_y if labelled else None, gen.y_gen if labelled else None, seed=seed)
+    metrics["reference"] = "validation cells" if held_out else "training cells (no held-out validation cells)"
+    return metrics, gen

@@ -298,21 +298,56 @@ def write_history_csv(history: list[dict[str, float]], folder: str | Path) -> Pa
     return path
 
 
-def save_plots(result: VAEResult, folder: Path) -> list[Path]:
-    """The figures that exist after training: loss curves and the architecture (warn, never fail the run)."""
+def save_plots(result: VAEResult, folder: Path, gen: Any = None) -> list[Path]:
+    """The figures that exist after training (warn, never fail the run): loss curves, the architecture and,
+    when generated cells are given, the heatmap and the PCA of real beside generated cells."""
     from vaexprs import plots
 
     made = []
-    for name, draw in (
-        ("history.png", lambda: plots.plot_history(result.history, best_epoch=result.best_epoch)),
-        ("architecture.png", lambda: plots.plot_vae(result)),
-    ):
+    drawings = [
+        ("history.png", lambda path: plots.plot_history(result.history, path, best_epoch=result.best_epoch)),
+        ("architecture.png", lambda path: plots.plot_vae(result, path)),
+    ]
+    if gen is not None:
+        drawings += [
+            ("heatmap.png", lambda path: plots.plot_heatmap(gen, path)),
+            ("augmentation_pca.png", lambda path: plots.plot_aug(gen, "PCA", path)),
+        ]
+    for name, draw in drawings:
         try:
-            draw().savefig(folder / name, dpi=plots.DPI, facecolor="white", bbox_inches="tight")
+            draw(folder / name)
             made.append(folder / name)
         except Exception as exc:
             log.warning("could not draw %s: %s", name, _first_line(exc))
     return made
+
+
+def log_evaluation(result: VAEResult, folder: Path) -> tuple[dict[str, float], Any]:
+    """Score generated cells against held-out (else training) cells; log eval_* metrics and eval.json.
+
+    Returns the scalar metrics and the generated cells (for the plots); an evaluation that cannot run (e.g. too
+    few cells) is a warning, not a failed training run.
+    """
+    import mlflow
+
+    from vaexprs.evaluate import evaluate_model
+    from vaexprs.jsonio import write_json_atomic
+
+    try:
+        metrics, gen = evaluate_model(result)
+    except Exception as exc:
+        log.warning("post-training evaluation skipped: %s", _first_line(exc))
+        return {}, None
+    scalars = {
+        f"eval_{k}": float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None
+    }
+    mlflow.log_metrics(scalars)
+    mlflow.set_tag("eval_reference", metrics["reference"])
+    mlflow.log_artifact(str(write_json_atomic(folder / "eval.json", metrics)))
+    log.info("evaluated on %s: auc_real_vs_gen %.3f", metrics["reference"], metrics["auc_real_vs_gen"])
+    return scalars, gen
 
 
 def _bundle_parity(bundle_dir: Path) -> dict[str, float]:
@@ -363,8 +398,9 @@ def tracked_training(adata: AnnData, options: TrainOptions) -> TrainOutcome:
                 {k: _param_text(v) for k, v in {"n_val_cells": result.data_info.get("n_val_cells")}.items()}
             )
             mlflow.log_artifact(str(write_history_csv(result.history, tmp)))
+            _, gen = log_evaluation(result, tmp)
             (tmp / PLOTS_DIR).mkdir()
-            for path in save_plots(result, tmp / PLOTS_DIR):
+            for path in save_plots(result, tmp / PLOTS_DIR, gen):
                 mlflow.log_artifact(str(path), PLOTS_DIR)
             if options.register:
                 from vaexprs.pyfunc import log_generator_model
