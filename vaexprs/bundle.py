@@ -12,7 +12,6 @@ exists (`check_graph_signature`), because `onnx` is not part of the light instal
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from vaexprs.data import file_sha256
 from vaexprs.errors import InputError
 from vaexprs.likelihoods import COUNT_LIKELIHOODS, REQUIRED_OUTPUTS, LibrarySize
 from vaexprs.sampler import LatentSampler
@@ -129,15 +129,6 @@ class Bundle:
     @property
     def proportions(self) -> np.ndarray:
         return np.asarray(self.label_proportions, dtype=np.float64)
-
-
-def file_sha256(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks (decoders of many genes are tens of MB)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_bundle_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
