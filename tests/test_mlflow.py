@@ -284,6 +284,11 @@ def test_interrupted_training_ends_the_run_with_the_best_weights(
     assert {"checkpoint/model_partial.pt", "history.csv"} <= set(all_artifacts(client, run.info.run_id))
     partial = torch.load(client.download_artifacts(run.info.run_id, "checkpoint/model_partial.pt"), weights_only=True)
     assert partial["best_epoch"] in (1, 2) and len(partial["history"]) == 2 and partial["state_dict"]
+    # a complete checkpoint: it loads, generates and exports like a finished one
+    import vaexprs
+
+    resumed = vaexprs.VAEResult.load(client.download_artifacts(run.info.run_id, "checkpoint/model_partial.pt"))
+    assert vaexprs.gen_exprs(resumed, num_samples=5).x_gen.shape == (5, 120)
     assert run.data.tags["vaexprs.interrupted"].startswith(error.__name__)
 
 

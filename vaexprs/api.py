@@ -288,7 +288,7 @@ def fit_vae(
     import torch
 
     from vaexprs.model import HEADS, VAE, ModelConfig
-    from vaexprs.train import Batches, TrainConfig, fit
+    from vaexprs.train import Batches, TrainConfig, TrainState, fit
 
     train_config = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, beta=beta, monitor=monitor, patience=patience,
@@ -349,12 +349,6 @@ def fit_vae(
     )  # fmt: skip
     torch.manual_seed(seed)
     model = VAE(model_config)
-    state = fit(model, train_batches, val_batches, train_config, callbacks)
-
-    model.cpu()
-    latent = _encode_batches(model, train_batches, torch.device("cpu"))
-    sampler = fit_latent_sampler(latent, codes, preprocessor.labels.classes if n_labels else (), seed=seed)
-    library = LibrarySize.fit(library_size(matrix), codes, n_labels) if head.count_input else None
     source = getattr(x_train, "uns", {}).get("vaexprs_source", {}) if hasattr(x_train, "uns") else {}
     data_info = {
         "n_cells": int(matrix.shape[0]),
@@ -364,24 +358,40 @@ def fit_vae(
         "normalize": preprocessor.normalize,
         **({"path": source.get("path"), "sha256": source.get("sha256")} if source else {}),
     }
-    return VAEResult(
-        model=model,
-        model_config=model_config,
-        train_config=train_config,
-        preprocessor=preprocessor,
-        sampler=sampler,
-        history=state.history,
-        best_epoch=state.best_epoch,
-        normalize_note=note,
-        x_train=normalized,
-        x_val=val_normalized,
-        y_val=val_labels,
-        y_train=labels,
-        latent=latent,
-        data_info=data_info,
-        device=state.device,
-        library_size=library,
-    )
+
+    def assemble(state: TrainState) -> VAEResult:
+        """The result from the model's current weights: encode the training cells, fit the latent sampler."""
+        model.cpu()
+        latent = _encode_batches(model, train_batches, torch.device("cpu"))
+        sampler = fit_latent_sampler(latent, codes, preprocessor.labels.classes if n_labels else (), seed=seed)
+        library = LibrarySize.fit(library_size(matrix), codes, n_labels) if head.count_input else None
+        return VAEResult(
+            model=model,
+            model_config=model_config,
+            train_config=train_config,
+            preprocessor=preprocessor,
+            sampler=sampler,
+            history=state.history,
+            best_epoch=state.best_epoch,
+            normalize_note=note,
+            x_train=normalized,
+            x_val=val_normalized,
+            y_val=val_labels,
+            y_train=labels,
+            latent=latent,
+            data_info=data_info,
+            device=state.device,
+            library_size=library,
+        )
+
+    def partial(state: TrainState) -> VAEResult:
+        """For an interrupted run: the best weights so far, as a complete (loadable, exportable) result."""
+        if state.best_state_dict is not None:
+            model.load_state_dict(state.best_state_dict)
+        model.eval()
+        return assemble(state)
+
+    return assemble(fit(model, train_batches, val_batches, train_config, callbacks, partial_result=partial))
 
 
 def gen_exprs(

@@ -265,9 +265,16 @@ def _runtime_version() -> str:
 def save_partial_checkpoint(state: Any, path: Path, error: BaseException | None = None) -> Path:
     """The best weights of an unfinished run, with the model config and history (torch weights_only-loadable).
 
-    Not a VAEResult checkpoint: the preprocessing and the latent sampler are fitted after training ends.
+    When the trainer can assemble a complete result from them (fit_vae can: preprocessing, latent sampler), the
+    file is a full checkpoint that `VAEResult.load` and `vaexprs export` accept; else weights, config, history.
     """
     import torch
+
+    if getattr(state, "partial_result", None) is not None:
+        try:
+            return state.partial_result().save(path)
+        except Exception as exc:
+            log.warning("could not assemble a full checkpoint (%s); saving the weights only", _first_line(exc))
 
     model = state.model
     weights = state.best_state_dict if state.best_state_dict is not None else model.state_dict()

@@ -14,7 +14,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -123,6 +123,8 @@ class TrainState:
     best_state_dict: dict[str, torch.Tensor] | None = None
     stopped_early: bool = False
     device: str = "cpu"
+    # set by callers that can turn an unfinished state into a complete result (fit_vae does: VAEResult)
+    partial_result: Callable[[], Any] | None = None
 
 
 def _run_epoch(
@@ -156,6 +158,7 @@ def fit(
     val: Batches | None,
     config: TrainConfig,
     callbacks: Sequence[Callback] = (),
+    partial_result: Callable[[TrainState], Any] | None = None,
 ) -> TrainState:
     """Train `model` in place and return its state (history, best epoch; best weights restored if asked)."""
     if config.monitor == "val_loss" and val is None:
@@ -166,6 +169,8 @@ def fit(
     torch.manual_seed(config.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     state = TrainState(model=model, device=str(device))
+    if partial_result is not None:
+        state.partial_result = lambda: partial_result(state)
     for cb in callbacks:
         cb.on_train_begin(model, config)
     wait = 0
