@@ -180,22 +180,14 @@ def generate(
     from vaexprs.generate import generate_to_file
 
     _setup_logging(quiet)
-    if n is not None and (label is None and per_label is None) and n <= 0:
-        raise InputError(f"-n must be a positive integer; got {n}")
-    if per_label is not None and (label is not None):
-        raise InputError("use either --label or --per-label, not both")
-    if n is None and per_label is None:
+    if n is None and per_label is None:  # the rest (n <= 0, --label with --per-label, ...) the engine checks
         raise InputError("say how many cells: -n N (or --per-label L1=300,L2=50)")
-    summary = generate_to_file(
+    # generate_to_file logs the summary line (cells, file, seconds, the provider that really ran)
+    generate_to_file(
         model, output, n=n, label=label, per_label=per_label, sampler=sampler, seed=seed, provider=provider,
         batch_size=batch_size, threads=threads, force=force, progress=not quiet and sys.stderr.isatty(),
         output_space=output_space,
     )  # fmt: skip
-    _echo(
-        f"wrote {summary['n_cells']} cells to {summary['out']} "
-        f"(provider {summary['provider']}, {summary['seconds']:.2f} s)",
-        quiet,
-    )
 
 
 @app.command()

@@ -227,6 +227,39 @@ class Plan:
     sampled: bool = False  # whether cells carry the likelihood's sampling noise
 
 
+def plan_request(
+    bundle: Bundle,
+    n: int | None = None,
+    label: str | None = None,
+    per_label: str | Mapping[str, int] | None = None,
+    sampler: str = "gmm",
+    seed: int = 1,
+    batch_size: int | None = None,
+    output_space: str | None = None,
+) -> Plan:
+    """Validate a request and draw every cell's label; raises InputError before any work is done."""
+    if sampler not in SAMPLER_CHOICES:
+        raise InputError(f"sampler must be one of {', '.join(SAMPLER_CHOICES)}; got {sampler!r}")
+    if batch_size is None:
+        batch_size = default_batch_size(bundle.n_genes)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise InputError(f"batch size must be a positive integer; got {batch_size!r}")
+    if label is not None and per_label is not None:
+        raise InputError("give either --label or --per-label, not both")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))):
+        raise InputError(f"the number of cells to generate must be a positive integer; got {n!r}")
+    space = output_space_of(bundle, output_space)
+    request: str | Mapping[str, int] | None = label
+    if per_label is not None:
+        request = parse_per_label(per_label) if isinstance(per_label, str) else dict(per_label)
+        if not request:
+            raise InputError("--per-label is empty")
+    rng = np.random.default_rng(seed)
+    codes = plan_labels(n, request, bundle.labels, bundle.proportions if bundle.labels else None, rng)
+    n_total = int(codes.shape[0]) if codes is not None else int(n)  # type: ignore[arg-type]
+    return Plan(codes, n_total, sampler, int(seed), int(batch_size), space.name, rng, space.value_space, space.sampled)
+
+
 class Generator:
     """A bundle's decoder in an onnxruntime session; draws latents and yields cells in chunks."""
 
@@ -273,31 +306,10 @@ class Generator:
         batch_size: int | None = None,
         output_space: str | None = None,
     ) -> Plan:
-        """Validate a request and draw every cell's label; raises InputError before any work is done."""
-        if sampler not in SAMPLER_CHOICES:
-            raise InputError(f"sampler must be one of {', '.join(SAMPLER_CHOICES)}; got {sampler!r}")
-        if batch_size is None:
-            batch_size = default_batch_size(self.bundle.n_genes)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-            raise InputError(f"batch size must be a positive integer; got {batch_size!r}")
-        if label is not None and per_label is not None:
-            raise InputError("give either --label or --per-label, not both")
-        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))):
-            raise InputError(f"the number of cells to generate must be a positive integer; got {n!r}")
-        space = output_space_of(self.bundle, output_space)
-        request: str | Mapping[str, int] | None = label
-        if per_label is not None:
-            request = parse_per_label(per_label) if isinstance(per_label, str) else dict(per_label)
-            if not request:
-                raise InputError("--per-label is empty")
-        rng = np.random.default_rng(seed)
-        b = self.bundle
-        codes = plan_labels(n, request, b.labels, b.proportions if b.labels else None, rng)
-        n_total = int(codes.shape[0]) if codes is not None else int(n)  # type: ignore[arg-type]
-        self.n_total = n_total
-        return Plan(
-            codes, n_total, sampler, int(seed), int(batch_size), space.name, rng, space.value_space, space.sampled
-        )
+        """`plan_request` for this generator's bundle (and remember the number of cells)."""
+        plan = plan_request(self.bundle, n, label, per_label, sampler, seed, batch_size, output_space)
+        self.n_total = plan.n_total
+        return plan
 
     def generate_chunks(
         self,

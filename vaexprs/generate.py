@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from vaexprs.bundle import BUNDLE_JSON, Bundle, load_bundle
-from vaexprs.engine import Generator, Plan, output_space_of
+from vaexprs.engine import Generator, Plan, plan_request
 from vaexprs.errors import InputError
 from vaexprs.writers import check_output, open_writer
 
@@ -119,10 +119,12 @@ def _prepare(
         else:
             folder, uri, version = resolve_model(model)
             bundle = load_bundle(folder)
-        output_space_of(bundle, output_space)  # a bad --output-space fails before a session starts
+        # the whole request is checked (and the labels drawn) before a session starts
+        plan = plan_request(bundle, n, label, per_label, sampler, seed, batch_size, output_space)
         gen = Generator(bundle, provider=provider, threads=threads)
-    plan = gen.plan(n, label, per_label, sampler, seed, batch_size, output_space)
-    return gen, plan, uri, version
+        gen.n_total = plan.n_total
+        return gen, plan, uri, version
+    return gen, gen.plan(n, label, per_label, sampler, seed, batch_size, output_space), uri, version
 
 
 def _used_labels(bundle: Bundle, codes: np.ndarray | None) -> tuple[list[str] | None, np.ndarray | None]:
