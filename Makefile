@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: setup
-	PATH="$(abspath $(BIN)):$$PATH" mlflow run . --env-manager local
+	PATH="$(abspath $(BIN)):$$PATH" MLFLOW_EXPERIMENT_NAME=vaexprs mlflow run . --env-manager local -P force=true
 
 test: setup setup-light
 	$(BIN)/ruff check .

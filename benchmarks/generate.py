@@ -8,10 +8,10 @@ Part 1, decoding throughput (cells/s), for genes G x hidden H x chunk size B. Th
 for one epoch on random data (its weights' values do not matter for speed) and exported with `export_bundle`, so
 the ONNX decoder is the real served graph: Gemm -> Relu -> Gemm -> Sigmoid -> Mul -> Add (de-scaling folded in).
 Methods, run on the same latents, interleaved per config (the order rotates every repetition), best of 3:
-  ort            `vaexprs.engine.create_session(path, "cpu")` (onnxruntime's default threads), outputs bound to a
+  ort            `vaexprs.generate.engine.create_session(path, "cpu")` (onnxruntime's default threads), outputs bound to a
                  preallocated buffer with io_binding, as the engine does
   ort_threads2   the same with threads=2
-  ort_generator  `Generator.generate_chunks(reuse_buffers=True)`: what `vaexprs generate` runs, less the writing
+  ort_generator  the generation loop (iter_blocks + OnnxDecoder): what `vaexprs generate` runs, less the writing
                  (adds GMM latent sampling and per-chunk binding)
   ort_gemm_only  diagnostic: the decoder graph cut after its last Gemm (no Sigmoid/Mul/Add)
   torch          `result.output_decoder()` under `torch.inference_mode()` (allocates its outputs every call)
@@ -183,7 +183,7 @@ class OrtRunner:
     def __init__(self, path: Path, z: np.ndarray, out: np.ndarray, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        from vaexprs.engine import create_session
+        from vaexprs.generate.engine import create_session
 
         self.session, _ = create_session(path, "cpu", threads)
         self.binding = self.session.io_binding()
@@ -197,17 +197,22 @@ class OrtRunner:
 
 
 class GeneratorRunner:
-    """`Generator.generate_chunks` as `vaexprs generate` drives it (reuse_buffers=True), output discarded."""
+    """The generation loop as `vaexprs generate` drives it (OnnxDecoder, iter_blocks), output discarded."""
 
     def __init__(self, bundle_dir: Path, batch: int) -> None:
-        from vaexprs.bundle import load_bundle
-        from vaexprs.engine import Generator
+        from vaexprs.bundle.schema import load_bundle
+        from vaexprs.generate.engine import OnnxDecoder
 
-        self.gen = Generator(load_bundle(bundle_dir), provider="cpu")
+        self.decoder = OnnxDecoder(load_bundle(bundle_dir), provider="cpu")
         self.batch = batch
 
     def __call__(self, calls: int) -> None:
-        for _x, _codes in self.gen.generate_chunks(n=calls * self.batch, batch_size=self.batch, reuse_buffers=True):
+        from vaexprs.generate.loop import iter_blocks
+        from vaexprs.generate.request import GenerationRequest, plan_generation
+
+        spec = self.decoder.bundle.spec
+        plan = plan_generation(spec, GenerationRequest(n=calls * self.batch, batch_size=self.batch))
+        for _block in iter_blocks(spec, plan, self.decoder):
             pass
 
 
@@ -617,13 +622,13 @@ def main(argv: list[str] | None = None) -> int:
         "machine": info,
         "notes": [
             "cells/s are best of the repetitions; methods interleaved per config, order rotated each repetition",
-            "ort = vaexprs.engine.create_session(path, 'cpu') + io_binding into a preallocated output",
+            "ort = vaexprs.generate.engine.create_session(path, 'cpu') + io_binding into a preallocated output",
             "the ONNX decoder is the served graph: Gemm, Relu, Gemm, Sigmoid, Mul, Add (sigmoid + de-scaling)",
             "roofline counts ONLY the two GEMMs (numpy/OpenBLAS matmul with out=): no bias, ReLU, sigmoid or "
             "de-scaling; it is a practical bound, not a hardware peak, and ort can beat it where MLAS beats OpenBLAS",
             "torch = result.output_decoder() under torch.inference_mode(); allocates its (B, G) outputs every call",
             "ort_gemm_only = the decoder graph cut after the last Gemm (diagnostic: cost of sigmoid + de-scaling)",
-            "ort_generator = Generator.generate_chunks(reuse_buffers=True): latent sampling + decoding, no writing",
+            "ort_generator = the generation loop (iter_blocks + OnnxDecoder): latent sampling + decoding, no writing",
         ],
     }
     try:

@@ -5,14 +5,14 @@
     -> benchmarks/results/quality.json (every metric) and benchmarks/results/quality.md (the table + rationale)
 
 Data: pbmc3k (raw UMI counts; the 2,000 most dispersed genes of lognorm values, see
-`vaexprs.preprocess.highly_variable_genes`), yan and treutlein (RPKM/FPKM: not counts, so nb/zinb must refuse
+`vaexprs.data.preprocess.highly_variable_genes`), yan and treutlein (RPKM/FPKM: not counts, so nb/zinb must refuse
 them; the refusal is recorded), and the vignette's simulated data rounded to counts. Heads: bce (VAExprs'
 default, min-max scaled log values, decoder mean), mse, hurdle (sampled zeros + truncated Gaussian on log
 values), nb and zinb (sampled counts). Each trained model generates as many cells as the real data has, in
 training label proportions, with the GMM latent sampler and with the N(0, I) prior.
 
 Everything is scored in one space, the log-normalised one (scater's log2(x / sf + 1) for counts, with the
-training mean library for generated counts; log2(x + 1) for RPKM/FPKM), with `vaexprs.evaluate.evaluate`
+training mean library for generated counts; log2(x + 1) for RPKM/FPKM), with `vaexprs.analysis.metrics.evaluate`
 plus: the real data's own split-half reference (two random label-stratified halves of the real cells scored
 against each other), a "keeps its labels" rate (logistic regression on a PCA of the real cells, trained on
 real cells, predicting generated cells' labels), the correlation of per-gene zero fractions, and the slope of
@@ -52,7 +52,7 @@ def load_datasets(names: list[str], n_hvg: int) -> dict[str, dict[str, Any]]:
     import anndata as ad
 
     import vaexprs
-    from vaexprs.preprocess import highly_variable_genes
+    from vaexprs.data.preprocess import highly_variable_genes
 
     out: dict[str, dict[str, Any]] = {}
     for name in names:
@@ -87,7 +87,7 @@ def load_datasets(names: list[str], n_hvg: int) -> dict[str, dict[str, Any]]:
 
 def scored_space(x: Any, kind: str) -> np.ndarray:
     """The one space every comparison happens in: lognorm for counts, log2(x + 1) for RPKM/FPKM."""
-    from vaexprs.preprocess import apply_normalization
+    from vaexprs.data.preprocess import apply_normalization
 
     y = apply_normalization(x, "lognorm" if kind == "counts" else "log")
     return np.asarray(y.toarray() if hasattr(y, "toarray") else y, dtype=np.float32)
@@ -154,7 +154,7 @@ def mean_var_slope(x: np.ndarray) -> float | None:
 def score(
     real: np.ndarray, gen: np.ndarray, real_labels: np.ndarray, gen_labels: np.ndarray, clf: Any
 ) -> dict[str, Any]:
-    from vaexprs.evaluate import evaluate
+    from vaexprs.analysis.metrics import evaluate
 
     m = evaluate(real, gen, real_labels, gen_labels, seed=EVAL_SEED)
     m["keeps_labels"] = float(np.mean(clf.predict(gen) == gen_labels))
@@ -167,8 +167,8 @@ def score(
 # ----------------------------------------------------------------------------------------------- the study
 def run_dataset(name: str, d: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     import vaexprs
+    from vaexprs.data.preprocess import apply_normalization
     from vaexprs.errors import InputError
-    from vaexprs.preprocess import apply_normalization
 
     adata, kind, labels = d["adata"], d["kind"], d["labels"]
     real = scored_space(adata.X, kind)
@@ -260,7 +260,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{s['threads']} CPU threads). Every model is a CVAE with hidden {s['hidden']}, latent {s['latent_dim']}, "
         f"lr {s['lr']}, beta {s['beta']}, seed {SEED}; epochs and batch size per data set below (no early stopping). "
         f"Each model generates as many cells as the real data has, in training label proportions, with the GMM "
-        f"latent sampler and with the N(0, I) prior (seed {SEED}). Scoring: `vaexprs.evaluate.evaluate` (seed "
+        f"latent sampler and with the N(0, I) prior (seed {SEED}). Scoring: `vaexprs.analysis.metrics.evaluate` (seed "
         f"{EVAL_SEED}) in the log-normalised space: lognorm (scater, log2(x / sf + 1)) for count data, generated "
         "counts normalised the same way with the training mean library size; log2(x + 1) for RPKM/FPKM. "
         "bce/mse generate the decoder mean (no noise, VAExprs' behaviour); hurdle, nb and zinb generate with "

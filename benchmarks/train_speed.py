@@ -42,7 +42,7 @@ SETTINGS = {"batch_size": 128, "n_hidden": 128, "n_latent": 10, "n_layers": 1, "
 def vaexprs_round(adata: Any, epochs: int, seed: int) -> dict[str, Any]:
     """fit_vae as users call it; per-epoch wall time from its history; numpy peak memory while training."""
     import vaexprs
-    from vaexprs.train import Callback
+    from vaexprs.model.loop import Callback
 
     class LoopPeak(Callback):
         """numpy's peak allocation inside the training loop alone (tracemalloc sees numpy, not torch)."""

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 import vaexprs
-from vaexprs import plots
-from vaexprs.evaluate import evaluate, format_table
+from vaexprs.analysis import plots
+from vaexprs.analysis.metrics import evaluate, format_table
 
 REPO = Path(__file__).resolve().parents[1]
 

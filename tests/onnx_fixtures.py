@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from vaexprs.bundle import FORMAT_VERSION, file_sha256, write_bundle_json
+from vaexprs.bundle.schema import FORMAT_VERSION, write_bundle_json
+from vaexprs.files import file_sha256
 
 N_GENES = 50
 LATENT_DIM = 2

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tests.onnx_fixtures import LABELS, N_GENES, copy_bundle, edit_bundle_json, make_bundle, make_decoder_onnx
-from vaexprs.bundle import (
+from vaexprs.bundle.sampler import LatentSampler
+from vaexprs.bundle.schema import (
     FORMAT_VERSION,
     SUPPORTED_FORMAT_VERSIONS,
     check_graph_signature,
@@ -18,7 +19,6 @@ from vaexprs.bundle import (
     write_bundle_json,
 )
 from vaexprs.errors import InputError
-from vaexprs.sampler import LatentSampler
 
 
 @pytest.fixture(scope="module")

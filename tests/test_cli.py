@@ -130,9 +130,11 @@ def _missing_field(bundle: Path, tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["--label", "group9", "-n", "10"], ["unknown label", "group9"]),
-        (["-n", "0"], ["positive integer"]),
-        (["-n", "-5"], ["positive integer"]),
+        (["--label", "group9", "-n", "10"], ["--label 'group9' is unknown"]),
+        (["-n", "0"], ["--n-cells must be between 1 and"]),
+        (["-n", "-5"], ["--n-cells must be between 1 and"]),
+        (["-n", "ten"], ["Invalid value for '-n' / '--n-cells'"]),
+        (["-n", "10", "--bogus"], ["No such option: --bogus"]),
         (["--per-label", "group1:3"], ["--per-label", "group1:3"]),
         (["--per-label", "group1=x"], ["not an integer"]),
         (["-n", "10", "--provider", "cuda"], ["cuda"]),
@@ -171,8 +173,9 @@ def test_generate_unknown_registry_model_exits_2(capsys, tmp_path, monkeypatch):
     for uri in ("models:/no-such-model@champion", "models:/no-such-model/3"):
         code, _, err = run_cli(capsys, "generate", uri, "-n", "10", "-o", tmp_path / "out.h5ad")
         assert code == 2, err
-        assert_one_line_error(err, "no-such-model")
+        assert_one_line_error(err, f"model {uri!r} not found: there is no tracking store at")
         assert not (tmp_path / "out.h5ad").exists()
+        assert not (tmp_path / "mlflow.db").exists()  # a failed lookup leaves no empty store behind
 
 
 def test_existing_output_needs_force(capsys, tmp_path, cvae_bundle):
@@ -189,13 +192,14 @@ def test_existing_output_needs_force(capsys, tmp_path, cvae_bundle):
     ("args", "fragments"),
     [
         (["@missing.h5ad"], ["not found"]),
-        (["@data", "--model", "gan"], ["model must be vae or cvae"]),
-        (["@data", "--model", "cvae", "--label-key", "celltype"], ["label column 'celltype' not found"]),
-        (["@data", "--beta", "-1"], ["beta"]),
-        (["@data", "--epochs", "0"], ["epochs"]),
-        (["@data", "--hidden", "big"], ["hidden"]),
-        (["@data", "--normalize", "zscore"], ["normalize"]),
-        (["@data", "--monitor", "val_loss"], ["validation"]),
+        (["@data", "--model", "gan"], ["Invalid value for '--model'"]),
+        (["@data", "--model", "cvae", "--label-key", "celltype"], ["--label-key 'celltype' is not a column"]),
+        (["@data", "--beta", "-1"], ["--beta must be between 0 and 1000; got -1"]),
+        (["@data", "--epochs", "0"], ["--epochs must be between 1 and"]),
+        (["@data", "--hidden", "big"], ["--hidden must be layer sizes"]),
+        (["@data", "--normalize", "zscore"], ["--normalize"]),
+        (["@data", "--monitor", "val_loss"], ["--monitor val_loss needs validation cells (--val-split > 0"]),
+        (["@data", "--register", "a/b"], ["--register 'a/b' is not a usable model name"]),
         (["@data", "-o", "@nowhere/bundle"], ["does not exist"]),
     ],
 )

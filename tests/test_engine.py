@@ -1,4 +1,4 @@
-"""The onnxruntime engine: provider choice, chunked generation, determinism, and the light import path."""
+"""The onnxruntime engine and the one generation loop: providers, blocks, determinism, the light import path."""
 
 from __future__ import annotations
 
@@ -11,16 +11,11 @@ import numpy as np
 import pytest
 
 from tests.onnx_fixtures import LABELS, N_GENES, make_bundle
-from vaexprs.bundle import load_bundle
-from vaexprs.engine import (
-    CPU,
-    Generator,
-    create_session,
-    decoder_outputs_to_cells,
-    detect_runtime_conflict,
-    installed_runtimes,
-)
-from vaexprs.errors import InputError, VaexprsRuntimeError
+from vaexprs.bundle.schema import load_bundle
+from vaexprs.errors import InputError, OptionError
+from vaexprs.generate.engine import CPU, OnnxDecoder, create_session, detect_runtime_conflict, installed_runtimes
+from vaexprs.generate.loop import iter_blocks, make_block
+from vaexprs.generate.request import GenerationRequest, plan_generation
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +29,16 @@ def vae(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cvae_gen(cvae):
-    return Generator(cvae, provider="cpu")
+def cvae_dec(cvae):
+    return OnnxDecoder(cvae, provider="cpu")
 
 
-def _collect(chunks):
-    """Concatenate chunks, copying each as it comes (reused buffers are overwritten by the next chunk)."""
-    xs, codes = zip(*((x.copy(), c) for x, c in chunks))
-    return np.concatenate(xs), (None if codes[0] is None else np.concatenate(codes))
+def _run(decoder, **request):
+    """Every block of a request, concatenated: (x, codes or None, block sizes)."""
+    spec = decoder.bundle.spec
+    blocks = list(iter_blocks(spec, plan_generation(spec, GenerationRequest(**request)), decoder))
+    codes = None if blocks[0].codes is None else np.concatenate([b.codes for b in blocks])
+    return np.concatenate([b.x for b in blocks]), codes, [b.x.shape[0] for b in blocks]
 
 
 def test_create_session_cpu(cvae):
@@ -73,7 +70,7 @@ def test_bad_provider_string(cvae, bad):
 
 
 def test_runtime_conflict_detection(monkeypatch):
-    import vaexprs.engine as engine
+    import vaexprs.generate.engine as engine
 
     assert "onnxruntime" in installed_runtimes()  # this venv has the CPU wheel
     monkeypatch.setattr(engine, "installed_runtimes", lambda: ["onnxruntime"])
@@ -90,86 +87,85 @@ def test_missing_onnxruntime_says_what_to_install(monkeypatch, cvae):
         create_session(cvae.decoder_path, "cpu")
 
 
-def test_generate_chunks_shapes_and_labels(cvae_gen):
-    chunks = list(cvae_gen.generate_chunks(n=20, batch_size=7, seed=3))
-    assert [x.shape for x, _ in chunks] == [(7, N_GENES), (7, N_GENES), (6, N_GENES)]
-    assert cvae_gen.n_total == 20 and cvae_gen.active_provider == CPU
-    x, codes = _collect(chunks)
-    assert x.dtype == np.float32 and np.isfinite(x).all()
+def test_blocks_shapes_and_labels(cvae_dec):
+    x, codes, sizes = _run(cvae_dec, n=20, batch_size=7, seed=3)
+    assert sizes == [7, 7, 6] and cvae_dec.active_provider == CPU
+    assert x.shape == (20, N_GENES) and x.dtype == np.float32 and np.isfinite(x).all()
     assert codes.shape == (20,) and set(codes) <= {0, 1, 2}
 
 
-def test_same_seed_same_bytes_different_seed_differs(cvae_gen):
-    a, ca = _collect(cvae_gen.generate_chunks(n=50, seed=5, batch_size=16))
-    b, cb = _collect(cvae_gen.generate_chunks(n=50, seed=5, batch_size=16, reuse_buffers=True))
-    c, _ = _collect(cvae_gen.generate_chunks(n=50, seed=6, batch_size=16))
+def test_same_seed_same_bytes_different_seed_differs(cvae_dec):
+    a, ca, _ = _run(cvae_dec, n=50, seed=5, batch_size=16)
+    b, cb, _ = _run(cvae_dec, n=50, seed=5, batch_size=16)
+    c, _, _ = _run(cvae_dec, n=50, seed=6, batch_size=16)
     assert a.tobytes() == b.tobytes() and np.array_equal(ca, cb)
     assert not np.array_equal(a, c)
 
 
-def test_reused_buffers_are_overwritten_fresh_ones_are_not(cvae_gen):
-    fresh = [x for x, _ in cvae_gen.generate_chunks(n=16, seed=1, batch_size=8)]
-    assert not np.shares_memory(fresh[0], fresh[1])
-    reused = [x for x, _ in cvae_gen.generate_chunks(n=16, seed=1, batch_size=8, reuse_buffers=True)]
-    assert np.shares_memory(reused[0], reused[1])
+def test_a_block_depends_only_on_seed_and_block_size(cvae_dec):
+    """Blocks made alone, in any order (as Dask workers do), are the blocks of the whole run."""
+    spec = cvae_dec.bundle.spec
+    plan = plan_generation(spec, GenerationRequest(n=40, seed=9, batch_size=16))
+    whole = [b.x for b in iter_blocks(spec, plan, cvae_dec)]
+    for k in (2, 0, 1):
+        block = make_block(spec, plan, k, cvae_dec)
+        assert block.start == 16 * k and np.array_equal(block.x, whole[k])
+    longer = plan_generation(spec, GenerationRequest(n=400, seed=9, batch_size=16))
+    assert np.array_equal(make_block(spec, longer, 1, cvae_dec).x, whole[1])  # more cells: the same first blocks
 
 
-def test_label_and_per_label_requests(cvae_gen):
-    _, codes = _collect(cvae_gen.generate_chunks(n=10, label="group2"))
+def test_label_and_per_label_requests(cvae_dec):
+    _, codes, _ = _run(cvae_dec, n=10, label="group2")
     assert (codes == LABELS.index("group2")).all()
-    _, codes = _collect(cvae_gen.generate_chunks(per_label="group1=3,group3=5"))
-    assert np.bincount(codes, minlength=3).tolist() == [3, 0, 5]
-    _, codes = _collect(cvae_gen.generate_chunks(per_label={"group2": 4}))
+    _, codes, _ = _run(cvae_dec, per_label="group1=3,group3=5", batch_size=3)
+    assert codes.tolist() == [0, 0, 0, 2, 2, 2, 2, 2]
+    _, codes, _ = _run(cvae_dec, per_label={"group2": 4})
     assert codes.tolist() == [1] * 4
 
 
-def test_labels_steer_the_decoder(cvae_gen):
+def test_labels_steer_the_decoder(cvae_dec):
     """Cells of different labels differ on average: the one-hot really reaches the graph."""
-    x1, _ = _collect(cvae_gen.generate_chunks(n=200, label="group1", seed=1))
-    x3, _ = _collect(cvae_gen.generate_chunks(n=200, label="group3", seed=1))
+    x1, _, _ = _run(cvae_dec, n=200, label="group1", seed=1)
+    x3, _, _ = _run(cvae_dec, n=200, label="group3", seed=1)
     assert np.abs(x1.mean(0) - x3.mean(0)).max() > 0.1
 
 
 def test_vae_generation_and_prior_sampler(vae):
-    gen = Generator(vae, provider="cpu")
-    x, codes = _collect(gen.generate_chunks(n=12, sampler="prior", batch_size=5))
+    x, codes, _ = _run(OnnxDecoder(vae, provider="cpu"), n=12, sampler="prior", batch_size=5)
     assert x.shape == (12, N_GENES) and codes is None
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n": 0}, "positive integer"),
-        ({"n": -3}, "positive integer"),
-        ({"n": None}, "positive integer"),
-        ({"n": 5, "label": "nope"}, "unknown label 'nope'; this model knows: group1, group2, group3"),
+        ({"n": 0}, "n must be between 1 and"),
+        ({"n": -3}, "n must be between 1 and"),
+        ({"n": None}, "n is needed"),
+        ({"n": 5, "label": "nope"}, "label 'nope' is unknown; this model knows: group1, group2, group3"),
         ({"per_label": "group1"}, "cannot parse"),
         ({"per_label": "group1=x"}, "not an integer"),
         ({"per_label": "group1=0"}, "positive integer"),
-        ({"n": 5, "label": "group1", "per_label": "group2=3"}, "either --label or --per-label"),
+        ({"per_label": "group1=3,group1=4"}, "names label 'group1' twice"),
+        ({"n": 5, "label": "group1", "per_label": "group2=3"}, "either a label or a count per label"),
         ({"n": 5, "sampler": "vamp"}, "sampler must be one of gmm, prior"),
-        ({"n": 5, "batch_size": 0}, "batch size must be a positive integer"),
+        ({"n": 5, "batch_size": 0}, "batch_size must be between 1 and"),
         ({"n": 5, "output_space": "counts"}, "output_space 'counts' is not available"),
     ],
 )
-def test_bad_requests_fail_before_iteration(cvae_gen, kwargs, message):
+def test_bad_requests_fail_before_any_work(cvae, kwargs, message):
     with pytest.raises(InputError, match=message):
-        cvae_gen.generate_chunks(**kwargs)  # raised on the call itself, not on the first next()
+        plan_generation(cvae.spec, GenerationRequest(**kwargs))
+
+
+def test_bad_requests_name_the_cli_flag(cvae):
+    with pytest.raises(OptionError) as info:
+        GenerationRequest(n=0)
+    assert info.value.message(lambda name: "--n-cells").startswith("--n-cells must be between 1")
 
 
 def test_vae_refuses_labels(vae):
     with pytest.raises(InputError, match="no labels"):
-        Generator(vae, provider="cpu").generate_chunks(n=5, label="group1")
-
-
-def test_unknown_likelihood_is_a_runtime_error(cvae):
-    import dataclasses
-
-    odd = dataclasses.replace(cvae, likelihood="poisson-lognormal")
-    with pytest.raises(VaexprsRuntimeError, match="likelihood 'poisson-lognormal' is not supported"):
-        decoder_outputs_to_cells({"x_mean": np.zeros((1, N_GENES))}, odd, np.random.default_rng(0), "lognorm")
-    with pytest.raises(VaexprsRuntimeError):
-        Generator(odd, provider="cpu")
+        plan_generation(vae.spec, GenerationRequest(n=5, label="group1"))
 
 
 def test_light_import_path(tmp_path: Path):
@@ -178,11 +174,11 @@ def test_light_import_path(tmp_path: Path):
     code = textwrap.dedent(
         f"""
         import sys
-        import vaexprs.generate, vaexprs.engine, vaexprs.bundle, vaexprs.writers
+        import vaexprs.generate.pipeline, vaexprs.generate.engine, vaexprs.bundle.schema, vaexprs.generate.writers
         heavy = [m for m in ("onnxruntime", "anndata", "h5py", "pandas") if m in sys.modules]
         assert not heavy, f"imported at module level: {{heavy}}"
-        vaexprs.generate.generate_to_file({str(bundle)!r}, {str(tmp_path / "out.h5ad")!r}, n=30)
-        vaexprs.generate.generate_to_file({str(bundle)!r}, {str(tmp_path / "out.csv")!r}, n=30)
+        vaexprs.generate.pipeline.generate_to_file({str(bundle)!r}, {str(tmp_path / "out.h5ad")!r}, n=30)
+        vaexprs.generate.pipeline.generate_to_file({str(bundle)!r}, {str(tmp_path / "out.csv")!r}, n=30)
         bad = [m for m in ("torch", "sklearn", "matplotlib", "mlflow") if m in sys.modules]
         assert not bad, f"heavy modules imported: {{bad}}"
         """
@@ -192,10 +188,10 @@ def test_light_import_path(tmp_path: Path):
     assert (tmp_path / "out.h5ad").exists()
 
 
-def test_generate_array_accepts_a_warm_generator(cvae_gen):
-    """The pyfunc holds one Generator; reusing it gives the same cells as loading the bundle afresh."""
-    from vaexprs.generate import generate_array
+def test_generate_array_accepts_a_warm_decoder(cvae_dec):
+    """The pyfunc holds one decoder; reusing it gives the same cells as loading the bundle afresh."""
+    from vaexprs.generate.pipeline import generate_array
 
-    x1, l1 = generate_array(cvae_gen, n=10, seed=1)
-    x2, l2 = generate_array(cvae_gen.bundle, n=10, seed=1, provider="cpu")
+    x1, l1 = generate_array(cvae_dec, n=10, seed=1)
+    x2, l2 = generate_array(cvae_dec.bundle, n=10, seed=1, provider="cpu")
     assert x1.shape == (10, N_GENES) and np.array_equal(x1, x2) and list(l1) == list(l2)

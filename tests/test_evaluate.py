@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from scipy import sparse
 
+from vaexprs.analysis.metrics import evaluate, evaluate_anndata, format_table
 from vaexprs.errors import InputError
-from vaexprs.evaluate import evaluate, evaluate_anndata, format_table
 
 N_CELLS, N_GENES, BLOCK = 200, 500, 30
 GROUPS = np.array(["A", "B", "C"])

@@ -120,7 +120,7 @@ def test_generated_counts_are_scored_after_the_same_lognorm(capsys, tmp_path, sm
 
 
 def test_default_chunk_size_follows_the_gene_count():
-    from vaexprs.engine import default_batch_size
+    from vaexprs.generate.request import default_batch_size
 
     assert default_batch_size(2000) == 8192
     assert 700 < default_batch_size(20_000) < 1024
@@ -129,7 +129,7 @@ def test_default_chunk_size_follows_the_gene_count():
 
 def test_evaluate_model_uses_held_out_cells_when_there_are_some(small_sim):
     import vaexprs
-    from vaexprs.evaluate import evaluate_model
+    from vaexprs.model.scoring import evaluate_model
 
     result = vaexprs.fit_vae(small_sim, "cell_type", hidden=(32,), epochs=3, val_split=0.2)
     metrics, gen = evaluate_model(result)

@@ -16,13 +16,13 @@ from scipy import stats
 
 import vaexprs
 from tests.conftest import shared_file
-from vaexprs.bundle import load_bundle, write_bundle_json
+from vaexprs.bundle.heads import LibrarySize, resolve_output_space, sample_hurdle, sample_nb
+from vaexprs.bundle.schema import load_bundle, write_bundle_json
 from vaexprs.cli import main
 from vaexprs.errors import InputError
-from vaexprs.export import export_bundle
-from vaexprs.generate import generate_array
-from vaexprs.likelihoods import LibrarySize, resolve_output_space, sample_hurdle, sample_nb
-from vaexprs.model import hurdle_log_prob, nb_log_prob, zinb_log_prob
+from vaexprs.generate.pipeline import generate_array
+from vaexprs.model.export import export_bundle
+from vaexprs.model.network import hurdle_log_prob, nb_log_prob, zinb_log_prob
 
 NOISE_HEADS = ("nb", "zinb", "hurdle")
 
@@ -175,7 +175,7 @@ def test_cli_counts_from_a_bce_bundle_is_a_usage_error(tmp_path, capsys):
     code = main(["generate", str(bundle), "-n", "10", "--output-space", "counts", "-o", str(tmp_path / "x.h5ad")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
-    assert "output_space 'counts' is not available" in err and not (tmp_path / "x.h5ad").exists()
+    assert "--output-space 'counts' is not available" in err and not (tmp_path / "x.h5ad").exists()
 
 
 def test_count_bundle_without_library_size_is_refused(bundles, tmp_path):
@@ -212,7 +212,7 @@ def test_cli_train_refuses_data_that_are_not_counts(tmp_path, capsys, values, me
 
 def test_round_counts_rounds_only_when_asked(counts):
     x = counts.X.copy() + 0.25
-    with pytest.raises(InputError, match="round_counts=True"):
+    with pytest.raises(InputError, match="or round_counts to round them"):
         vaexprs.fit_vae(x, likelihood="nb", hidden=(8,), epochs=1)
     result = vaexprs.fit_vae(x, likelihood="nb", hidden=(8,), epochs=1, round_counts=True)
     assert result.library_size is not None and result.library_size.mu.shape == (1,)  # a VAE: one log-normal
@@ -233,7 +233,7 @@ def test_pbmc3k_zero_fraction_of_generated_counts_is_realistic(likelihood):
     """On the same 1,000 highly variable genes, generated counts have the real data's zero fraction (+-0.05)."""
     import anndata as ad
 
-    from vaexprs.preprocess import highly_variable_genes
+    from vaexprs.data.preprocess import highly_variable_genes
 
     adata = ad.read_h5ad(shared_file("pbmc3k.h5ad"))
     adata = adata[:, highly_variable_genes(adata.X, 1000)].copy()

@@ -103,10 +103,10 @@ def runs(client, experiment: str = "0") -> list:
 
 def register(data: Path, name: str, seed: int, model: str = "cvae"):
     """Train a tiny model in this process and register it (the full install's path)."""
-    from vaexprs.workflow import TrainOptions, train_pipeline
+    from vaexprs.jobs import TrainJob, train_job
 
-    options = TrainOptions(data=str(data), model=model, seed=seed, register=name, experiment="tests", **SMALL)
-    return train_pipeline(options)
+    job = TrainJob(model=model, register=name, experiment="tests")
+    return train_job(str(data), job, {"seed": seed, "hidden": (16,), "epochs": 3}, progress=False)
 
 
 # --------------------------------------------------------------------------------------------- fixtures
@@ -123,7 +123,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture(scope="module")
 def small_h5ad(tmp_path_factory: pytest.TempPathFactory, small_sim) -> Path:
-    from vaexprs.data import write_anndata
+    from vaexprs.data.io import write_anndata
 
     return write_anndata(small_sim, tmp_path_factory.mktemp("data") / "small.h5ad")
 
@@ -157,14 +157,6 @@ def test_project_files_declare_the_entry_points_and_one_environment() -> None:
     project = load_project(str(REPO))
     assert project.env_config_path.endswith("conda.yaml")
     assert set(project._entry_points) == {"main", "simulate", "train", "export", "generate", "evaluate"}
-    train = project.get_entry_point("train").parameters
-    assert list(train) == [
-        "data", "label_key", "model", "latent_dim", "hidden", "epochs", "batch_size", "beta", "likelihood",
-        "normalize", "val_split", "patience", "monitor", "lr", "seed", "register",
-    ]  # fmt: skip
-    assert {k: train[k].default for k in ("latent_dim", "hidden", "epochs", "batch_size", "patience")} == {
-        "latent_dim": 2, "hidden": "512", "epochs": 100, "batch_size": 32, "patience": 10,
-    }  # fmt: skip
     assert {p.type for ep in project._entry_points.values() for p in ep.parameters.values()} == {
         "int", "float", "string", "path",
     }  # fmt: skip
@@ -172,6 +164,48 @@ def test_project_files_declare_the_entry_points_and_one_environment() -> None:
     converted = _PythonEnv.from_conda_yaml(str(REPO / "conda.yaml")).to_dict()
     assert converted == _PythonEnv.from_yaml(str(REPO / "python_env.yaml")).to_dict()
     assert converted["python"] == "3.11" and ".[train,cpu]" in converted["dependencies"]
+
+
+ENTRY_COMMANDS = {"main": "pipeline", "simulate": "simulate", "train": "train", "export": "export",
+                  "generate": "generate", "evaluate": "evaluate"}  # fmt: skip
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_COMMANDS))
+def test_mlproject_parameters_are_the_cli_s(entry: str) -> None:
+    """Each entry point is one `python -m vaexprs` command; every parameter goes to the CLI option of the same
+    name, with the CLI's own default: MLproject cannot drift from the options declared in vaexprs.config."""
+    import re
+
+    import typer
+    from mlflow.projects._project_spec import load_project
+
+    from vaexprs.cli import app
+
+    point = load_project(str(REPO)).get_entry_point(entry)
+    command = " ".join(point.command.split())
+    name = ENTRY_COMMANDS[entry]
+    assert re.match(rf"^(VAEXPRS_FORCE={{force}} )?python -m vaexprs {name} ", command), command
+    cli = typer.main.get_command(app).commands[name]
+    by_flag = {flag: param for param in cli.params for flag in param.opts}
+    for key, parameter in point.parameters.items():
+        if key == "force":
+            assert command.startswith("VAEXPRS_FORCE={force} ") and parameter.default == "false"
+            assert any(p.envvar == "VAEXPRS_FORCE" for p in cli.params)
+            continue
+        match = re.search(rf"(--[a-z-]+) {{{key}}}(?: |$)", command)
+        if match is None:  # a positional argument
+            assert f" {{{key}}}" in command, f"{entry}: parameter {key} is not passed to the CLI"
+            param = next(p for p in cli.params if p.param_type_name == "argument" and p.name == key)
+        else:
+            param = by_flag[match.group(1)]
+            assert param.name == key, f"{entry}: {match.group(1)} is the CLI's {param.name}, not {key}"
+        if parameter.default is None:
+            assert param.required, f"{entry}: {key} is required in MLproject but optional in the CLI"
+            continue
+        if param.required or param.default is None:
+            continue  # the CLI has no default (e.g. an output path): the entry point chooses one ("" = none)
+        cli_default = ",".join(map(str, param.default)) if isinstance(param.default, tuple) else param.default
+        assert str(parameter.default) == str(cli_default), (entry, key, parameter.default, cli_default)
 
 
 def test_mlflow_run_train_logs_everything_and_registers(store: str, tmp_path: Path, small_h5ad: Path) -> None:
@@ -191,7 +225,7 @@ def test_mlflow_run_train_logs_everything_and_registers(store: str, tmp_path: Pa
     assert 1 <= metrics["best_epoch"] <= 3 and metrics["onnx_decoder_parity_max_abs_diff"] < 1e-4
     assert params["data_path"] == str(small_h5ad) and len(params["data_sha256"]) == 64
     assert params["labels"] == "group1,group2,group3" and json.loads(params["label_counts"])["group1"] == 30
-    assert (params["n_cells"], params["n_genes"], params["model.n_labels"]) == ("90", "120", "3")
+    assert (params["n_cells"], params["n_genes"], params["n_labels"]) == ("90", "120", "3")
     assert {"vaexprs.version", "torch.version", "onnxruntime.version", "device"} <= set(tags)
     artifacts = set(all_artifacts(client, run.info.run_id))
     expected = {"checkpoint/model.pt", "bundle/decoder.onnx", "bundle/encoder.onnx", "bundle/bundle.json"}
@@ -209,8 +243,8 @@ def test_mlflow_run_train_logs_everything_and_registers(store: str, tmp_path: Pa
     ("params", "message"),
     [
         (["-P", "data=/no/such/cells.h5ad"], "error: data file not found: /no/such/cells.h5ad"),
-        (["-P", "model=gan"], "error: model must be vae or cvae; got 'gan'"),
-        (["-P", "model=cvae", "-P", "label_key=celltype"], "error: label column 'celltype' not found"),
+        (["-P", "model=gan"], "error: Invalid value for '--model'"),
+        (["-P", "model=cvae", "-P", "label_key=celltype"], "error: --label-key 'celltype' is not a column of the data"),
     ],
     ids=["missing-file", "unknown-model", "unknown-label-key"],
 )
@@ -229,12 +263,6 @@ def test_entry_point_bad_input_fails_the_run(
     assert run.info.status == "FAILED"
 
 
-def test_entry_point_script_exit_code_is_the_cli_s(store: str, tmp_path: Path) -> None:
-    cmd = [str(BIN / "python"), str(REPO / "entrypoints" / "train.py"), "--data", "missing.h5ad"]
-    done = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and done.stderr.strip() == "error: data file not found: missing.h5ad"
-
-
 def test_main_entry_point_chains_the_steps_in_child_runs(store: str, tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
@@ -244,6 +272,7 @@ def test_main_entry_point_chains_the_steps_in_child_runs(store: str, tmp_path: P
     out = done.stdout
     assert "MLflow run:" in out and "registered model: models:/vaexprs/1 = models:/vaexprs@champion" in out
     assert f"generated cells:  {tmp_path}/out/generated.h5ad (300 cells" in out
+    assert "(0.5 = indistinguishable, 1.0 = always told apart)" in out
     client = MlflowClient()
     all_runs = runs(client)
     parent = next(r for r in all_runs if "mlflow.parentRunId" not in r.data.tags)
@@ -265,8 +294,8 @@ def test_interrupted_training_ends_the_run_with_the_best_weights(
     import torch
     from mlflow import MlflowClient
 
-    from vaexprs import tracking
-    from vaexprs.workflow import TrainOptions, train_pipeline
+    from vaexprs.jobs import TrainJob, train_job
+    from vaexprs.tracking import runs as tracking
 
     logged = tracking.MlflowCallback.on_epoch_end
 
@@ -277,7 +306,7 @@ def test_interrupted_training_ends_the_run_with_the_best_weights(
 
     monkeypatch.setattr(tracking.MlflowCallback, "on_epoch_end", stop_at_epoch_2)
     with pytest.raises(error):
-        train_pipeline(TrainOptions(data=str(small_h5ad), hidden="16", epochs=5, track=True, experiment="t"))
+        train_job(str(small_h5ad), TrainJob(track=True, experiment="t"), {"hidden": (16,), "epochs": 5}, progress=False)
     client = MlflowClient()
     (run,) = runs(client, "t")
     assert run.info.status == status
@@ -295,7 +324,7 @@ def test_interrupted_training_ends_the_run_with_the_best_weights(
 def test_default_tracking_store_is_sqlite_in_the_working_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vaexprs.tracking import ensure_tracking_uri
+    from vaexprs.registry.store import ensure_tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -306,8 +335,8 @@ def test_default_tracking_store_is_sqlite_in_the_working_folder(
 
 
 def test_light_client_refuses_database_stores_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vaexprs import tracking
     from vaexprs.errors import InputError
+    from vaexprs.registry import store as tracking
 
     monkeypatch.setattr(tracking, "full_mlflow_installed", lambda: False)
     with pytest.raises(InputError, match=r"the tracking URI sqlite:///x.db needs the full mlflow \(pip install"):
@@ -322,12 +351,12 @@ def test_promote_moves_the_alias_and_what_generate_loads(use_registry: dict[str,
     import anndata as ad
 
     from vaexprs.cli import main
-    from vaexprs.generate import resolve_model
+    from vaexprs.registry.models import model_version, parse_model_uri
 
     out = {}
     for version in (1, 2):
         assert main(["promote", "vx", "--version", str(version), "--alias", "champion"]) == 0
-        assert resolve_model("models:/vx@champion")[2] == str(version)
+        assert str(model_version(parse_model_uri("models:/vx@champion")).version) == str(version)
         out[version] = tmp_path / f"v{version}.h5ad"
         assert main(["generate", "models:/vx@champion", "-n", "40", "--seed", "3", "-o", str(out[version])]) == 0
     assert "models:/vx@champion -> version 2 (moved from version 1)" in capsys.readouterr().out
@@ -345,7 +374,7 @@ def test_promote_to_a_missing_version_fails_clearly(use_registry: dict[str, str]
 
 
 def test_export_from_a_run_or_a_registered_version(use_registry: dict[str, str], tmp_path: Path) -> None:
-    from vaexprs.bundle import load_bundle
+    from vaexprs.bundle.schema import load_bundle
     from vaexprs.cli import main
 
     uri = f"runs:/{use_registry['run1']}/checkpoint/model.pt"
@@ -359,7 +388,7 @@ def test_registered_pyfunc_generates_per_row(use_registry: dict[str, str]) -> No
     import mlflow.pyfunc
     import pandas as pd
 
-    from vaexprs.generate import generate_array
+    from vaexprs.generate.pipeline import generate_array
 
     model = mlflow.pyfunc.load_model("models:/vx/2")
     request = pd.DataFrame({"label": ["group2", None], "n": [4, 3], "seed": [5, 6], "sampler": ["gmm", "prior"]})
@@ -375,7 +404,7 @@ def test_registered_pyfunc_generates_per_row(use_registry: dict[str, str]) -> No
 
 def test_models_serve_generates_over_http(use_registry: dict[str, str], tmp_path: Path) -> None:
     from vaexprs.cli import main
-    from vaexprs.generate import generate_array
+    from vaexprs.generate.pipeline import generate_array
 
     assert main(["promote", "vx", "--version", "2", "--alias", "champion"]) == 0
     port = free_port()
@@ -413,7 +442,7 @@ def test_team_server_and_the_light_client(small_h5ad: Path, tmp_path: Path, monk
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         assert register(small_h5ad, "team", seed=1).model_version == "1"
         assert main(["promote", "team", "--version", "1", "--alias", "champion"]) == 0
-        light = [str(LIGHT_PYTHON), "-m", "vaexprs.cli", "generate", "models:/team@champion", "-n", "100"]
+        light = [str(LIGHT_PYTHON), "-m", "vaexprs", "generate", "models:/team@champion", "-n", "100"]
         done = subprocess.run(
             [*light, "-o", str(tmp_path / "out.h5ad")],
             cwd=tmp_path,

@@ -6,7 +6,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 
 import vaexprs
-from vaexprs import plots
+from vaexprs.analysis import plots
 from vaexprs.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,22 +145,6 @@ def test_umap_missing_is_input_error(cvae):
     _, gen = cvae
     with pytest.raises(InputError, match="pip install umap-learn"):
         plots.plot_aug(gen, "UMAP")
-
-
-def test_mlflow_artifact_only_with_active_run(cvae, tmp_path, monkeypatch):
-    result, _ = cvae
-    logged: list[tuple[str, str]] = []
-    run: list[object] = []
-    fake = types.SimpleNamespace(
-        active_run=lambda: run[0] if run else None,
-        log_artifact=lambda path, artifact_path=None: logged.append((path, artifact_path)),
-    )
-    monkeypatch.setitem(sys.modules, "mlflow", fake)
-    plots.plot_vae(result, tmp_path / "a.png")
-    assert logged == []
-    run.append(object())
-    plots.plot_vae(result, tmp_path / "b.png")
-    assert logged == [(str(tmp_path / "b.png"), "plots")]
 
 
 def test_heatmap_limits(cvae):

@@ -11,8 +11,8 @@ import pytest
 
 from tests.onnx_fixtures import LABELS, N_GENES, make_bundle
 from vaexprs.errors import InputError
-from vaexprs.generate import generate_array, generate_to_file, resolve_model
-from vaexprs.writers import SUPPORTED_SUFFIXES, open_writer
+from vaexprs.generate.pipeline import generate_array, generate_to_file
+from vaexprs.generate.writers import SUPPORTED_SUFFIXES, open_writer
 
 
 @pytest.fixture(scope="module")
@@ -166,10 +166,10 @@ def test_unsupported_suffix(cvae_dir, tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n": 0}, "positive integer"),
-        ({"n": 5, "label": "nope"}, "unknown label 'nope'"),
+        ({"n": 0}, "n must be between 1 and"),
+        ({"n": 5, "label": "nope"}, "label 'nope' is unknown"),
         ({"per_label": "group1:3"}, "cannot parse"),
-        ({"per_label": "ghost=3"}, "unknown label 'ghost'"),
+        ({"per_label": "ghost=3"}, "label 'ghost' is unknown"),
         ({"n": 5, "sampler": "vamp"}, "sampler must be one of"),
         ({"n": 5, "provider": "tpu"}, "provider must be one of"),
     ],
@@ -190,9 +190,9 @@ def test_missing_model_path(tmp_path):
 @pytest.mark.parametrize("suffix", SUPPORTED_SUFFIXES)
 def test_failure_mid_write_leaves_nothing(cvae_dir, tmp_path, monkeypatch, suffix):
     """A crash after some chunks: no temp file, no output, and an existing output stays as it was."""
-    import vaexprs.engine as engine
+    import vaexprs.generate.loop as loop
 
-    real = engine.decoder_outputs_to_cells
+    real = loop.outputs_to_cells
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -201,7 +201,7 @@ def test_failure_mid_write_leaves_nothing(cvae_dir, tmp_path, monkeypatch, suffi
             raise RuntimeError("boom")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "decoder_outputs_to_cells", flaky)
+    monkeypatch.setattr(loop, "outputs_to_cells", flaky)
     out = tmp_path / f"gen{suffix}"
     with pytest.raises(RuntimeError, match="boom"):
         generate_to_file(cvae_dir, out, n=50, batch_size=10, provider="cpu")
@@ -229,13 +229,22 @@ def test_writer_accepts_label_names_and_quotes_csv(tmp_path):
     assert rows == [["cell", "cell_type", "g,1", "g2"], ["gen0", "c", "1", "1"], ["gen1", "a,b", "1", "1"]]
 
 
+def resolve_model(model):
+    """(folder, uri, version) of a MODEL, as generate resolves it."""
+    from vaexprs.registry.models import resolved_bundle
+
+    with resolved_bundle(model) as resolved:
+        return resolved.folder, resolved.uri, resolved.version
+
+
 def test_resolve_model_local_paths(cvae_dir, tmp_path):
     folder, uri, version = resolve_model(cvae_dir)
     assert folder == cvae_dir.resolve() and uri == str(cvae_dir.resolve()) and version is None
     assert resolve_model(cvae_dir / "bundle.json")[0] == cvae_dir.resolve()
-    assert resolve_model(cvae_dir.parent)[0] == cvae_dir.resolve()  # a folder above the bundle is searched
+    with pytest.raises(InputError, match=r"has no bundle.json \(give the bundle folder itself\)"):
+        resolve_model(cvae_dir.parent)  # never a search through subfolders
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match=r"holds no bundle.json"):
+    with pytest.raises(InputError, match=r"has no bundle.json"):
         resolve_model(tmp_path / "empty")
     with pytest.raises(InputError, match=r"does not exist"):
         resolve_model(tmp_path / "missing")
@@ -261,17 +270,19 @@ def test_resolve_model_from_mlflow(cvae_dir, tmp_path, monkeypatch):
     mv = client.create_model_version("toy", source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
     client.set_registered_model_alias("toy", "champion", mv.version)
 
-    folder, _, version = resolve_model(f"runs:/{run.info.run_id}/model")
-    assert (folder / "bundle.json").is_file() and version is None
+    with __import__("vaexprs.registry.models").registry.models.resolved_bundle(f"runs:/{run.info.run_id}/model") as r:
+        assert (r.folder / "bundle.json").is_file() and r.version is None
+        downloaded = r.folder
+    assert not downloaded.exists()  # the download is removed afterwards
     assert resolve_model("models:/toy@champion")[1:] == ("models:/toy@champion", "1")
     assert resolve_model("models:/toy/1")[2] == "1"
     summary = generate_to_file("models:/toy@champion", tmp_path / "m.h5ad", n=5, provider="cpu")
     assert summary["model_uri"] == "models:/toy@champion" and summary["model_version"] == "1"
-    with pytest.raises(InputError, match=r"model 'models:/toy@nope' not found in the registry at sqlite"):
+    with pytest.raises(InputError, match=r"model 'models:/toy@nope' not found at sqlite"):
         resolve_model("models:/toy@nope")
-    with pytest.raises(InputError, match=r"model 'models:/ghost/3' not found in the registry"):
+    with pytest.raises(InputError, match=r"model 'models:/ghost/3' not found"):
         resolve_model("models:/ghost/3")
-    with pytest.raises(InputError, match=r"model 'runs:/0123abc/model' not found in the tracking server"):
+    with pytest.raises(InputError, match=r"model 'runs:/0123abc/model' not found"):
         resolve_model("runs:/0123abc/model")
 
 

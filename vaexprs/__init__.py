@@ -17,17 +17,23 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "simulate": "vaexprs.data",
-    "read_expression": "vaexprs.data",
-    "fit_vae": "vaexprs.api",
-    "gen_exprs": "vaexprs.api",
-    "VAEResult": "vaexprs.api",
-    "GeneratedCells": "vaexprs.api",
-    "export_bundle": "vaexprs.export",
-    "load_bundle": "vaexprs.bundle",
-    "evaluate": "vaexprs.evaluate",
-    "plot_vae": "vaexprs.plots",
-    "plot_aug": "vaexprs.plots",
+    "simulate": "vaexprs.data.simulate",
+    "read_expression": "vaexprs.data.io",
+    "fit_vae": "vaexprs.model.fit",
+    "gen_exprs": "vaexprs.model.fit",
+    "VAEResult": "vaexprs.model.result",
+    "GeneratedCells": "vaexprs.model.result",
+    "export_bundle": "vaexprs.model.export",
+    "load_bundle": "vaexprs.bundle.schema",
+    "generate_to_file": "vaexprs.generate.pipeline",
+    "generate_array": "vaexprs.generate.pipeline",
+    "GenerationRequest": "vaexprs.generate.request",
+    "evaluate": "vaexprs.analysis.metrics",
+    "plot_vae": "vaexprs.analysis.plots",
+    "plot_aug": "vaexprs.analysis.plots",
+    "ModelConfig": "vaexprs.config",
+    "TrainConfig": "vaexprs.config",
+    "DataConfig": "vaexprs.config",
     "InputError": "vaexprs.errors",
     "VaexprsError": "vaexprs.errors",
 }
@@ -35,13 +41,18 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vaexprs.api import GeneratedCells, VAEResult, fit_vae, gen_exprs
-    from vaexprs.bundle import load_bundle
-    from vaexprs.data import read_expression, simulate
+    from vaexprs.analysis.metrics import evaluate
+    from vaexprs.analysis.plots import plot_aug, plot_vae
+    from vaexprs.bundle.schema import load_bundle
+    from vaexprs.config import DataConfig, ModelConfig, TrainConfig
+    from vaexprs.data.io import read_expression
+    from vaexprs.data.simulate import simulate
     from vaexprs.errors import InputError, VaexprsError
-    from vaexprs.evaluate import evaluate
-    from vaexprs.export import export_bundle
-    from vaexprs.plots import plot_aug, plot_vae
+    from vaexprs.generate.pipeline import generate_array, generate_to_file
+    from vaexprs.generate.request import GenerationRequest
+    from vaexprs.model.export import export_bundle
+    from vaexprs.model.fit import fit_vae, gen_exprs
+    from vaexprs.model.result import GeneratedCells, VAEResult
 
 
 def __getattr__(name: str) -> Any:

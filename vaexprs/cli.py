@@ -1,126 +1,277 @@
 """The `vaexprs` command line (Typer). Heavy modules are imported inside the commands, so `--help` is instant.
 
     vaexprs simulate -o sim.h5ad
-    vaexprs train sim.h5ad --model cvae --epochs 30 -o bundle/
+    vaexprs train sim.h5ad -o bundle/                      # a CVAE on obs['cell_type'] (model auto)
     vaexprs generate bundle/ -n 1000 --label group2 -o gen.h5ad
     vaexprs generate models:/vaexprs@champion -n 1000000 -o big.h5ad
     vaexprs evaluate sim.h5ad gen.h5ad -o metrics.json --plots plots/
     vaexprs promote vaexprs --version 3 --alias champion
+    python -m vaexprs ...                                  # the same (and what torchrun and MLproject run)
 
-Exit codes: 0 success, 1 runtime failure, 2 bad input or usage (a one-line message on stderr).
+The options of `train` (and `pipeline`) and `generate` are built from the config dataclasses (vaexprs.config,
+vaexprs.jobs, vaexprs.generate.request): each option's name, type, default and help are written once there.
+Exit codes: 0 success, 1 runtime failure, 2 bad input or usage, 130 interrupted (Ctrl-C), 143 terminated
+(SIGTERM); every failure prints one `error: ...` line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
+import signal
 import sys
-from pathlib import Path
-from typing import Annotated
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from typing import Annotated, Any, get_args
 
 import typer
 
-from vaexprs.errors import InputError, VaexprsError
+from vaexprs import __version__
+from vaexprs.config import FIT_CONFIGS, DataConfig, ModelConfig, TrainConfig, config_defaults, option_flag
+from vaexprs.errors import (
+    EXIT_FAILURE,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    EXIT_USAGE,
+    OptionError,
+    Terminated,
+    VaexprsError,
+    first_line,
+)
 
 app = typer.Typer(
     name="vaexprs",
     help="Learn single-cell expression data with a (conditional) VAE and generate realistic cells.",
-    no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 log = logging.getLogger("vaexprs")
 
-Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or log lines.")]
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="Overwrite an existing output (only what vaexprs wrote).", envvar="VAEXPRS_FORCE"),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, log lines or warnings.")]
+Track = Annotated[
+    bool, typer.Option("--track", help="Log the output to MLflow (the run `mlflow run` opened, else a new run).")
+]
+
+# CLI flag of every option the commands build from configs (for error messages that name the flag)
+_FLAGS: dict[str, str] = {}
 
 
-def _setup_logging(quiet: bool = False) -> None:
-    level = logging.WARNING if quiet else logging.INFO
+def flag_of(name: str) -> str:
+    return _FLAGS.get(name, option_flag(name))
+
+
+def setup_logging(quiet: bool = False) -> None:
+    """vaexprs' log lines on stderr, bare; -q keeps warnings and errors only and silences Python warnings."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("vaexprs")
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
     root.propagate = False
+    logging.captureWarnings(True)  # library warnings become log lines, without source lines
+    warnings_log = logging.getLogger("py.warnings")
+    warnings_log.handlers[:] = [handler]
+    warnings_log.propagate = False
+    if quiet:
+        warnings.simplefilter("ignore")
+        warnings_log.setLevel(logging.ERROR)
 
 
-def _echo(message: str, quiet: bool = False) -> None:
-    if not quiet:
-        typer.echo(message)
+# ------------------------------------------------------------------------------------------ options from configs
+
+
+def config_parameters(cls: type, exclude: Sequence[str] = ()) -> list[inspect.Parameter]:
+    """Typer options for a config dataclass's fields (help, flags and bounds from their metadata)."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    defaults = config_defaults(cls)
+    out = []
+    for f in fields(cls):
+        meta = f.metadata
+        if not meta.get("cli", True) or f.name in exclude:
+            continue
+        hint = hints[f.name]
+        default = defaults[f.name]
+        if meta.get("parse") is not None:  # e.g. hidden sizes: read and shown as text "512,256"
+            hint, default = str, meta["show"](default)
+        elif type(None) in get_args(hint):  # X | None: the first real type (str for per_label)
+            hint = next(a for a in get_args(hint) if a is not type(None)) | None
+        flags = list(meta.get("flags") or (option_flag(f.name),))
+        _FLAGS[f.name] = next((fl for fl in flags if fl.startswith("--")), flags[0])
+        if hint is bool and default:  # a switch that is on: say how to turn it off
+            flags = [f"{option_flag(f.name)}/--no-{f.name.replace('_', '-')}"]
+        option = typer.Option(
+            *flags,
+            help=meta.get("help", ""),
+            show_default=default is not None and hint is not bool,
+            envvar=meta.get("envvar"),
+            metavar=None if hint is bool else _metavar(f.name, hint),
+        )
+        out.append(
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[hint, option]
+            )
+        )
+    return out
+
+
+def _metavar(name: str, hint: Any) -> str:
+    """What a value looks like in --help: the choices of a Literal, else a name (N for counts, X for numbers)."""
+    if type(None) in get_args(hint):
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    args = get_args(hint)
+    if args and all(isinstance(a, str) for a in args):  # a Literal: its choices
+        return "[" + "|".join(args) + "]"
+    base = hint
+    if base is int:
+        return "N"
+    if base is float:
+        return "X"
+    return name.upper()
+
+
+def values_of(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The values of `cls`'s fields among a command's arguments, parsed (hidden: '512,256' -> (512, 256))."""
+    out = {}
+    for f in fields(cls):
+        if f.name in kwargs:
+            parse = f.metadata.get("parse")
+            value = kwargs[f.name]
+            out[f.name] = parse(value) if parse is not None and isinstance(value, str) else value
+    return out
+
+
+def with_options(*groups: list[inspect.Parameter]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command (written with **options) the options of config dataclasses after its own parameters."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        own = [p for p in inspect.signature(fn).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        hints = typing_hints(fn)
+        own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in own]
+        params = own + [p for group in groups for p in group]
+        fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        fn.__annotations__ = {p.name: p.annotation for p in params}
+        return fn
+
+    return decorate
+
+
+def typing_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    import typing
+
+    return typing.get_type_hints(fn, include_extras=True)
+
+
+def fit_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The fit_vae keywords among a command's arguments."""
+    out: dict[str, Any] = {}
+    for cls in FIT_CONFIGS:
+        out.update(values_of(cls, kwargs))
+    for name in ("n_genes", "n_labels"):
+        out.pop(name, None)
+    if out.get("layer") == "":
+        out["layer"] = None
+    return out
+
+
+def _fit_parameters() -> list[inspect.Parameter]:
+    return [*config_parameters(ModelConfig), *config_parameters(TrainConfig), *config_parameters(DataConfig)]
+
+
+def _job_parameters(name: str, exclude: Sequence[str] = ()) -> list[inspect.Parameter]:
+    from vaexprs import jobs
+
+    return config_parameters(getattr(jobs, name), exclude)
+
+
+def _request_parameters() -> list[inspect.Parameter]:
+    from vaexprs.generate.request import GenerationRequest
+
+    return config_parameters(GenerationRequest)
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vaexprs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Learn single-cell expression data with a (conditional) VAE and generate realistic cells."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
 
 
 @app.command()
 def simulate(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output .h5ad file.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output .h5ad file.")],
     groups: Annotated[int, typer.Option(help="Number of cell groups.")] = 3,
     cells: Annotated[int, typer.Option(help="Cells per group.")] = 100,
     genes: Annotated[int, typer.Option(help="Number of genes.")] = 1000,
     deg: Annotated[int, typer.Option(help="Differentially expressed genes per group.")] = 100,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
     force: Force = False,
+    track: Track = False,
 ) -> None:
     """Write the VAExprs vignette's simulated data (groups x cells, N(5, 5) plus planted group signals)."""
-    from vaexprs.data import simulate as simulate_data
-    from vaexprs.data import write_anndata
-    from vaexprs.writers import check_output
+    from vaexprs.data.io import write_anndata
+    from vaexprs.data.simulate import simulate as simulate_data
+    from vaexprs.generate.writers import check_output
 
-    path = check_output(output, force=force)
+    path = check_output(output, force=force, suffixes=(".h5ad",))
     adata = simulate_data(groups=groups, cells=cells, genes=genes, deg=deg, seed=seed)
-    write_anndata(adata, path)
+    write_anndata(adata, path, force=force)
+    if track:
+        _track({"data": path}, {"groups": groups, "cells": cells, "genes": genes, "deg": deg, "seed": seed}, "simulate")
     typer.echo(f"wrote {adata.n_obs} cells x {adata.n_vars} genes to {path}")
 
 
 @app.command()
+@with_options(_job_parameters("TrainJob"), _fit_parameters())
 def train(
-    data: Annotated[str, typer.Argument(help="Expression data: .h5ad, .csv/.tsv (cells as rows) or .npy.")],
-    label_key: Annotated[str, typer.Option(help="obs column with the cell labels (CVAE).")] = "cell_type",
-    model: Annotated[str, typer.Option(help="vae, or cvae (conditional on --label-key).")] = "vae",
-    layer: Annotated[str | None, typer.Option(help="AnnData layer to use instead of X.")] = None,
-    latent_dim: Annotated[int, typer.Option(help="Latent dimensions.")] = 2,
-    hidden: Annotated[str, typer.Option(help="Hidden layer sizes, e.g. 512 or 512,256.")] = "512",
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 100,
-    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 32,
-    beta: Annotated[float, typer.Option(help="Weight of the KL term (>= 0).")] = 1.0,
-    likelihood: Annotated[
-        str, typer.Option(help="bce or mse (VAExprs, scaled values), nb or zinb (raw counts), hurdle (log values).")
-    ] = "bce",
-    round_counts: Annotated[
-        bool, typer.Option(help="nb/zinb: round non-integer values instead of refusing them.")
-    ] = False,
-    normalize: Annotated[str, typer.Option(help="auto, lognorm, log or none.")] = "auto",
-    val_split: Annotated[float, typer.Option(help="Fraction of cells held out for validation.")] = 0.0,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (0 = off).")] = 10,
-    monitor: Annotated[str, typer.Option(help="loss or val_loss.")] = "loss",
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    seed: Annotated[int, typer.Option(help="Random seed (CPU training is bit-reproducible).")] = 1,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the ONNX bundle here.")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="Write the torch checkpoint (weights only) here.")] = None,
-    track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.")] = False,
-    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "vaexprs",
-    register: Annotated[str | None, typer.Option(help="Register the model under this name (implies --track).")] = None,
-    force: Force = False,
+    data: Annotated[
+        str | None,
+        typer.Argument(
+            help="Expression data: .h5ad, .csv/.tsv (cells as rows) or .npy [default: the vignette's simulated data].",
+            metavar="DATA",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Quiet = False,
+    **options: Any,
 ) -> None:
     """Train a VAE or CVAE; write the ONNX bundle (-o) and/or log and register it in MLflow."""
-    from vaexprs.workflow import TrainOptions, train_pipeline
+    from vaexprs.jobs import TrainJob, train_job
 
-    _setup_logging(quiet)
-    options = TrainOptions(
-        data=data, label_key=label_key, model=model, layer=layer, latent_dim=latent_dim, hidden=hidden,
-        epochs=epochs, batch_size=batch_size, beta=beta, likelihood=likelihood, round_counts=round_counts,
-        normalize=normalize,
-        val_split=val_split, patience=patience, monitor=monitor, lr=lr, seed=seed, device=device,
-        bundle_dir=str(output) if output else None, checkpoint=str(checkpoint) if checkpoint else None,
-        force=force, track=track, experiment=experiment, register=register,
-    )  # fmt: skip
-    outcome = train_pipeline(options)
-    history = outcome.result.history
-    _echo(
-        f"trained a {outcome.result.model_type.upper()} for {len(history)} epoch(s); "
-        f"best {options.monitor} {min(h[options.monitor] for h in history):.4g} at epoch {outcome.result.best_epoch}",
-        quiet,
-    )
+    setup_logging(quiet)
+    job = TrainJob(**values_of(TrainJob, options))
+    outcome = train_job(data or None, job, fit_options(options), progress=False if quiet else None)
+    result = outcome.result
+    monitor = result.train_config.monitor
+    best = min(h[monitor] for h in result.history)
+    lines = [
+        f"trained a {result.model_type.upper()} ({result.model_config.likelihood}) for {len(result.history)} "
+        f"epoch(s); best {monitor} {best:.4g} at epoch {result.best_epoch}"
+    ]
     for what, value in (
         ("bundle", outcome.bundle_dir),
         ("checkpoint", outcome.checkpoint),
@@ -128,130 +279,229 @@ def train(
         ("registered model", outcome.model_uri),
     ):
         if value:
-            _echo(f"{what}: {value}", quiet)
+            lines.append(f"{what}: {value}")
+    if not quiet:
+        typer.echo("\n".join(lines))
 
 
 @app.command()
 def export(
-    model: Annotated[str, typer.Argument(help="A checkpoint file (model.pt) or an MLflow runs:/ URI of one.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Bundle folder to write.")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="A checkpoint file (model.pt), or runs:/RUN_ID/... or models:/NAME@ALIAS of a tracked training.",
+            metavar="MODEL",
+        ),
+    ],
+    output: Annotated[str, typer.Option("--output", "-o", help="Bundle folder to write.")],
     force: Force = False,
+    track: Track = False,
 ) -> None:
     """Export a trained model to an ONNX bundle (decoder.onnx, encoder.onnx, bundle.json)."""
-    from vaexprs.api import VAEResult
-    from vaexprs.export import export_bundle
+    from vaexprs.bundle.schema import check_bundle_output
+    from vaexprs.model.export import export_bundle
+    from vaexprs.model.result import VAEResult
 
-    _setup_logging(False)
-    path = Path(model)
+    setup_logging(False)
+    check_bundle_output(output, force)
     if model.startswith(("runs:/", "models:/")):
-        from vaexprs.tracking import download_checkpoint
+        from vaexprs.registry.models import downloaded_checkpoint
 
-        path = download_checkpoint(model)
-    out = export_bundle(VAEResult.load(path), output, force=force)
+        with downloaded_checkpoint(model) as path:
+            result = VAEResult.load(path)
+    else:
+        result = VAEResult.load(model)
+    out = export_bundle(result, output, force=force)
+    if track:
+        _track({"bundle": out}, {"source_model": model}, "export")
     typer.echo(f"bundle: {out}")
 
 
 @app.command()
+@with_options(_request_parameters())
 def generate(
-    model: Annotated[str, typer.Argument(help="Bundle folder, models:/NAME@ALIAS, models:/NAME/VERSION or runs:/...")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output file: .h5ad, .csv or .npy.")],
-    n: Annotated[int | None, typer.Option("-n", "--n", help="Number of cells (training label proportions).")] = None,
-    label: Annotated[str | None, typer.Option(help="Generate only cells of this label.")] = None,
-    per_label: Annotated[str | None, typer.Option(help="Cells per label, e.g. L1=300,L2=50.")] = None,
-    sampler: Annotated[str, typer.Option(help="gmm (mixture of training latents) or prior (N(0, I)).")] = "gmm",
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same cells).")] = 1,
-    provider: Annotated[str, typer.Option(help="onnxruntime provider: auto, cpu or cuda.")] = "auto",
-    batch_size: Annotated[
-        int | None,
-        typer.Option(help="Cells per decoding chunk [default: 8192, fewer for wide models: ~64 MB a chunk]."),
-    ] = None,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
-    output_space: Annotated[
-        str | None,
-        typer.Option(
-            help="counts, lognorm or mean [default: sampled noise: counts for nb/zinb, log values for hurdle; "
-            "the decoder mean for bce/mse]."
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Bundle folder, models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/PATH.", metavar="MODEL"
         ),
+    ],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output file: .h5ad, .csv or .npy.")],
+    provider: Annotated[str, typer.Option(help="onnxruntime provider: auto, cpu or cuda.")] = "auto",
+    threads: Annotated[
+        int | None, typer.Option(help="onnxruntime intra-op threads [default: onnxruntime's choice].")
     ] = None,
     force: Force = False,
     quiet: Quiet = False,
+    track: Track = False,
+    **options: Any,
 ) -> None:
     """Generate cells with onnxruntime from a bundle or a registered model, streamed to disk."""
-    from vaexprs.generate import generate_to_file
+    from vaexprs.generate.pipeline import generate_to_file
+    from vaexprs.generate.request import GenerationRequest
 
-    _setup_logging(quiet)
-    if n is None and per_label is None:  # the rest (n <= 0, --label with --per-label, ...) the engine checks
-        raise InputError("say how many cells: -n N (or --per-label L1=300,L2=50)")
-    # generate_to_file logs the summary line (cells, file, seconds, the provider that really ran)
-    generate_to_file(
-        model, output, n=n, label=label, per_label=per_label, sampler=sampler, seed=seed, provider=provider,
-        batch_size=batch_size, threads=threads, force=force, progress=not quiet and sys.stderr.isatty(),
-        output_space=output_space,
+    setup_logging(quiet)
+    values = values_of(GenerationRequest, options)
+    for name in ("label", "per_label", "output_space"):
+        if values.get(name) == "":  # MLproject parameters cannot be absent, only empty
+            values[name] = None
+    if values.get("per_label") is not None:
+        values["n"] = None  # the counts decide
+    request = GenerationRequest(**values)
+    from vaexprs.progress import interactive
+
+    summary = generate_to_file(
+        model, output, request, provider=provider, threads=threads, force=force,
+        progress=not quiet and interactive(),
     )  # fmt: skip
+    if track:
+        _track({"generated": summary["out"]}, {"model_uri": summary["model_uri"], **request.to_dict()}, "generate")
 
 
 @app.command()
 def evaluate(
-    real: Annotated[Path, typer.Argument(help="Real cells (.h5ad/.csv/.npy).")],
-    gen: Annotated[Path, typer.Argument(help="Generated cells (.h5ad/.csv/.npy).")],
+    real: Annotated[str, typer.Argument(help="Real cells (.h5ad/.csv/.npy).", metavar="REAL")],
+    gen: Annotated[
+        str,
+        typer.Argument(help="Generated cells (.h5ad/.csv/.npy), e.g. what `vaexprs generate` wrote.", metavar="GEN"),
+    ],
     label_key: Annotated[str, typer.Option(help="obs column with labels ('' = unlabelled).")] = "cell_type",
     real_space: Annotated[
         str, typer.Option(help="Bring REAL into GEN's space: auto (from GEN's metadata), lognorm, log or none.")
     ] = "auto",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the metrics as JSON.")] = None,
-    plots: Annotated[Path | None, typer.Option(help="Write comparison plots (PNG) to this folder.")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the metrics as JSON.")] = None,
+    plots: Annotated[str | None, typer.Option(help="Write comparison plots (PNG) to this folder.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the subsampling and classifiers.")] = 0,
     force: Force = False,
+    track: Track = False,
 ) -> None:
     """Compare generated cells with real ones: classifier AUC, MMD, gene statistics, TSTR, markers."""
-    from vaexprs.evaluation_io import evaluate_files
+    from vaexprs.analysis.report import evaluate_files
 
-    _setup_logging(False)
-    metrics_text = evaluate_files(
-        real, gen, label_key=label_key or None, real_space=real_space, output=output, plots=plots, seed=seed,
-        force=force,
+    setup_logging(False)
+    text, metrics = evaluate_files(
+        real, gen, label_key=label_key or None, real_space=real_space, output=output or None, plots=plots or None,
+        seed=seed, force=force,
     )  # fmt: skip
-    typer.echo(metrics_text)
+    if track:
+        files = {k: v for k, v in {"metrics": output, "plots": plots}.items() if v}
+        _track(files, {"real": real, "gen": gen, "label_key": label_key, "seed": seed}, "evaluate", metrics)
+    typer.echo(text)
 
 
 @app.command()
 def promote(
-    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    name: Annotated[str, typer.Argument(help="Registered model name.", metavar="NAME")],
     version: Annotated[int, typer.Option(help="Model version to promote.")],
     alias: Annotated[str, typer.Option(help="Alias to set (moved if it exists).")] = "champion",
 ) -> None:
     """Point an alias (e.g. champion) at a registered model version."""
-    from vaexprs.tracking import promote as promote_version
+    from vaexprs.registry.models import promote as promote_version
 
     previous = promote_version(name, version, alias)
     moved = f" (moved from version {previous})" if previous and str(previous) != str(version) else ""
     typer.echo(f"models:/{name}@{alias} -> version {version}{moved}")
 
 
+@app.command()
+@with_options(_job_parameters("PipelineJob"), _fit_parameters())
+def pipeline(quiet: Quiet = False, **options: Any) -> None:
+    """The MLflow project's main job: simulate -> train -> register -> promote -> generate, one run per step."""
+    import time
+
+    from vaexprs.jobs import PipelineJob
+    from vaexprs.jobs import pipeline as run_pipeline
+    from vaexprs.registry.store import ensure_tracking_uri
+
+    setup_logging(quiet)
+    started = time.perf_counter()
+    job = PipelineJob(**values_of(PipelineJob, options))
+    fit = fit_options(options)
+    outcome = run_pipeline(job, fit, seed=fit.pop("seed", 1), progress=False if quiet else None)
+    uri = ensure_tracking_uri()
+    steps = ", ".join(f"{k} {v}" for k, v in outcome.steps.items())
+    lines = [
+        f"\n== vaexprs pipeline finished in {time.perf_counter() - started:.0f} s",
+        f"MLflow run:       {outcome.run_id} (steps: {steps})",
+        f"                  tracking store {uri}; browse it with: mlflow ui --backend-store-uri {uri}",
+        f"registered model: {outcome.model_uri}" + (f" = {outcome.alias_uri}" if outcome.alias_uri else ""),
+        f"generated cells:  {outcome.generated} ({outcome.n_cells} cells)",
+    ]
+    auc = outcome.metrics.get("eval_auc_real_vs_gen")
+    if auc is not None:
+        lines.append(
+            f"quality:          a classifier tells generated from real cells with AUC {auc:.2f} "
+            "(0.5 = indistinguishable, 1.0 = always told apart)"
+        )
+    typer.echo("\n".join(lines))
+
+
+def _track(files: dict[str, Any], params: dict[str, Any], step: str, metrics: dict[str, Any] | None = None) -> None:
+    """--track: log a command's outputs (and params, numeric metrics) to the active MLflow run or a new one."""
+    import math
+    from pathlib import Path
+
+    from vaexprs.tracking.runs import log_outputs, run_scope
+
+    with run_scope(run_name=step):
+        log_outputs({k: Path(v) for k, v in files.items()}, params)
+        if metrics:
+            import mlflow
+
+            numbers = {
+                k: float(v) for k, v in metrics.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            }  # fmt: skip
+            mlflow.log_metrics(numbers)
+
+
+# ------------------------------------------------------------------------------------------ running
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
+
+
+def _click_exception() -> type[Exception]:
+    """Click's exception base as Typer raises it (Typer >= 0.16 vendors click as typer._click)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app; map vaexprs errors to a one-line message and exit code 1 or 2."""
+    """Run the app; every failure becomes one `error: ...` line and an exit code (see the module docstring)."""
+    handlers = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError):  # not the main thread: leave the signals alone
+            handlers[sig] = signal.signal(sig, _raise_terminated)
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False, prog_name="vaexprs")
+    except OptionError as exc:
+        typer.echo(f"error: {exc.message(flag_of).splitlines()[0]}", err=True)
+        return exc.exit_code
     except VaexprsError as exc:
-        typer.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
+        typer.echo(f"error: {first_line(exc)}", err=True)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        return 1
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted", err=True)
-        return 130
-    except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        typer.echo(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", err=True)
-        return 1
-    return 0
+        return EXIT_SIGINT
+    except Terminated as exc:
+        typer.echo("terminated", err=True)
+        return EXIT_SIGTERM if exc.signum == signal.SIGTERM else 128 + exc.signum
+    except Exception as exc:
+        if isinstance(exc, _click_exception()):  # usage: unknown option, bad value, missing argument
+            text = exc.format_message().splitlines()[0].replace("Value error, ", "")  # type: ignore[attr-defined]
+            typer.echo(f"error: {text}", err=True)
+            return EXIT_USAGE
+        typer.echo(f"error: {type(exc).__name__}: {first_line(exc)}", err=True)  # unexpected: one line anyway
+        return EXIT_FAILURE
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    if code == EXIT_SIGINT:  # Typer turns Ctrl-C into a return value of 130
+        typer.echo("interrupted", err=True)
+    return code if isinstance(code, int) else 0
 
 
 def run() -> None:

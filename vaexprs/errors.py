@@ -1,25 +1,65 @@
-"""Exception types that map to the CLI's exit codes.
+"""Exception types, the exit codes they map to, and the one place that turns an error into a message.
 
-`InputError` is the user's to fix (bad data, bad option, missing file): the CLI prints its one-line message and
-exits with 2. `VaexprsRuntimeError` is a failure while doing valid work: exit 1.
+`InputError` is the user's to fix (bad data, bad option, missing file): exit 2. `OptionError` is an InputError
+about one named option; it is worded with the Python name (`latent_dim must be >= 1`) and the CLI rewrites it
+with the flag (`--latent-dim must be >= 1`). `VaexprsRuntimeError` is a failure while doing valid work: exit 1.
+Interrupts exit 130 (SIGINT) and 143 (SIGTERM), as shells do.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
 
 
 class VaexprsError(Exception):
     """Base of every error vaexprs raises on purpose."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILURE
 
 
 class InputError(VaexprsError, ValueError):
     """Bad input or usage: the message names the problem; the CLI exits with 2."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
+
+
+class OptionError(InputError):
+    """A bad value for one named option; `message(flag_of)` words it for the surface the user is on."""
+
+    def __init__(self, option: str, detail: str) -> None:
+        self.option = option
+        self.detail = detail  # may name other options as {name}: worded like the option itself
+        super().__init__(self.message())
+
+    def message(self, flag_of: Callable[[str], str] | None = None) -> str:
+        def name(option: str) -> str:
+            return flag_of(option) if flag_of else option
+
+        return f"{name(self.option)} " + re.sub(r"\{(\w+)\}", lambda m: name(m.group(1)), self.detail)
 
 
 class VaexprsRuntimeError(VaexprsError, RuntimeError):
     """Valid input, but the work failed (e.g. an exporter or runtime error); the CLI exits with 1."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILURE
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP turned into an exception, so `finally` blocks and run scopes clean up as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"terminated by signal {signum}")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (MLflow's `.message` when it has one), or its type name."""
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,1 @@
+"""Analysis: metrics of generated against real cells, figures, and `vaexprs evaluate`'s file handling."""

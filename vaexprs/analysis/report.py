@@ -1,0 +1,120 @@
+"""`vaexprs evaluate REAL GEN`: read both files, bring them into one space, score, write JSON and plots.
+
+Generated files carry what their values mean in uns['vaexprs']['output_space'] (lognorm, log, none, counts).
+With `real_space="auto"`, raw real data (counts, or RPKM-like values) are normalised the same way before
+scoring, so the comparison happens in the generated cells' space; counts are compared after lognorm.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from vaexprs.errors import InputError
+from vaexprs.files import write_json_atomic
+
+log = logging.getLogger("vaexprs")
+
+REAL_SPACES = ("auto", "lognorm", "log", "none")
+
+
+def _read(path: Path, label_key: str | None) -> Any:
+    from vaexprs.data.io import read_expression
+
+    key = None
+    if label_key and path.suffix.lower() in (".csv", ".tsv", ".txt") and path.is_file():
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            header = handle.readline().rstrip("\r\n").split("," if path.suffix.lower() == ".csv" else "\t")
+        key = label_key if label_key in header else None  # generate's CSV: cell,cell_type,genes...
+    adata = read_expression(path, label_key=key)
+    obs_csv = path.with_name(path.stem + ".obs.csv")
+    if path.suffix == ".npy" and obs_csv.exists() and label_key:
+        import pandas as pd
+
+        obs = pd.read_csv(obs_csv, index_col=0)
+        if label_key in obs and len(obs) == adata.n_obs:
+            adata.obs[label_key] = obs[label_key].astype(str).to_numpy()
+    return adata
+
+
+def _meta(adata: Any) -> dict[str, Any]:
+    meta = adata.uns.get("vaexprs", {})
+    return meta if isinstance(meta, dict) else {}
+
+
+def align_spaces(real: Any, gen: Any, real_space: str = "auto") -> tuple[Any, Any, str]:
+    """Return (real, gen) matrices' AnnData in one space and a note saying which."""
+    from vaexprs.data.preprocess import apply_normalization, choose_normalization, looks_like_counts
+
+    if real_space not in REAL_SPACES:
+        raise InputError(f"--real-space must be one of {', '.join(REAL_SPACES)}; got {real_space!r}")
+    meta = _meta(gen)
+    gen_space = meta.get("value_space") or meta.get("output_space")
+    if gen_space == "counts":
+        # counts (sampled, or nb/zinb means) are compared after lognorm, with the training mean library size
+        # as scater's reference, so the result does not depend on how many cells were generated
+        mean_library = meta.get("train_mean_library")
+        gen = gen.copy()
+        gen.X = apply_normalization(gen.X, "lognorm", mean_library=float(mean_library) if mean_library else None)
+        gen_space = "lognorm"
+    method = real_space
+    if real_space == "auto":
+        raw_method, _ = choose_normalization(real.X, "auto")
+        looks_raw = looks_like_counts(real.X) or raw_method == "log"
+        method = gen_space if gen_space in ("lognorm", "log") and looks_raw else "none"
+    if method != "none":
+        real = real.copy()
+        real.X = apply_normalization(real.X, method)
+    return real, gen, f"real cells compared in {method if method != 'none' else 'their own'} space"
+
+
+def evaluate_files(
+    real_path: str | Path,
+    gen_path: str | Path,
+    *,
+    label_key: str | None = "cell_type",
+    real_space: str = "auto",
+    output: str | Path | None = None,
+    plots: str | Path | None = None,
+    seed: int = 0,
+    force: bool = False,
+) -> tuple[str, dict[str, Any]]:
+    """Score GEN against REAL; write metrics JSON (atomically) and plots; return the table and the metrics."""
+    from vaexprs.analysis.metrics import evaluate_anndata, format_table
+
+    real_path, gen_path = Path(real_path), Path(gen_path)
+    if output is not None:
+        output = Path(output)
+        if not output.parent.is_dir():
+            raise InputError(f"output folder {output.parent} does not exist")
+        if output.exists() and not force:
+            raise InputError(f"{output} exists; pass --force to overwrite")
+    if plots is not None and Path(plots).exists() and not Path(plots).is_dir():
+        raise InputError(f"--plots {plots} is a file, not a folder")
+    real = _read(real_path, label_key)
+    gen = _read(gen_path, label_key)
+    if label_key and (label_key not in real.obs or label_key not in gen.obs):
+        side = "REAL" if label_key not in real.obs else "GEN"
+        raise InputError(f"label column {label_key!r} not found in {side}; pass --label-key '' for unlabelled data")
+    real, gen, note = align_spaces(real, gen, real_space)
+    log.info(note)
+    metrics = evaluate_anndata(real, gen, label_key=label_key, seed=seed)
+    metrics["space_note"] = note
+    if output is not None:
+        write_json_atomic(output, metrics)
+    if plots is not None:
+        from vaexprs.analysis.plots import save_comparison_plots
+
+        Path(plots).mkdir(parents=True, exist_ok=True)
+        genes = [str(g) for g in real.var_names]
+        gen = gen[:, genes]
+        save_comparison_plots(
+            real.X,
+            real.obs[label_key].astype(str).to_numpy() if label_key else None,
+            gen.X,
+            gen.obs[label_key].astype(str).to_numpy() if label_key else None,
+            genes,
+            plots,
+        )
+    return format_table(metrics), metrics

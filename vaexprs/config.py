@@ -1,0 +1,274 @@
+"""Every user-facing option, declared once: its name, type, default, bounds and help text.
+
+    ModelConfig(latent_dim=10, hidden=(128,), likelihood="auto")
+    TrainConfig(epochs=300, patience=20)
+    DataConfig(normalize="auto")
+
+`fit_vae`'s keywords, the `vaexprs train` flags, the MLflow params, the checkpoint and bundle.json's
+`model_config` all come from these dataclasses; MLproject's parameters are checked against them by a test.
+Field metadata carries the help text, the CLI spelling and the bounds, so a value is checked in one place
+(`check_fields`) and an error names the option the way the user wrote it: `latent_dim` in Python,
+`--latent-dim` on the command line (see `vaexprs.errors.OptionError`).
+
+Light on purpose (no torch, numpy only for number types): the CLI reads it to build `--help`.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, Literal, get_args, get_origin
+
+from vaexprs.errors import OptionError
+
+# ------------------------------------------------------------------------------------------ choices
+
+Likelihood = Literal["auto", "bce", "mse", "hurdle", "nb", "zinb"]
+Normalize = Literal["auto", "lognorm", "log", "none"]
+Monitor = Literal["loss", "val_loss"]
+Device = Literal["auto", "cpu", "cuda"]
+Activation = Literal["relu", "elu", "gelu", "tanh", "leaky_relu"]
+ModelType = Literal["auto", "vae", "cvae"]
+Sampler = Literal["gmm", "prior"]
+Provider = Literal["auto", "cpu", "cuda"]
+# what generated values mean: sampled counts, log-normalised counts, the head's log space or raw values, the
+# expected value without sampling noise (VAExprs' behaviour)
+OutputSpace = Literal["counts", "lognorm", "log", "none", "mean"]
+
+MAX_SEED = 2**63 - 1
+
+
+def choices(alias: Any) -> tuple[str, ...]:
+    """The values of a Literal alias, e.g. choices(Sampler) == ("gmm", "prior")."""
+    return tuple(get_args(alias))
+
+
+def opt(
+    default: Any = MISSING,
+    help: str = "",
+    *,
+    flags: tuple[str, ...] = (),
+    bounds: tuple[float | None, float | None] | None = None,
+    cli: bool = True,
+    parse: Callable[[str], Any] | None = None,
+    show: Callable[[Any], str] | None = None,
+    factory: Callable[[], Any] | None = None,
+    envvar: str | None = None,
+) -> Any:
+    """A dataclass field with what every surface needs to know about the option.
+
+    flags: CLI spellings (default `--name-with-dashes`); bounds: inclusive (low, high) for numbers (None = open);
+    cli: False for values the data decides (n_genes); parse/show: how the CLI reads and prints a value that is
+    not a plain scalar (hidden sizes "512,256"); envvar: an environment variable the CLI reads as the default
+    (how MLproject passes a flag such as --force).
+    """
+    meta = {"help": help, "flags": flags, "bounds": bounds, "cli": cli, "parse": parse, "show": show, "envvar": envvar}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def option_flag(name: str) -> str:
+    """The CLI spelling of a Python option name: latent_dim -> --latent-dim."""
+    return "--" + name.replace("_", "-")
+
+
+def parse_hidden(spec: str | int | list[int] | tuple[int, ...]) -> tuple[int, ...]:
+    """'512' or '512,256' (or a list) -> (512, 256)."""
+    if isinstance(spec, bool):
+        raise OptionError("hidden", f"must be layer sizes like 512 or 512,256; got {spec!r}")
+    if isinstance(spec, int):
+        return (spec,)
+    parts = list(spec) if isinstance(spec, (list, tuple)) else [p for p in str(spec).replace(" ", "").split(",") if p]
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise OptionError("hidden", f"must be layer sizes like 512 or 512,256; got {spec!r}") from None
+    return sizes
+
+
+def show_hidden(sizes: Any) -> str:
+    return ",".join(str(int(s)) for s in sizes)
+
+
+# ------------------------------------------------------------------------------------------ checking
+
+
+def _resolved_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_number(name: str, value: Any, kind: type, bounds: tuple[float | None, float | None] | None) -> Any:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (kind is int and not float(value).is_integer())
+    ):
+        want = "an integer" if kind is int else "a number"
+        raise OptionError(name, f"must be {want}; got {value!r}")
+    value = int(value) if kind is int else float(value)
+    if kind is float and not math.isfinite(value):
+        raise OptionError(name, f"must be a finite number; got {value!r}")
+    low, high = bounds or (None, None)
+    if (low is not None and value < low) or (high is not None and value > high):
+        if low is not None and high is not None:
+            raise OptionError(name, f"must be between {_fmt(low)} and {_fmt(high)}; got {_fmt(value)}")
+        if low is not None:
+            raise OptionError(name, f"must be >= {_fmt(low)}; got {_fmt(value)}")
+        raise OptionError(name, f"must be <= {_fmt(high)}; got {_fmt(value)}")
+    return value
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def check_value(name: str, hint: Any, value: Any, bounds: Any = None) -> Any:
+    """Check one value against its type hint (Literal, int, float, bool, str, tuple[int, ...], X | None)."""
+    origin = get_origin(hint)
+    args = get_args(hint)
+    if origin is typing.Union or (origin is not None and type(None) in args and origin.__name__ == "UnionType"):
+        if value is None and type(None) in args:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        return check_value(name, rest[0], value, bounds) if len(rest) == 1 else value
+    if type(None) in args and value is None:
+        return None
+    if origin is Literal:
+        if value not in args:
+            raise OptionError(name, f"must be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise OptionError(name, f"must be True or False; got {value!r}")
+        return value
+    if hint in (int, float):
+        return _check_number(name, value, hint, bounds)
+    if hint is str:
+        if not isinstance(value, str):
+            raise OptionError(name, f"must be a string; got {value!r}")
+        return value
+    if origin is tuple and args and args[0] is int:
+        sizes = parse_hidden(value) if name == "hidden" else tuple(value)
+        if not sizes:
+            raise OptionError(name, "must hold at least one size")
+        return tuple(_check_number(name, s, int, bounds) for s in sizes)
+    return value
+
+
+def check_fields(obj: Any) -> None:
+    """Validate (and normalise, e.g. 3.0 -> 3) every field of a config dataclass in place."""
+    hints = _resolved_hints(type(obj))
+    for f in fields(obj):
+        value = check_value(f.name, hints[f.name], getattr(obj, f.name), f.metadata.get("bounds"))
+        object.__setattr__(obj, f.name, value)
+
+
+def config_defaults(cls: type) -> dict[str, Any]:
+    """name -> default for every field of a config dataclass."""
+    out = {}
+    for f in fields(cls):
+        out[f.name] = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+    return out
+
+
+def split_options(options: Mapping[str, Any], *classes: type, where: str = "") -> list[dict[str, Any]]:
+    """Split keyword options among config classes; an unknown name is an OptionError listing the known ones."""
+    names = [{f.name for f in fields(cls)} for cls in classes]
+    known = set().union(*names)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise OptionError(unknown[0], f"is not an option{where}; known: {', '.join(sorted(known))}")
+    return [{k: v for k, v in options.items() if k in group} for group in names]
+
+
+class Config:
+    """Mixin: validation after init, plain-dict round trip (for checkpoints, bundle.json and MLflow params)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "") -> Any:
+        """Build from a dict, ignoring keys this version does not know (older/newer checkpoints)."""
+        if not isinstance(d, Mapping):
+            raise OptionError(where or cls.__name__, "must be an object")
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# ------------------------------------------------------------------------------------------ the configs
+
+
+@dataclass
+class ModelConfig(Config):
+    """The network: saved with the weights, in bundle.json and in the MLflow params (one source of truth)."""
+
+    latent_dim: int = opt(2, "Latent dimensions (VAExprs' vignette: 2).", bounds=(1, 256))
+    hidden: tuple[int, ...] = opt(
+        (512,), "Encoder layer sizes, e.g. 512 or 512,256; the decoder mirrors them.", bounds=(1, 16384),
+        parse=parse_hidden, show=show_hidden,
+    )  # fmt: skip
+    likelihood: Likelihood = opt(
+        "bce",
+        "Decoder likelihood: bce or mse (VAExprs; min-max scaled values, the decoder mean), hurdle (log-scale "
+        "values with exact zeros), nb or zinb (raw integer counts), auto (train the heads that apply and keep "
+        "the one whose cells are hardest to tell from held-out cells).",
+    )
+    activation: Activation = opt("relu", "Hidden-layer activation.")
+    dropout: float = opt(0.0, "Dropout after each hidden layer.", bounds=(0.0, 0.95))
+    batch_norm: bool = opt(False, "Batch normalisation after each hidden layer.")
+    n_genes: int = opt(1, "Genes (from the data).", bounds=(1, None), cli=False)
+    n_labels: int = opt(0, "Labels (from the data): 0 = VAE, > 0 = CVAE.", bounds=(0, None), cli=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.hidden) > 8:
+            raise OptionError("hidden", f"allows at most 8 layers; got {len(self.hidden)}")
+
+    @property
+    def is_conditional(self) -> bool:
+        return self.n_labels > 0
+
+
+@dataclass
+class TrainConfig(Config):
+    """Optimisation: Adam on J = reconstruction + beta * KL, mini-batches, validation, early stopping."""
+
+    epochs: int = opt(100, "Maximum epochs.", bounds=(1, 100_000))
+    batch_size: int = opt(32, "Mini-batch size.", bounds=(1, 65_536))
+    lr: float = opt(1e-3, "Adam learning rate.", bounds=(1e-8, 10.0))
+    beta: float = opt(1.0, "Weight of the KL term (VAExprs' lambda; 0 = plain autoencoder).", bounds=(0.0, 1000.0))
+    val_split: float = opt(0.0, "Fraction of cells held out for validation (per label for a CVAE).", bounds=(0.0, 0.9))
+    monitor: Monitor = opt("loss", "What early stopping and the best epoch watch: loss or val_loss.")
+    patience: int = opt(10, "Early-stopping patience in epochs (0 = off).", bounds=(0, 100_000))
+    restore_best_weights: bool = opt(True, "Keep the weights of the best epoch, not the last.")
+    seed: int = opt(1, "Random seed (CPU training is bit-reproducible).", bounds=(0, MAX_SEED))
+    device: Device = opt("auto", "Training device: auto, cpu or cuda.")
+
+    def __post_init__(self) -> None:
+        if self.patience is None:  # VAExprs' spelling of "no early stopping"
+            self.patience = 0
+        super().__post_init__()
+
+
+@dataclass
+class DataConfig(Config):
+    """How the input values become what the network sees."""
+
+    normalize: Normalize = opt(
+        "auto",
+        "lognorm (scater: log2(x / size factor + 1)), log (log2(x + 1)), none, or auto (counts -> lognorm, "
+        "RPKM/FPKM-like values -> log, else none).",
+    )
+    layer: str | None = opt(None, "AnnData layer to use instead of X.")
+    round_counts: bool = opt(False, "nb/zinb: round non-integer values instead of refusing them.")
+
+
+FIT_CONFIGS = (ModelConfig, TrainConfig, DataConfig)

@@ -1,0 +1,1 @@
+"""Expression data in: reading files, the vignette's simulation, preprocessing (numpy, anndata)."""

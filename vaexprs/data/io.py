@@ -1,0 +1,188 @@
+"""Expression data in and out: AnnData, CSV/TSV and NPY files, and matrices checked for training.
+
+    adata = read_expression("cells.h5ad", layer="counts", label_key="cell_type")
+    adata = read_expression("genes_by_cells.csv", genes_as_rows=True, labels_path="labels.txt")
+    matrix, genes, labels = as_matrix(adata, "cell_type")
+
+Everything becomes an AnnData (cells x genes) so the rest of the pipeline sees one type; anndata and pandas
+are imported inside the functions (importing them costs about a second).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vaexprs.errors import InputError
+from vaexprs.files import atomic_output, file_sha256
+
+if TYPE_CHECKING:  # pragma: no cover
+    from anndata import AnnData
+
+SUPPORTED_SUFFIXES = (".h5ad", ".csv", ".tsv", ".txt", ".npy")
+
+
+def read_expression(
+    path: str | Path,
+    *,
+    layer: str | None = None,
+    label_key: str | None = None,
+    labels_path: str | Path | None = None,
+    genes_as_rows: bool = False,
+) -> AnnData:
+    """Read cells x genes expression into AnnData, with labels (if any) in obs['cell_type'].
+
+    .h5ad: X or `layer`, labels from obs[`label_key`]. .csv/.tsv/.txt: first column = names, header = names;
+    cells as rows unless `genes_as_rows`. .npy: a 2-D matrix (genes named gene1..). `labels_path`: a text file
+    with one label per cell (or a CSV whose last column is the label).
+    """
+    import anndata as ad
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"data file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InputError(f"unsupported data format {suffix!r} for {path}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
+    try:
+        if suffix == ".h5ad":
+            adata = ad.read_h5ad(path)
+            if layer is not None:
+                if layer not in adata.layers:
+                    known = ", ".join(adata.layers.keys()) or "none"
+                    raise InputError(f"layer {layer!r} not in {path.name} (layers: {known})")
+                adata = ad.AnnData(adata.layers[layer], obs=adata.obs, var=adata.var)
+        elif suffix == ".npy":
+            x = np.load(path, allow_pickle=False)
+            if x.ndim != 2:
+                raise InputError(f"{path.name} holds a {x.ndim}-D array; expected a 2-D cells x genes matrix")
+            if genes_as_rows:
+                x = x.T
+            adata = ad.AnnData(
+                np.asarray(x, dtype=np.float32),
+                obs=pd.DataFrame(index=[f"cell{i + 1}" for i in range(x.shape[0])]),
+                var=pd.DataFrame(index=[f"gene{j + 1}" for j in range(x.shape[1])]),
+            )
+        else:
+            sep = "," if suffix == ".csv" else "\t"
+            frame = pd.read_csv(path, sep=sep, index_col=0)
+            if genes_as_rows:
+                frame = frame.T
+            label_col = label_key if label_key in frame.columns else None
+            labels = frame.pop(label_col) if label_col else None
+            try:
+                values = frame.to_numpy(dtype=np.float32)
+            except ValueError:
+                raise InputError(
+                    f"{path.name} has non-numeric values; cells must be rows (or pass genes_as_rows) "
+                    "and a label column must be named with label_key"
+                ) from None
+            adata = ad.AnnData(
+                values,
+                obs=pd.DataFrame(index=frame.index.astype(str)),
+                var=pd.DataFrame(index=frame.columns.astype(str)),
+            )
+            if labels is not None:
+                adata.obs[label_key] = pd.Categorical(labels.astype(str).to_numpy())
+    except InputError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    if labels_path is not None:
+        key = label_key or "cell_type"
+        adata.obs[key] = pd.Categorical(read_labels_file(labels_path, adata.n_obs))
+    elif label_key is not None and label_key not in adata.obs:
+        known = ", ".join(map(str, adata.obs.columns)) or "none"
+        raise InputError(f"label column {label_key!r} not found in {path.name} (obs columns: {known})")
+    adata.uns.setdefault("vaexprs_source", {"path": str(path), "sha256": file_sha256(path)})
+    return adata
+
+
+def read_labels_file(path: str | Path, n_cells: int) -> list[str]:
+    """One label per line (or per CSV row: the last column), in cell order."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"labels file not found: {path}")
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    labels = [line.rsplit(",", 1)[-1] for line in lines]
+    if len(labels) == n_cells + 1:  # a header line
+        labels = labels[1:]
+    if len(labels) != n_cells:
+        raise InputError(f"labels file {path.name} has {len(labels)} labels for {n_cells} cells")
+    return labels
+
+
+def as_matrix(
+    x: Any, labels: Sequence[Any] | str | None = None, layer: str | None = None
+) -> tuple[Any, list[str], np.ndarray | None]:
+    """(matrix, gene names, labels or None) from AnnData, numpy or scipy.sparse; validated.
+
+    `labels` may be a sequence (one per cell) or, for AnnData, an obs column name.
+    """
+    genes: list[str]
+    if hasattr(x, "obs") and hasattr(x, "var_names"):
+        matrix = x.layers[layer] if layer is not None else x.X
+        if layer is not None and layer not in x.layers:
+            raise InputError(f"layer {layer!r} not found (layers: {', '.join(x.layers.keys()) or 'none'})")
+        genes = [str(g) for g in x.var_names]
+        if isinstance(labels, str):
+            if labels not in x.obs:
+                known = ", ".join(map(str, x.obs.columns)) or "none"
+                raise InputError(f"label column {labels!r} not found in obs (columns: {known})")
+            labels = x.obs[labels].to_numpy()
+    else:
+        if isinstance(labels, str):
+            raise InputError(f"labels={labels!r} names an obs column, but the data is a matrix, not AnnData")
+        matrix = x
+        genes = []
+    if matrix is None:
+        raise InputError("the expression matrix is empty (None)")
+    if not hasattr(matrix, "tocsr"):
+        matrix = np.asarray(matrix)
+        if matrix.dtype == object or not np.issubdtype(matrix.dtype, np.number):
+            raise InputError(f"expression values must be numeric; got dtype {matrix.dtype}")
+    if matrix.ndim != 2:
+        raise InputError(f"expected a 2-D cells x genes matrix; got {matrix.ndim}-D")
+    n_cells, n_genes = matrix.shape
+    if n_cells == 0 or n_genes == 0:
+        raise InputError(f"the expression matrix is empty ({n_cells} cells x {n_genes} genes)")
+    if not genes:
+        genes = [f"gene{j + 1}" for j in range(n_genes)]
+    if len(set(genes)) != len(genes):
+        raise InputError("gene names are not unique; make them unique (e.g. AnnData.var_names_make_unique())")
+    values = matrix.data if hasattr(matrix, "tocsr") else matrix
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    if bad:
+        raise InputError(f"the expression matrix has {bad} NaN/inf value(s); remove or impute them first")
+    label_array = None
+    if labels is not None:
+        missing = sum(1 for v in labels if _is_missing(v))
+        if missing:
+            raise InputError(f"{missing} cell(s) have no label (NaN or empty); label them or drop them first")
+        label_array = np.asarray([str(v) for v in labels], dtype=object)
+        if label_array.shape[0] != n_cells:
+            raise InputError(f"got {label_array.shape[0]} labels for {n_cells} cells")
+    return matrix, genes, label_array
+
+
+def write_anndata(adata: AnnData, path: str | Path, force: bool = False) -> Path:
+    """Write a whole AnnData to .h5ad (gzip) atomically: a temp file in the same folder, then published."""
+    path = Path(path)
+    if path.suffix.lower() != ".h5ad":
+        raise InputError(f"{path.name}: expected an .h5ad output file")
+    with atomic_output(path, force=force, suffix=".h5ad") as tmp:
+        adata.write_h5ad(tmp, compression="gzip")
+    return path
+
+
+def _is_missing(value: Any) -> bool:
+    """A label that is not one: None, NaN, pandas' NA or an empty string."""
+    import pandas as pd
+
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return True
+    return bool(np.ndim(value) == 0 and pd.isna(value))

@@ -1,0 +1,315 @@
+"""Preprocessing between raw expression and what the network sees, in numpy only.
+
+    state, normalized, note = Preprocessor.fit(x, genes, labels, normalize="auto")  # choice, scaler, labels
+    batch = state.scale_batch(normalized[rows])             # (B, G) in [0, 1], what the encoder and BCE see
+    val = state.normalize_matrix(x_val)                     # validation cells: the training cells' choices
+    state.to_dict() / Preprocessor.from_dict(...)           # JSON round trip (checkpoint, bundle.json)
+
+The scaler is fitted on training cells only and reused for validation cells (VAExprs scales validation data
+with its own min/max, which leaks and mis-scales). Constant genes get range 1 instead of a division by zero.
+Normalisation keeps scipy.sparse input sparse; scaling happens per batch, so a large sparse matrix is never
+densified whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from vaexprs.config import Normalize, choices
+from vaexprs.errors import InputError, OptionError
+
+log = logging.getLogger(__name__)
+
+Normalization = Literal["lognorm", "log", "none"]  # what `normalize="auto"` resolves to
+# Values above this cannot be on a log scale (log2 of 1e30); such non-count data (RPKM/FPKM/TPM) get log2(x + 1).
+LOG_SCALE_MAX = 100.0
+
+
+def _values(x: Any) -> np.ndarray:
+    """The stored values of a dense or scipy.sparse matrix (zeros of a sparse matrix are implicit)."""
+    return x.data if hasattr(x, "tocsr") else np.asarray(x)
+
+
+def is_sparse(x: Any) -> bool:
+    return hasattr(x, "tocsr") and hasattr(x, "nnz")
+
+
+def looks_like_counts(x: Any) -> bool:
+    """True when every value is a non-negative whole number (raw UMI or read counts)."""
+    values = _values(x)
+    if values.size == 0:
+        return False
+    return bool(np.all(values >= 0) and np.all(values == np.round(values)))
+
+
+def choose_normalization(x: Any, requested: str = "auto") -> tuple[Normalization, str]:
+    """Resolve `normalize="auto"` and say why, so the user can see (and override) the choice.
+
+    auto: counts -> lognorm (scater::logNormCounts); non-negative values too large to be logged already
+    (RPKM, FPKM, TPM) -> log (log2(x + 1)); anything else (already log-scale, or signed) -> none.
+    """
+    if requested not in choices(Normalize):
+        raise OptionError("normalize", f"must be one of {', '.join(choices(Normalize))}; got {requested!r}")
+    if requested != "auto":
+        return requested, f"normalize={requested} (as requested)"  # type: ignore[return-value]
+    values = _values(x)
+    vmax = float(values.max()) if values.size else 0.0
+    if looks_like_counts(x):
+        return "lognorm", "normalize=auto chose lognorm: the values are non-negative integers (counts)"
+    if values.size and float(values.min()) >= 0 and vmax > LOG_SCALE_MAX:
+        return "log", (
+            f"normalize=auto chose log (log2(x + 1)): values are non-integer and reach {vmax:.4g}, "
+            "so they are not counts and not yet on a log scale"
+        )
+    return "none", "normalize=auto chose none: values are not counts and already look log-scaled"
+
+
+def library_size(x: Any) -> np.ndarray:
+    """Per-cell totals, (N,) float64."""
+    return np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
+
+
+def size_factors(x: Any, mean_library: float | None = None) -> np.ndarray:
+    """scater's library-size factors: library size / mean library size, (N,). Empty cells get factor 1.
+
+    mean_library: the denominator to use instead of these cells' own mean (generated cells use the training
+    mean, so their values do not depend on how generation was chunked).
+    """
+    lib = library_size(x)
+    mean = mean_library if mean_library is not None else (lib.mean() if lib.size and lib.mean() > 0 else 1.0)
+    sf = lib / mean
+    sf[sf <= 0] = 1.0
+    return sf
+
+
+def apply_normalization(x: Any, method: Normalization, mean_library: float | None = None) -> Any:
+    """Return log-scale float32 values; sparse stays sparse (log2(0 + 1) = 0 keeps zeros).
+
+    mean_library (lognorm only): size factors relative to this library size instead of the cells' own mean.
+    """
+    if method == "none":
+        return x.astype(np.float32) if is_sparse(x) else np.asarray(x, dtype=np.float32)
+    if method == "lognorm":
+        inv_sf = (1.0 / size_factors(x, mean_library)).astype(np.float64)
+        if is_sparse(x):
+            out = x.tocsr().astype(np.float64)
+            out = out.multiply(inv_sf[:, None]).tocsr()
+            out.data = np.log2(out.data + 1.0)
+            return out.astype(np.float32)
+        return np.log2(np.asarray(x, dtype=np.float64) * inv_sf[:, None] + 1.0).astype(np.float32)
+    if method == "log":
+        if is_sparse(x):
+            out = x.tocsr().astype(np.float32, copy=True)
+            out.data = np.log2(out.data + 1.0)
+            return out
+        return np.log2(np.asarray(x, dtype=np.float64) + 1.0).astype(np.float32)
+    raise InputError(f"unknown normalization {method!r}")
+
+
+def check_counts(x: Any, likelihood: str, round_counts: bool = False) -> Any:
+    """Refuse anything but raw counts for a count likelihood, with a one-line InputError saying why.
+
+    NaN/inf and negative values are always refused; non-integer values are rounded to the nearest integer
+    only when `round_counts` (e.g. expected counts from a pseudo-aligner), else refused.
+    """
+    values = _values(x)
+    n_bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if n_bad:
+        raise OptionError("likelihood", f"{likelihood!r} needs raw counts; the data has {n_bad} NaN/inf value(s)")
+    n_neg = int(np.count_nonzero(values < 0))
+    if n_neg:
+        raise OptionError(
+            "likelihood",
+            f"{likelihood!r} needs raw counts (non-negative integers); the data has {n_neg} negative value(s) "
+            f"(min {float(values.min()):.4g})",
+        )
+    fractional = values != np.round(values)
+    n_frac = int(np.count_nonzero(fractional))
+    if n_frac and not round_counts:
+        example = float(values[fractional][0])
+        raise OptionError(
+            "likelihood",
+            f"{likelihood!r} needs raw counts (integers); the data has {n_frac} non-integer value(s) "
+            f"(e.g. {example:.6g}): use bce, mse or hurdle for normalised values, or {{round_counts}} to round them",
+        )
+    if n_frac:
+        log.info("round_counts: rounded %d non-integer value(s) to the nearest integer", n_frac)
+        if is_sparse(x):
+            x = x.tocsr(copy=True)
+            x.data = np.round(x.data)
+            x.eliminate_zeros()
+            return x
+        return np.round(np.asarray(x))
+    return x
+
+
+def highly_variable_genes(x: Any, n_top: int = 2000, min_cells_frac: float = 0.01) -> np.ndarray:
+    """Indices (sorted) of the `n_top` genes with the highest dispersion (variance / mean) of lognorm values.
+
+    A deliberately simple rule (no mean binning as in Seurat/scanpy): only genes detected in at least
+    `min_cells_frac` of cells compete, so rare noisy genes do not win on a few cells. For counts.
+    """
+    logged = apply_normalization(x, "lognorm")
+    n = logged.shape[0]
+    if is_sparse(logged):
+        mean = np.asarray(logged.mean(axis=0)).ravel().astype(np.float64)
+        sq = logged.copy()
+        sq.data = sq.data.astype(np.float64) ** 2
+        var = np.asarray(sq.mean(axis=0)).ravel() - mean**2
+        detected = np.asarray((logged > 0).sum(axis=0)).ravel()
+    else:
+        mean = logged.mean(axis=0, dtype=np.float64)
+        var = logged.var(axis=0, dtype=np.float64)
+        detected = np.count_nonzero(logged > 0, axis=0)
+    dispersion = np.where(mean > 0, var / np.maximum(mean, 1e-12), -np.inf)
+    dispersion[detected < max(1, int(np.ceil(min_cells_frac * n)))] = -np.inf
+    order = np.argsort(-dispersion, kind="stable")[: min(n_top, int(np.isfinite(dispersion).sum()))]
+    return np.sort(order)
+
+
+def column_min_max(x: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene min and max of a dense or sparse matrix, without densifying it."""
+    if is_sparse(x):
+        x = x.tocsc()
+        return (
+            np.asarray(x.min(axis=0).todense(), dtype=np.float64).ravel(),
+            np.asarray(x.max(axis=0).todense(), dtype=np.float64).ravel(),
+        )
+    return x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
+
+
+@dataclass
+class MinMaxScaler:
+    """Per-gene min-max scaling to [0, 1], fitted on training cells. Constant genes get range 1 (flagged)."""
+
+    minimum: np.ndarray  # (G,)
+    scale: np.ndarray  # (G,) max - min, 1 where the gene is constant
+    constant: np.ndarray  # (G,) bool
+
+    @classmethod
+    def fit(cls, x: Any) -> MinMaxScaler:
+        lo, hi = column_min_max(x)
+        span = hi - lo
+        constant = span <= 0
+        scale = np.where(constant, 1.0, span)
+        if constant.any():
+            log.info("%d constant gene(s) get range 1 (no division by zero)", int(constant.sum()))
+        return cls(lo.astype(np.float32), scale.astype(np.float32), constant)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """(B, G) dense -> scaled; values outside the training range fall outside [0, 1] and are clipped."""
+        return np.clip((np.asarray(x, dtype=np.float32) - self.minimum) / self.scale, 0.0, 1.0)
+
+    @property
+    def output_scale(self) -> np.ndarray:
+        """De-scaling factors: constant genes get 0, so they come back exactly at their constant value."""
+        return np.where(self.constant, 0.0, self.scale).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "minimum": self.minimum.tolist(),
+            "scale": self.scale.tolist(),
+            "constant": np.flatnonzero(self.constant).tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MinMaxScaler:
+        minimum = np.asarray(d["minimum"], dtype=np.float32)
+        constant = np.zeros(minimum.shape[0], dtype=bool)
+        constant[np.asarray(d.get("constant", []), dtype=int)] = True
+        return cls(minimum, np.asarray(d["scale"], dtype=np.float32), constant)
+
+
+@dataclass
+class LabelEncoder:
+    """Ordered label names <-> integer codes <-> one-hot rows."""
+
+    classes: list[str]
+
+    @classmethod
+    def fit(cls, labels: Sequence[Any]) -> LabelEncoder:
+        return cls(sorted({str(v) for v in labels}))
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def transform(self, labels: Sequence[Any]) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes)}
+        try:
+            return np.fromiter((index[str(v)] for v in labels), dtype=np.int64, count=len(labels))
+        except KeyError as exc:
+            raise InputError(f"unknown label {exc.args[0]!r}; known labels: {', '.join(self.classes)}") from None
+
+    def inverse_transform(self, codes: np.ndarray) -> np.ndarray:
+        return np.asarray(self.classes, dtype=object)[np.asarray(codes, dtype=np.int64)]
+
+
+@dataclass
+class Preprocessor:
+    """Everything needed to map raw input to model space and back; serialisable to JSON."""
+
+    normalize: Normalization
+    genes: list[str]
+    scaler: MinMaxScaler | None  # None for count likelihoods, which see raw counts
+    labels: LabelEncoder | None = None
+    label_counts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def fit(
+        cls,
+        x: Any,
+        genes: Sequence[str],
+        labels: Sequence[Any] | None = None,
+        normalize: str = "auto",
+        scale: bool = True,
+    ) -> tuple[Preprocessor, Any, str]:
+        """Fit on training cells; return the state, the normalised matrix and a note on the normalisation."""
+        method, note = choose_normalization(x, normalize)
+        normalized = apply_normalization(x, method)
+        scaler = MinMaxScaler.fit(normalized) if scale else None
+        encoder = LabelEncoder.fit(labels) if labels is not None else None
+        counts: dict[str, int] = {}
+        if encoder is not None:
+            codes = encoder.transform(labels)
+            counts = {c: int(n) for c, n in zip(encoder.classes, np.bincount(codes, minlength=encoder.n_classes))}
+        return cls(method, [str(g) for g in genes], scaler, encoder, counts), normalized, note
+
+    @property
+    def n_genes(self) -> int:
+        return len(self.genes)
+
+    @property
+    def label_proportions(self) -> np.ndarray:
+        counts = np.asarray([self.label_counts[c] for c in self.labels.classes], dtype=np.float64)
+        return counts / counts.sum()
+
+    def normalize_matrix(self, x: Any) -> Any:
+        return apply_normalization(x, self.normalize)
+
+    def scale_batch(self, x: np.ndarray) -> np.ndarray:
+        return x.astype(np.float32, copy=False) if self.scaler is None else self.scaler.transform(x)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "normalize": self.normalize,
+            "genes": self.genes,
+            "scaler": self.scaler.to_dict() if self.scaler is not None else None,
+            "labels": self.labels.classes if self.labels is not None else [],
+            "label_counts": self.label_counts,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
+        return cls(
+            normalize=d["normalize"],
+            genes=list(d["genes"]),
+            scaler=MinMaxScaler.from_dict(d["scaler"]) if d.get("scaler") else None,
+            labels=LabelEncoder(list(d["labels"])) if d.get("labels") else None,
+            label_counts={str(k): int(v) for k, v in d.get("label_counts", {}).items()},
+        )

@@ -1,0 +1,187 @@
+"""Generation end to end for the CLI, the MLflow pyfunc and Python: model -> bundle -> blocks of cells -> file.
+
+    summary = generate_to_file("models:/vaexprs@champion", "out.h5ad", n=1_000_000, seed=1)
+    x, labels = generate_array("bundle_dir", per_label={"group1": 100, "group2": 200})
+    x, labels = generate_array(OnnxDecoder(bundle), GenerationRequest(n=50))    # a warm session, reused
+
+Every check (request, output path, model, labels, output space) runs before a session starts or a file is
+created, so bad input never leaves a partial file. Only numpy, onnxruntime, h5py/anndata and (for registry
+URIs) the MLflow client are imported, each when first needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vaexprs.bundle.schema import Bundle, load_bundle
+from vaexprs.generate.engine import OnnxDecoder
+from vaexprs.generate.loop import iter_blocks
+from vaexprs.generate.request import GenerationRequest, Plan, plan_generation
+from vaexprs.generate.writers import check_output, open_writer
+from vaexprs.progress import ProgressBar
+
+log = logging.getLogger("vaexprs")
+
+Model = str | os.PathLike[str] | Bundle | OnnxDecoder
+
+
+@dataclass
+class Source:
+    """A decoder ready to run and where it came from."""
+
+    decoder: OnnxDecoder
+    uri: str
+    version: str | None
+
+    @property
+    def bundle(self) -> Bundle:
+        return self.decoder.bundle
+
+
+def as_request(request: GenerationRequest | None, fields: dict[str, Any]) -> GenerationRequest:
+    """A request object, or one built (and checked) from keyword fields; not both."""
+    if request is not None:
+        if fields:
+            raise TypeError("give a GenerationRequest or its fields as keywords, not both")
+        return request
+    return GenerationRequest(**fields)
+
+
+@contextlib.contextmanager
+def open_source(
+    model: Model, request: GenerationRequest, provider: str = "auto", threads: int | None = None
+) -> Iterator[tuple[Source, Plan]]:
+    """Resolve MODEL, check the request against it, then start its session (downloads are removed afterwards)."""
+    if isinstance(model, OnnxDecoder):  # a warm session (e.g. the MLflow pyfunc's): provider/threads are its own
+        yield Source(model, str(model.bundle.path), None), plan_generation(model.bundle.spec, request)
+        return
+    if isinstance(model, Bundle):
+        plan = plan_generation(model.spec, request)
+        yield Source(OnnxDecoder(model, provider, threads), str(model.path), None), plan
+        return
+    from vaexprs.registry.models import resolved_bundle
+
+    with resolved_bundle(model) as resolved:
+        bundle = load_bundle(resolved.folder)
+        plan = plan_generation(bundle.spec, request)  # the whole request is checked before a session starts
+        yield Source(OnnxDecoder(bundle, provider, threads), resolved.uri, resolved.version), plan
+
+
+def provenance(source: Source, plan: Plan) -> dict[str, Any]:
+    """uns['vaexprs'] of a generated file: the model, the request, and what the values mean."""
+    from vaexprs import __version__
+
+    bundle, request = source.bundle, plan.request
+    meta = {
+        "model_uri": source.uri,
+        "model_version": source.version,
+        "seed": request.seed,
+        "sampler": request.sampler,
+        "provider": source.decoder.active_provider,
+        "output_space": plan.space.name,
+        "value_space": plan.space.value_space,
+        "sampled": plan.space.sampled,
+        # nb/zinb: the training mean library size, the denominator of lognorm size factors for these cells
+        "train_mean_library": bundle.library_size.train_mean if bundle.library_size is not None else None,
+        "likelihood": bundle.likelihood,
+        "model_type": bundle.model_type,
+        "vaexprs_version": __version__,
+        "bundle_vaexprs_version": bundle.vaexprs_version,
+        "n_cells": plan.n_total,
+        "batch_size": plan.batch_size,
+        "label": request.label,
+        "per_label": request.per_label
+        if isinstance(request.per_label, str) or request.per_label is None
+        else ",".join(f"{k}={v}" for k, v in request.per_label.items()),
+    }
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+def file_uns(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a generated file's uns holds: our provenance, and scanpy's `log1p` base when X is log values."""
+    uns: dict[str, Any] = {"vaexprs": meta}
+    if meta.get("value_space") in ("lognorm", "log"):
+        uns["log1p"] = {"base": 2.0}  # log2(x + 1) (scater's convention): tells scanpy not to log again
+    return uns
+
+
+def generate_to_file(
+    model: Model,
+    out: str | os.PathLike[str],
+    request: GenerationRequest | None = None,
+    *,
+    provider: str = "auto",
+    threads: int | None = None,
+    force: bool = False,
+    progress: bool = False,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Generate cells into a .h5ad/.csv/.npy file, block by block; returns a summary of the run.
+
+    model: a bundle folder, a models:/ or runs:/ URI, a loaded Bundle, or an OnnxDecoder to reuse its session.
+    request (or its fields as keywords: n, label, per_label, sampler, seed, batch_size, output_space): what
+    to make. Bad input raises InputError before any file exists.
+    """
+    request = as_request(request, fields)
+    out_path = check_output(out, force)
+    t0 = time.perf_counter()
+    with open_source(model, request, provider, threads) as (source, plan):
+        bundle = source.bundle
+        check_output(out_path, force, with_labels=plan.categories is not None)
+        positions = plan.category_positions(bundle.n_labels)
+        meta = provenance(source, plan)
+        bar = ProgressBar(plan.n_total, "generating", unit="cells") if progress else None
+        try:
+            with open_writer(
+                out_path, bundle.genes, plan.n_total, labels=plan.categories, force=force, uns=file_uns(meta)
+            ) as writer:
+                for block in iter_blocks(bundle.spec, plan, source.decoder):
+                    writer.write_chunk(block.x, None if block.codes is None else positions[block.codes])
+                    if bar is not None:
+                        bar.advance(block.x.shape[0])
+        finally:
+            if bar is not None:
+                bar.stop()
+    seconds = time.perf_counter() - t0
+    log.info("generated %d cells into %s in %.2f s (%s)", plan.n_total, out_path, seconds, meta["provider"])
+    return {
+        "n_cells": plan.n_total,
+        "out": str(out_path),
+        "provider": meta["provider"],
+        "model_uri": source.uri,
+        "model_version": source.version,
+        "seconds": seconds,
+    }
+
+
+def generate_array(
+    model: Model,
+    request: GenerationRequest | None = None,
+    *,
+    provider: str = "auto",
+    threads: int | None = None,
+    **fields: Any,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The same cells as `generate_to_file` (same request, same values), in memory.
+
+    Returns x (n, G) float32 and the label names (n,) as an object array, or None for a VAE.
+    """
+    request = as_request(request, fields)
+    with open_source(model, request, provider, threads) as (source, plan):
+        bundle = source.bundle
+        x = np.empty((plan.n_total, bundle.n_genes), dtype=np.float32)
+        labels = np.empty(plan.n_total, dtype=object) if bundle.is_conditional else None
+        names = np.asarray(bundle.labels, dtype=object)
+        for block in iter_blocks(bundle.spec, plan, source.decoder):
+            x[block.start : block.start + block.x.shape[0]] = block.x
+            if labels is not None:
+                labels[block.start : block.start + block.x.shape[0]] = names[block.codes]
+    return x, labels

@@ -1,0 +1,224 @@
+"""A generation request, validated once, and its plan: how many cells, which labels, in which blocks.
+
+    request = GenerationRequest(n=1000, label="group2", seed=3)
+    plan = plan_generation(spec, request)          # InputError before any work when the request cannot be met
+    for k in range(plan.n_blocks):
+        rng = plan.block_rng(k); codes = plan.block_codes(k, rng)   # what block k draws, from (seed, k) alone
+
+Cells are made in blocks of `batch_size`. Block k draws everything it needs (labels, latents, noise) from its
+own random stream, seeded by (seed, k), so the cells depend only on the seed and the block size: never on how
+many processes or Dask workers made the blocks, nor in which order. Labels are drawn per block too (a count
+per label is laid out in request order), so nothing grows with the number of cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vaexprs.bundle.heads import OutputSpace, resolve_output_space
+from vaexprs.bundle.spec import GenerativeSpec
+from vaexprs.config import MAX_SEED, Config, Sampler, opt
+from vaexprs.config import OutputSpace as OutputSpaceName
+from vaexprs.errors import InputError, OptionError
+
+MAX_CELLS = 10_000_000_000  # ten billion cells: 80 TB of float32 at 2,000 genes; the disk check comes first
+MAX_BLOCK_CELLS = 1 << 20
+MAX_BLOCK_BYTES = 2 << 30  # one block's float32 output; beyond it, memory (not speed) is what grows
+DEFAULT_BLOCK_CELLS = 8192
+# About 64 MB of float32 output per block: 8,192 cells at 2,000 genes, ~840 at 20,000. onnxruntime's working
+# memory grows with the block (measured: 3.5 GB peak at 20,000 genes with 8,192-cell blocks, 0.6 GB with 1,024,
+# at the same speed), so the default is set in bytes, not cells.
+BLOCK_BYTES = 64 << 20
+MIN_DEFAULT_BLOCK_CELLS = 256
+
+
+def default_batch_size(n_genes: int) -> int:
+    """Cells per block for `n_genes` float32 outputs: about BLOCK_BYTES per block."""
+    return int(min(DEFAULT_BLOCK_CELLS, max(MIN_DEFAULT_BLOCK_CELLS, BLOCK_BYTES // (4 * max(n_genes, 1)))))
+
+
+def parse_per_label(spec: str) -> dict[str, int]:
+    """'L1=300,L2=50' -> {'L1': 300, 'L2': 50}; a label named twice or a bad part is an error naming it."""
+    out: dict[str, int] = {}
+    for part in spec.split(","):
+        name, sep, count = part.strip().rpartition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise OptionError("per_label", f"expects LABEL=COUNT[,LABEL=COUNT...]; cannot parse {part.strip()!r}")
+        if name in out:
+            raise OptionError("per_label", f"names label {name!r} twice")
+        try:
+            out[name] = int(count)
+        except ValueError:
+            raise OptionError("per_label", f"count for {name!r} is not an integer: {count!r}") from None
+    return out
+
+
+@dataclass(frozen=True)
+class GenerationRequest(Config):
+    """What to generate. The same request with the same seed gives the same cells everywhere."""
+
+    n: int | None = opt(
+        None, "Number of cells, labels drawn in the training proportions.", flags=("-n", "--n-cells"),
+        bounds=(1, MAX_CELLS),
+    )  # fmt: skip
+    label: str | None = opt(None, "Generate only cells of this label (a CVAE).")
+    per_label: str | dict[str, int] | None = opt(
+        None, "Cells per label, e.g. L1=300,L2=50 (instead of -n and --label)."
+    )
+    sampler: Sampler = opt(
+        "gmm", "Latent sampler: gmm (the mixture over training latents, VAExprs) or prior (N(0, I))."
+    )
+    seed: int = opt(1, "Random seed: the same seed and batch size give the same cells.", bounds=(0, MAX_SEED))
+    batch_size: int | None = opt(
+        None, "Cells per block [default: ~64 MB of output per block: 8,192 at 2,000 genes, ~840 at 20,000].",
+        bounds=(1, MAX_BLOCK_CELLS),
+    )  # fmt: skip
+    output_space: OutputSpaceName | None = opt(
+        None,
+        "counts, lognorm or mean for nb/zinb; the model's log space or mean for hurdle [default: sampled values; "
+        "bce/mse give the decoder mean].",
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A request resolved against a model: block layout, label draws and output space. Immutable, reusable."""
+
+    request: GenerationRequest
+    n_total: int
+    batch_size: int
+    space: OutputSpace
+    categories: list[str] | None  # the labels that can occur, in model order (None for a VAE)
+    fixed_code: int | None = None  # --label: every cell has this code
+    counts: np.ndarray | None = None  # --per-label: cells per code, laid out in request order
+    count_codes: np.ndarray | None = None  # the codes of `counts`, in request order
+    proportions: np.ndarray | None = None  # neither: codes drawn per block in these proportions
+
+    @property
+    def seed(self) -> int:
+        return self.request.seed
+
+    @property
+    def sampler(self) -> str:
+        return self.request.sampler
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.n_total // self.batch_size)
+
+    def block_bounds(self, k: int) -> tuple[int, int]:
+        start = k * self.batch_size
+        return start, min(start + self.batch_size, self.n_total)
+
+    def block_rng(self, k: int) -> np.random.Generator:
+        """Block k's own random stream: a function of (seed, k) only."""
+        return np.random.default_rng(np.random.SeedSequence(self.request.seed, spawn_key=(k,)))
+
+    def category_positions(self, n_labels: int) -> np.ndarray | None:
+        """Model label code -> position among `categories` (the labels that can occur); None for a VAE."""
+        if self.categories is None:
+            return None
+        positions = np.full(n_labels, -1, dtype=np.int64)
+        codes = self.count_codes if self.counts is not None else None
+        if self.fixed_code is not None:
+            positions[self.fixed_code] = 0
+        elif codes is not None:
+            for i, code in enumerate(sorted(set(codes.tolist()))):
+                positions[code] = i
+        else:
+            positions[np.flatnonzero(self.proportions > 0)] = np.arange(len(self.categories))
+        return positions
+
+    def block_codes(self, k: int, rng: np.random.Generator) -> np.ndarray | None:
+        """Label codes of block k's cells (None for a VAE); draws from `rng` only for training proportions."""
+        if self.categories is None:
+            return None
+        start, stop = self.block_bounds(k)
+        b = stop - start
+        if self.fixed_code is not None:
+            return np.full(b, self.fixed_code, dtype=np.int64)
+        if self.counts is not None:
+            ends = np.cumsum(self.counts)
+            first = int(np.searchsorted(ends, start, side="right"))
+            last = int(np.searchsorted(ends, stop - 1, side="right"))
+            parts = []
+            for i in range(first, last + 1):
+                lo = max(start, int(ends[i] - self.counts[i]))
+                hi = min(stop, int(ends[i]))
+                parts.append(np.full(hi - lo, self.count_codes[i], dtype=np.int64))
+            return np.concatenate(parts)
+        return rng.choice(len(self.proportions), size=b, p=self.proportions).astype(np.int64)
+
+
+def _label_code(spec: GenerativeSpec, label: Any) -> int:
+    try:
+        return spec.labels.index(str(label))
+    except ValueError:
+        raise OptionError("label", f"{label!r} is unknown; this model knows: {', '.join(spec.labels)}") from None
+
+
+def plan_generation(spec: GenerativeSpec, request: GenerationRequest) -> Plan:
+    """Check a request against a model and lay it out in blocks; InputError before any work when it cannot be met."""
+    space = resolve_output_space(spec.likelihood, spec.output_space, request.output_space)
+    batch_size = request.batch_size or default_batch_size(spec.n_genes)
+    if batch_size * spec.n_genes * 4 > MAX_BLOCK_BYTES:
+        raise OptionError(
+            "batch_size",
+            f"of {batch_size} cells x {spec.n_genes} genes is {batch_size * spec.n_genes * 4 / 2**30:.1f} GiB per block; "
+            f"the limit is {MAX_BLOCK_BYTES / 2**30:.0f} GiB (use <= {MAX_BLOCK_BYTES // (4 * spec.n_genes)})",
+        )
+    per_label = request.per_label
+    if request.label is not None and per_label is not None:
+        raise InputError("give either a label or a count per label, not both")
+    if not spec.labels:
+        if request.label is not None or per_label is not None:
+            raise InputError("this model has no labels (a VAE); a label or a count per label needs a CVAE")
+        n = _require_n(request)
+        return Plan(request, n, min(batch_size, n), space, None)
+    if per_label is not None:
+        counts_by_label = parse_per_label(per_label) if isinstance(per_label, str) else dict(per_label)
+        if not counts_by_label:
+            raise OptionError("per_label", "is empty")
+        codes, counts = [], []
+        for label, count in counts_by_label.items():
+            if isinstance(count, bool) or int(count) != count or int(count) <= 0:
+                raise OptionError("per_label", f"count for label {label!r} must be a positive integer; got {count}")
+            codes.append(_label_code(spec, label))
+            counts.append(int(count))
+        n = int(sum(counts))
+        if n > MAX_CELLS:
+            raise OptionError("per_label", f"asks for {n} cells; the limit is {MAX_CELLS}")
+        used = sorted(set(codes))
+        return Plan(
+            request, n, min(batch_size, n), space, [spec.labels[c] for c in used],
+            counts=np.asarray(counts, dtype=np.int64), count_codes=np.asarray(codes, dtype=np.int64),
+        )  # fmt: skip
+    n = _require_n(request)
+    if request.label is not None:
+        code = _label_code(spec, request.label)
+        return Plan(request, n, min(batch_size, n), space, [spec.labels[code]], fixed_code=code)
+    proportions = np.asarray(spec.label_proportions, dtype=np.float64)
+    possible = [label for label, p in zip(spec.labels, proportions) if p > 0]
+    return Plan(request, n, min(batch_size, n), space, possible, proportions=proportions / proportions.sum())
+
+
+def _require_n(request: GenerationRequest) -> int:
+    if request.n is None:
+        raise OptionError("n", "is needed: say how many cells to generate")
+    return int(request.n)
+
+
+def request_from(
+    n: int | None = None,
+    labels: str | Mapping[str, int] | None = None,
+    **options: Any,
+) -> GenerationRequest:
+    """A request from VAExprs-style arguments: labels None (training proportions), a label, or {label: count}."""
+    if isinstance(labels, Mapping):
+        return GenerationRequest(n=None, per_label=dict(labels), **options)  # type: ignore[arg-type]
+    return GenerationRequest(n=n, label=None if labels is None else str(labels), **options)

@@ -1,0 +1,375 @@
+"""Streaming, atomic writers for generated cells: .h5ad, .csv and .npy, filled chunk by chunk.
+
+    check_output(out, force)                          # the checks, without touching the disk (call it early)
+    with open_writer(out, genes, n_total, labels=classes, uns=meta) as w:
+        for x, codes in chunks:                       # x: (b, G) float32; codes: (b,) ints into `labels`, or None
+            w.write_chunk(x, codes)
+
+Memory stays flat in the number of cells: nothing holds more than one chunk. Every writer fills a temp file
+(`.NAME.tmp-XXXX`) in the output folder and moves it into place with `os.replace` only after the last chunk,
+so a failure (or Ctrl-C) removes the temp file and leaves any earlier output untouched.
+
+Formats:
+- `.h5ad`: AnnData's on-disk layout written with h5py: X is a dense float32 dataset (chunked rows, no
+  compression by default); obs_names "gen0", "gen1", ...; obs['cell_type'] (with labels) and obs['origin'] =
+  "generated" are categoricals; var_names are the genes; `uns` (e.g. uns['vaexprs']) via anndata's write_elem.
+- `.csv`: header `cell,cell_type,<genes...>` (no cell_type column without labels); values as `%.6g`.
+- `.npy`: a float32 (n, G) array. With labels, `<stem>.obs.csv` beside it (`cell,cell_type`), written
+  atomically too. (The .npy is streamed through a plain file, not a memmap: a memmap's dirty pages count as
+  the process's resident memory, which would grow with n.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaexprs.errors import InputError, VaexprsRuntimeError
+from vaexprs.files import disk_error, exists_error, publish, temp_path
+
+SUPPORTED_SUFFIXES = (".h5ad", ".csv", ".npy")
+CELL_PREFIX = "gen"
+ORIGIN = "generated"
+X_CHUNK_BYTES = 1 << 20  # h5ad X chunk: ~1 MiB of whole rows, so row slices read and write whole chunks
+
+
+def obs_csv_path(path: Path) -> Path:
+    """The labels file written beside a .npy output: `<stem>.obs.csv`."""
+    return path.with_name(path.stem + ".obs.csv")
+
+
+def check_output(
+    path: str | os.PathLike[str],
+    force: bool = False,
+    with_labels: bool = False,
+    suffixes: tuple[str, ...] = SUPPORTED_SUFFIXES,
+) -> Path:
+    """Refuse an output we cannot or must not write (before any work is done); return it as a Path."""
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix not in suffixes:
+        raise InputError(
+            f"cannot write {out.name!r}: unsupported output type {suffix or '(none)'!r}; use one of {', '.join(suffixes)}"
+        )
+    folder = out.parent
+    if not folder.is_dir():
+        raise InputError(f"output folder {folder} does not exist")
+    if out.is_dir():
+        raise InputError(f"output {out} is a folder")
+    targets = [out]
+    if suffix == ".npy" and with_labels:
+        targets.append(obs_csv_path(out))
+    for target in targets:
+        if target.exists() and not force:
+            raise exists_error(target)
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"output folder {folder} is not writable")
+    return out
+
+
+def _csv_field(s: str) -> str:
+    """A CSV field, quoted when it holds a comma, quote or newline."""
+    if any(c in s for c in ',"\n\r'):
+        return '"' + s.replace('"', '""') + '"'
+    return s
+
+
+class Writer:
+    """Base of the format writers: temp files, row bookkeeping, label codes, commit/abort."""
+
+    def __init__(
+        self,
+        path: Path,
+        genes: Sequence[str],
+        n_total: int,
+        labels: Sequence[str] | None,
+        uns: Mapping[str, Any] | None,
+        force: bool = False,
+    ) -> None:
+        self.path = path
+        self.force = force
+        self.genes = [str(g) for g in genes]
+        self.n_total = int(n_total)
+        self.labels = None if labels is None else [str(c) for c in labels]
+        self.uns = dict(uns or {})
+        self.n_written = 0
+        self._temps: dict[Path, Path] = {}  # final path -> temp path
+
+    def _temp(self, target: Path) -> Path:
+        tmp = temp_path(target)
+        self._temps[target] = tmp
+        return tmp
+
+    def _codes(self, labels: Any, b: int) -> np.ndarray | None:
+        """Label codes (b,) into self.labels, from codes or from label names."""
+        if self.labels is None:
+            if labels is not None:
+                raise VaexprsRuntimeError("labels given to a writer opened without labels")
+            return None
+        if labels is None:
+            raise VaexprsRuntimeError("a writer opened with labels needs the labels of every chunk")
+        arr = np.asarray(labels)
+        if arr.shape != (b,):
+            raise VaexprsRuntimeError(f"got {arr.shape[0] if arr.ndim else 0} labels for a chunk of {b} cells")
+        if arr.dtype.kind in "iu":
+            if b and (arr.min() < 0 or arr.max() >= len(self.labels)):
+                raise VaexprsRuntimeError("label code out of range")
+            return arr
+        index = {c: i for i, c in enumerate(self.labels)}
+        try:
+            return np.fromiter((index[str(v)] for v in arr), dtype=np.int64, count=b)
+        except KeyError as e:
+            raise VaexprsRuntimeError(f"label {e.args[0]!r} is not one of the writer's labels") from None
+
+    def write_chunk(self, x: np.ndarray, labels: Any = None) -> None:
+        """Append rows x (b, G); labels: (b,) codes into the writer's labels or label names; None without."""
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != len(self.genes):
+            raise VaexprsRuntimeError(f"chunk has shape {x.shape}; expected (rows, {len(self.genes)})")
+        b = x.shape[0]
+        if self.n_written + b > self.n_total:
+            raise VaexprsRuntimeError(f"more rows than the {self.n_total} announced")
+        codes = self._codes(labels, b)
+        self._write(x, codes, self.n_written)
+        self.n_written += b
+
+    def _write(self, x: np.ndarray, codes: np.ndarray | None, start: int) -> None:
+        raise NotImplementedError
+
+    def _cell_names(self, start: int, stop: int) -> list[str]:
+        return [f"{CELL_PREFIX}{i}" for i in range(start, stop)]
+
+    def _open(self) -> None:
+        """Create the temp files (registered with `_temp`, so `abort` can remove them)."""
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        """Finish and close the temp files (called on success and on failure)."""
+
+    def commit(self) -> None:
+        if self.n_written != self.n_total:
+            raise VaexprsRuntimeError(f"wrote {self.n_written} of the {self.n_total} announced cells")
+        self._close()
+        if not self.force:  # refuse before publishing anything, so a labelled .npy is never half published
+            for target in self._temps:
+                if target.exists():
+                    raise exists_error(target)
+        for target, tmp in self._temps.items():
+            publish(tmp, target, self.force)
+        self._temps.clear()
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._close()
+        for tmp in self._temps.values():
+            tmp.unlink(missing_ok=True)
+        self._temps.clear()
+
+
+class H5adWriter(Writer):
+    """AnnData on-disk layout, X filled row chunk by row chunk; obs columns likewise."""
+
+    def __init__(self, *args: Any, compression: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._compression = compression
+        self._file: Any = None
+
+    def _open(self) -> None:
+        import h5py
+        import pandas as pd
+
+        write_elem = _write_elem()
+        self._h5py = h5py
+        tmp = self._temp(self.path)
+        f = h5py.File(tmp, "w", rdcc_nbytes=8 * X_CHUNK_BYTES)
+        self._file = f
+        f.attrs["encoding-type"] = "anndata"
+        f.attrs["encoding-version"] = "0.1.0"
+        n, g = self.n_total, len(self.genes)
+        rows = max(1, min(n, X_CHUNK_BYTES // (4 * g)))
+        self._x = f.create_dataset(
+            "X", shape=(n, g), dtype=np.float32, chunks=(rows, g) if n else None, compression=self._compression
+        )
+        _array_attrs(self._x)
+
+        obs = f.create_group("obs")
+        columns = (["cell_type"] if self.labels is not None else []) + ["origin"]
+        obs.attrs["_index"] = "_index"
+        obs.attrs.create("column-order", np.array(columns, dtype=object), dtype=h5py.string_dtype())
+        obs.attrs["encoding-type"] = "dataframe"
+        obs.attrs["encoding-version"] = "0.2.0"
+        self._names = obs.create_dataset("_index", shape=(n,), dtype=h5py.string_dtype())
+        self._names.attrs["encoding-type"] = "string-array"
+        self._names.attrs["encoding-version"] = "0.2.0"
+        self._label_codes = None
+        if self.labels is not None:
+            self._label_codes = self._categorical(obs, "cell_type", self.labels)
+        self._categorical(obs, "origin", [ORIGIN])  # every code is 0: the dataset's fill value, never written
+
+        write_elem(f, "var", pd.DataFrame(index=pd.Index(self.genes)))
+        write_elem(f, "uns", _h5_safe(self.uns))
+        for key in ("obsm", "obsp", "varm", "varp", "layers"):
+            write_elem(f, key, {})
+
+    def _categorical(self, obs: Any, name: str, categories: Sequence[str]) -> Any:
+        h5py = self._h5py
+        group = obs.create_group(name)
+        group.attrs["encoding-type"] = "categorical"
+        group.attrs["encoding-version"] = "0.2.0"
+        group.attrs["ordered"] = False
+        cats = group.create_dataset(
+            "categories", data=np.array(list(categories), dtype=object), dtype=h5py.string_dtype()
+        )
+        cats.attrs["encoding-type"] = "string-array"
+        cats.attrs["encoding-version"] = "0.2.0"
+        dtype = np.int8 if len(categories) < 2**7 else np.int16 if len(categories) < 2**15 else np.int32
+        codes = group.create_dataset("codes", shape=(self.n_total,), dtype=dtype, fillvalue=0)
+        _array_attrs(codes)
+        return codes
+
+    def _write(self, x: np.ndarray, codes: np.ndarray | None, start: int) -> None:
+        stop = start + x.shape[0]
+        self._x[start:stop] = x if x.dtype == np.float32 else x.astype(np.float32)
+        self._names[start:stop] = np.array(self._cell_names(start, stop), dtype=object)
+        if codes is not None and self._label_codes is not None:
+            self._label_codes[start:stop] = codes.astype(self._label_codes.dtype, copy=False)
+
+    def _close(self) -> None:
+        if self._file is not None and self._file.id.valid:
+            self._file.close()
+
+
+def _array_attrs(ds: Any) -> None:
+    ds.attrs["encoding-type"] = "array"
+    ds.attrs["encoding-version"] = "0.2.0"
+
+
+def _write_elem() -> Any:
+    """anndata's element writer (anndata.io in >= 0.11, anndata.experimental before)."""
+    try:
+        from anndata.io import write_elem
+    except ImportError:  # pragma: no cover - older anndata
+        from anndata.experimental import write_elem
+    return write_elem
+
+
+def _h5_safe(value: Any) -> Any:
+    """uns values anndata can store: None dropped, paths as strings, tuples as lists, dicts recursively."""
+    if isinstance(value, Mapping):
+        return {str(k): _h5_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, tuple):
+        return [_h5_safe(v) for v in value]
+    return value
+
+
+class CsvWriter(Writer):
+    """`cell[,cell_type],<genes>` rows, `%.6g` values (printf-style formatting is ~4x faster than pandas)."""
+
+    _f: Any = None
+
+    def _open(self) -> None:
+        self._f = open(self._temp(self.path), "w", encoding="utf-8", newline="")  # noqa: SIM115
+        head = ["cell"] + (["cell_type"] if self.labels is not None else []) + self.genes
+        self._f.write(",".join(_csv_field(h) for h in head) + "\n")
+        self._row_fmt = ",".join(["%.6g"] * len(self.genes))
+        self._quoted = [_csv_field(c) for c in self.labels] if self.labels is not None else None
+
+    def _write(self, x: np.ndarray, codes: np.ndarray | None, start: int) -> None:
+        fmt, rows = self._row_fmt, x.tolist()
+        if codes is None or self._quoted is None:
+            lines = [f"{CELL_PREFIX}{start + i}," + fmt % tuple(r) for i, r in enumerate(rows)]
+        else:
+            q = self._quoted
+            lines = [
+                f"{CELL_PREFIX}{start + i},{q[c]}," + fmt % tuple(r)
+                for i, (c, r) in enumerate(zip(codes.tolist(), rows))
+            ]
+        if lines:
+            self._f.write("\n".join(lines) + "\n")
+
+    def _close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+
+
+class NpyWriter(Writer):
+    """A float32 (n, G) .npy streamed through a file; labels (if any) in `<stem>.obs.csv` beside it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._f: Any = None
+        self._obs: Any = None
+
+    def _open(self) -> None:
+        self._f = open(self._temp(self.path), "wb")  # noqa: SIM115
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False}
+        header["shape"] = (self.n_total, len(self.genes))
+        np.lib.format.write_array_header_1_0(self._f, header)
+        if self.labels is not None:
+            self._obs = open(self._temp(obs_csv_path(self.path)), "w", encoding="utf-8", newline="")  # noqa: SIM115
+            self._obs.write("cell,cell_type\n")
+            self._quoted = [_csv_field(c) for c in self.labels]
+
+    def _write(self, x: np.ndarray, codes: np.ndarray | None, start: int) -> None:
+        self._f.write(np.ascontiguousarray(x, dtype="<f4").data)
+        if self._obs is not None and codes is not None:
+            q = self._quoted
+            self._obs.write("".join(f"{CELL_PREFIX}{start + i},{q[c]}\n" for i, c in enumerate(codes.tolist())))
+
+    def _close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+        if self._obs is not None:
+            self._obs.close()
+
+    def commit(self) -> None:
+        super().commit()
+        stale = obs_csv_path(self.path)
+        if self.labels is None and self.force and stale.exists():
+            stale.unlink()  # an earlier labelled run's labels no longer describe this .npy
+
+
+_WRITERS: dict[str, type[Writer]] = {".h5ad": H5adWriter, ".csv": CsvWriter, ".npy": NpyWriter}
+
+
+@contextlib.contextmanager
+def open_writer(
+    path: str | os.PathLike[str],
+    genes: Sequence[str],
+    n_total: int,
+    labels: Sequence[str] | None = None,
+    force: bool = False,
+    uns: Mapping[str, Any] | None = None,
+    compression: str | None = None,
+) -> Iterator[Writer]:
+    """A writer for `path` (type from its suffix); commits on a clean exit, removes its temp files otherwise.
+
+    labels: the label categories (codes given to write_chunk index into them); None for unlabelled cells.
+    uns: stored in .h5ad only. compression: h5py filter for the .h5ad X (e.g. "gzip"); None by default.
+    """
+    out = check_output(path, force, with_labels=labels is not None)
+    if n_total < 0:
+        raise InputError(f"n_total must be non-negative; got {n_total}")
+    cls = _WRITERS[out.suffix.lower()]
+    kwargs: dict[str, Any] = {"compression": compression} if cls is H5adWriter else {}
+    writer = cls(out, genes, n_total, labels, uns, force, **kwargs)
+    try:
+        writer._open()
+        yield writer
+        writer.commit()
+    except OSError as exc:
+        writer.abort()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+            raise disk_error(out, exc) from None
+        raise
+    except BaseException:
+        writer.abort()
+        raise

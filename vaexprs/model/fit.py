@@ -1,0 +1,317 @@
+"""fit_vae and gen_exprs: the VAExprs-compatible Python API (the torch side).
+
+    result = fit_vae(adata, "cell_type", hidden=(512,), epochs=100, patience=10)   # a CVAE (labels given)
+    gen = gen_exprs(result, num_samples=300, labels={"group2": 300}, seed=1)
+    gen.x_gen, gen.y_gen, gen.x_train, gen.y_train, gen.latent; gen.to_anndata()
+
+As in VAExprs, fit_vae learns the data and gen_exprs draws latents from a BIC-selected Gaussian mixture over
+the training cells' latent means (per label for a CVAE), decodes and de-scales. fit_vae's keywords are the
+fields of `ModelConfig`, `TrainConfig` and `DataConfig` (vaexprs.config): their names, defaults and help are
+declared there once. gen_exprs runs the same generation loop as the onnxruntime generator, with the torch
+decoder: the same request and seed give the same cells up to float rounding.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from vaexprs.bundle.heads import HEADS, LibrarySize
+from vaexprs.config import FIT_CONFIGS, DataConfig, ModelConfig, TrainConfig, config_defaults, split_options
+from vaexprs.data.io import as_matrix
+from vaexprs.data.preprocess import Preprocessor, apply_normalization, check_counts, library_size
+from vaexprs.errors import InputError, OptionError
+from vaexprs.generate.loop import iter_blocks, one_hot
+from vaexprs.generate.request import plan_generation, request_from
+from vaexprs.model.result import GeneratedCells, VAEResult
+
+log = logging.getLogger("vaexprs")
+
+DATA_FIELDS = ("n_genes", "n_labels")  # ModelConfig fields the data decides, not the caller
+
+
+@dataclass
+class TrainingData:
+    """Validated cells split into training and validation sets (raw values: each head preprocesses its own)."""
+
+    matrix: Any  # (N, G) dense or sparse
+    genes: list[str]
+    labels: np.ndarray | None
+    val_matrix: Any = None
+    val_labels: np.ndarray | None = None
+    source: dict[str, Any] | None = None  # the file's path and sha256, when read by read_expression
+
+    @property
+    def conditional(self) -> bool:
+        return self.labels is not None
+
+
+def split_validation(n: int, val_split: float, labels: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random train/validation rows, stratified per label; every label keeps at least one training cell."""
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == v) for v in np.unique(labels)]
+    val = []
+    for rows in groups:
+        k = round(len(rows) * val_split)
+        val.append(rng.permutation(rows)[: min(k, len(rows) - 1)])
+    val_rows = np.sort(np.concatenate(val)) if val else np.array([], dtype=int)
+    return np.setdiff1d(np.arange(n), val_rows), val_rows
+
+
+def prepare_data(
+    x_train: Any, y_train: Any, x_val: Any, y_val: Any, data: DataConfig, train: TrainConfig
+) -> TrainingData:
+    """Read the matrices and labels, check them, and hold out validation cells (explicit, or val_split)."""
+    matrix, genes, labels = as_matrix(x_train, y_train, data.layer)
+    if labels is not None:
+        values, counts = np.unique(labels, return_counts=True)
+        lonely = [str(v) for v, c in zip(values, counts) if c < 2]
+        if lonely:
+            raise InputError(f"label(s) with a single cell cannot be learnt: {', '.join(lonely)}")
+    uns = getattr(x_train, "uns", None)
+    source = dict(uns.get("vaexprs_source", {})) if uns is not None and "vaexprs_source" in uns else None
+    if x_val is not None:
+        val_matrix, _, val_labels = as_matrix(x_val, y_val, data.layer)
+        if val_matrix.shape[1] != matrix.shape[1]:
+            raise InputError(f"x_val has {val_matrix.shape[1]} genes but x_train has {matrix.shape[1]}")
+        if labels is not None and val_labels is None:
+            raise OptionError("y_val", "is needed with x_val when training a CVAE")
+        return TrainingData(matrix, genes, labels, val_matrix, val_labels, source)
+    if train.val_split > 0:
+        train_rows, val_rows = split_validation(matrix.shape[0], train.val_split, labels, train.seed)
+        return TrainingData(
+            matrix[train_rows], genes, None if labels is None else labels[train_rows],
+            matrix[val_rows], None if labels is None else labels[val_rows], source,
+        )  # fmt: skip
+    return TrainingData(matrix, genes, labels, source=source)
+
+
+def fit_head(
+    data: TrainingData,
+    model_options: Mapping[str, Any],
+    train: TrainConfig,
+    data_config: DataConfig,
+    callbacks: Sequence[Any] = (),
+    progress: bool | None = None,
+    what: str = "training",
+) -> VAEResult:
+    """Train one model (one likelihood head) on prepared data: preprocessing, network, loop, latent sampler."""
+    import torch
+
+    from vaexprs.model.loop import Batches, encode_means, fit
+    from vaexprs.model.mixture import fit_latent_sampler
+    from vaexprs.model.network import VAE
+
+    likelihood = model_options["likelihood"]
+    head = HEADS[likelihood]
+    matrix, val_matrix = data.matrix, data.val_matrix
+    if head.count_input:
+        matrix = check_counts(matrix, likelihood, data_config.round_counts)
+        if val_matrix is not None:
+            val_matrix = check_counts(val_matrix, likelihood, data_config.round_counts)
+    preprocessor, normalized, note = Preprocessor.fit(
+        matrix, data.genes, data.labels, normalize="none" if head.count_input else data_config.normalize,
+        scale=head.scaled_input,
+    )  # fmt: skip
+    if head.count_input:
+        note = f"likelihood {likelihood} models raw counts: no normalisation, no scaling"
+    elif not head.scaled_input:
+        low = float(normalized.min()) if normalized.size else 0.0
+        if low < 0:
+            raise OptionError(
+                "likelihood",
+                f"{likelihood!r} needs non-negative normalised values (0 = not detected); after "
+                f"normalize={preprocessor.normalize} the minimum is {low:.4g}",
+            )
+    log.info(note)
+    n_labels = preprocessor.labels.n_classes if preprocessor.labels is not None else 0
+    codes = preprocessor.labels.transform(data.labels) if data.labels is not None else None
+    train_batches = Batches(normalized, codes, preprocessor, n_labels)
+    val_batches = val_normalized = None
+    if val_matrix is not None:
+        val_codes = preprocessor.labels.transform(data.val_labels) if n_labels else None
+        val_normalized = preprocessor.normalize_matrix(val_matrix)
+        val_batches = Batches(val_normalized, val_codes, preprocessor, n_labels)
+
+    model_config = ModelConfig(**model_options, n_genes=len(data.genes), n_labels=n_labels)
+    torch.manual_seed(train.seed)
+    model = VAE(model_config)
+    data_info = {
+        "n_cells": int(matrix.shape[0]),
+        "n_genes": len(data.genes),
+        "n_val_cells": int(val_matrix.shape[0]) if val_matrix is not None else 0,
+        "label_counts": preprocessor.label_counts,
+        "normalize": preprocessor.normalize,
+        **({"path": data.source.get("path"), "sha256": data.source.get("sha256")} if data.source else {}),
+    }
+
+    def assemble(state: Any) -> VAEResult:
+        """The result from the model's current weights: encode the training cells, fit the latent sampler."""
+        model.cpu()
+        latent = encode_means(model, train_batches)
+        classes = preprocessor.labels.classes if n_labels else ()
+        sampler = fit_latent_sampler(latent, codes, classes, seed=train.seed)
+        library = LibrarySize.fit(library_size(matrix), codes, n_labels) if head.count_input else None
+        return VAEResult(
+            model=model, model_config=model_config, train_config=train, data_config=data_config,
+            preprocessor=preprocessor, sampler=sampler, history=state.history, best_epoch=state.best_epoch,
+            normalize_note=note, x_train=normalized, y_train=data.labels, latent=latent, data_info=data_info,
+            device=state.device, library_size=library, x_val=val_normalized, y_val=data.val_labels,
+        )  # fmt: skip
+
+    def partial(state: Any) -> VAEResult:
+        """For an interrupted run: the best weights so far, as a complete (loadable, exportable) result."""
+        if state.best_state_dict is not None:
+            model.load_state_dict(state.best_state_dict)
+        model.eval()
+        return assemble(state)
+
+    state = fit(
+        model, train_batches, val_batches, train, callbacks, partial_result=partial, progress=progress, what=what
+    )
+    return assemble(state)
+
+
+def fit_vae(
+    x_train: Any,
+    y_train: Sequence[Any] | str | None = None,
+    x_val: Any = None,
+    y_val: Sequence[Any] | str | None = None,
+    *,
+    callbacks: Sequence[Any] = (),
+    progress: bool | None = None,
+    **options: Any,
+) -> VAEResult:
+    """Train a VAE (no labels) or a CVAE (labels given) on cells x genes data; see the parameters below."""
+    model_opts, train_opts, data_opts = split_options(options, *FIT_CONFIGS, where=" of fit_vae")
+    for name in DATA_FIELDS:
+        if name in model_opts:
+            raise OptionError(name, "comes from the data; it is not an option of fit_vae")
+    train = TrainConfig(**train_opts)
+    data_config = DataConfig(**data_opts)
+    model_options = {**{k: v for k, v in config_defaults(ModelConfig).items() if k not in DATA_FIELDS}, **model_opts}
+    ModelConfig(**model_options)  # every option checked before the data is read
+    data = prepare_data(x_train, y_train, x_val, y_val, data_config, train)
+    return fit_head(data, model_options, train, data_config, callbacks, progress)
+
+
+def _fit_signature() -> inspect.Signature:
+    """fit_vae's signature with every config field as a keyword (what help(), IDEs and notebooks show)."""
+    base = inspect.signature(fit_vae)
+    kept = [p for p in base.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    extra = []
+    for cls in FIT_CONFIGS:
+        defaults = config_defaults(cls)
+        hints = {f.name: f.type for f in fields(cls)}
+        for f in fields(cls):
+            if f.name in DATA_FIELDS:
+                continue
+            extra.append(
+                inspect.Parameter(
+                    f.name, inspect.Parameter.KEYWORD_ONLY, default=defaults[f.name], annotation=hints[f.name]
+                )
+            )
+    return base.replace(parameters=[*kept, *extra])
+
+
+def _fit_doc() -> str:
+    """numpydoc Parameters for fit_vae, from the configs' help texts."""
+    lines = [
+        "Train a VAE (no labels) or a CVAE (labels given) on cells x genes data.",
+        "",
+        "Parameters",
+        "----------",
+        "x_train : AnnData, numpy array or scipy.sparse matrix",
+        "    Cells x genes (AnnData: X, or `layer`).",
+        "y_train : sequence or str, optional",
+        "    One label per cell, or an obs column name of x_train. Labels make a CVAE.",
+        "x_val, y_val : optional",
+        "    Explicit validation cells (scaled with the training scaler), instead of `val_split`.",
+        "callbacks : sequence of vaexprs.model.loop.Callback",
+        "    Hooks into the training loop (MLflow logging plugs in here).",
+        "progress : bool, optional",
+        "    A progress bar over epochs; None = where someone watches (a terminal or a notebook).",
+    ]
+    for cls in FIT_CONFIGS:
+        defaults = config_defaults(cls)
+        for f in fields(cls):
+            if f.name not in DATA_FIELDS:
+                lines += [f"{f.name} : {f.type}, default {defaults[f.name]!r}", f"    {f.metadata['help']}"]
+    lines += ["", "Returns", "-------", "VAEResult", "    The model, its preprocessing, history and latent sampler."]
+    return "\n".join(lines)
+
+
+fit_vae.__signature__ = _fit_signature()  # type: ignore[attr-defined]
+fit_vae.__doc__ = _fit_doc()
+
+
+class TorchDecoder:
+    """The decode function of the generation loop, backed by the trained torch decoder (de-scaling folded in)."""
+
+    def __init__(self, result: VAEResult) -> None:
+        self.module = result.output_decoder()
+        self.names = tuple(self.module.output_names)
+        self.n_labels = result.model_config.n_labels
+
+    def __call__(self, z: np.ndarray, codes: np.ndarray | None) -> dict[str, np.ndarray]:
+        import torch
+
+        onehot = one_hot(codes, self.n_labels)
+        with torch.inference_mode():
+            args = (torch.from_numpy(z),) + (() if onehot is None else (torch.from_numpy(onehot),))
+            values = self.module(*args)
+        return {name: value.numpy() for name, value in zip(self.names, values)}
+
+
+def gen_exprs(
+    result: VAEResult,
+    num_samples: int = 300,
+    labels: str | Mapping[str, int] | None = None,
+    sampler: str = "gmm",
+    seed: int = 1,
+    batch_size: int | None = None,
+    output_space: str | None = None,
+) -> GeneratedCells:
+    """Generate cells: labels None = training proportions; a label name; or {label: count, ...}.
+
+    sampler: gmm (the mixture over training latents, VAExprs' way) or prior (N(0, I)).
+    output_space: None = the head's default: sampled counts for nb/zinb, sampled log values for hurdle, the
+    decoder mean for bce/mse; `lognorm` (nb/zinb: sampled counts, log-normalised with the training mean
+    library size); `mean` (the expected value, no sampling noise: VAExprs' behaviour).
+    batch_size: cells per block; the same seed and block size give the same cells as `vaexprs generate`.
+    """
+    spec = result.spec
+    try:
+        request = request_from(
+            num_samples, labels, sampler=sampler, seed=seed, batch_size=batch_size, output_space=output_space
+        )
+        plan = plan_generation(spec, request)
+    except OptionError as exc:  # worded with gen_exprs' own argument names
+        names = {"n": "num_samples", "label": "labels", "per_label": "labels"}
+        raise OptionError(names.get(exc.option, exc.option), exc.detail) from None
+    blocks = list(iter_blocks(spec, plan, TorchDecoder(result)))
+    x_gen = np.concatenate([b.x for b in blocks]).astype(np.float32, copy=False)
+    y_gen = None
+    if result.labels:
+        y_gen = result.preprocessor.labels.inverse_transform(np.concatenate([b.codes for b in blocks]))
+    x_train = result.x_train
+    if x_train is not None and HEADS[spec.likelihood].count_input and plan.space.value_space == "lognorm":
+        x_train = apply_normalization(x_train, "lognorm")  # the real cells in the generated cells' space
+    return GeneratedCells(
+        x_gen=x_gen,
+        y_gen=y_gen,
+        x_train=x_train,
+        y_train=result.y_train,
+        latent=np.concatenate([b.latent for b in blocks]).astype(np.float32),
+        genes=result.genes,
+        output_space=plan.space.name,
+        seed=seed,
+        sampler=sampler,
+        value_space=plan.space.value_space,
+        sampled=plan.space.sampled,
+    )

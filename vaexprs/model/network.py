@@ -1,0 +1,391 @@
+"""The VAE / CVAE in PyTorch: likelihood heads, the model, and the deployable decoder and encoder wrappers.
+
+    model = VAE(ModelConfig(n_genes=1000, n_labels=3, hidden=(512,)))
+    inf = model.inference(x, c)              # z_mean, z_logvar, z          (B, D)
+    gen = model.generative(inf["z"], c)      # the head's parameters, e.g. {"logits": (B, G)}
+    out = model.loss(x, c, beta=1.0)         # LossOutput: loss (scalar), recon (B,), kl (B,)
+
+The model follows scvi-tools' small contract (inference / generative / loss) so the training loop only sees
+`loss`, and a new likelihood is a new head class (`register_head`): the loop never changes. What each head
+is (its input kind, its outputs) is declared once in `vaexprs.bundle.heads.HEADS`; how its decoder outputs
+become cells lives there too (numpy, shared with the light generator).
+Heads: bce (VAExprs' default) and mse on min-max scaled values; nb and zinb on raw counts (scVI's decoder);
+hurdle on log-scale normalised values (RPKM/FPKM after log2(x + 1)).
+The CVAE concatenates a one-hot label to the encoder input and to z (VAExprs' own documentation; its code
+used one integer column). The latent variance is one consistent log-variance, in sampling and in the KL.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vaexprs.bundle.heads import HEADS, HeadFacts
+from vaexprs.config import ModelConfig
+from vaexprs.errors import InputError, OptionError
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+@dataclass
+class LossOutput:
+    """Per-batch loss record: `loss` drives the optimiser; the per-cell parts feed the history."""
+
+    loss: torch.Tensor  # scalar: mean over cells of recon + beta * kl
+    recon: torch.Tensor  # (B,)
+    kl: torch.Tensor  # (B,)
+
+
+def mlp(sizes: list[int], config: ModelConfig) -> nn.Sequential:
+    """Linear -> [BatchNorm] -> activation -> [Dropout] for each consecutive pair of sizes."""
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers.append(nn.Linear(n_in, n_out))
+        if config.batch_norm:
+            layers.append(nn.BatchNorm1d(n_out))
+        layers.append(ACTIVATIONS[config.activation]())
+        if config.dropout > 0:
+            layers.append(nn.Dropout(config.dropout))
+    return nn.Sequential(*layers)
+
+
+class LikelihoodHead(nn.Module):
+    """The decoder's last layer and its reconstruction loss.
+
+    Contract: `forward(h, library) -> params` (named tensors), `reconstruction_loss(params, x) -> (B,)`
+    (negative log-likelihood summed over genes), `mean(params) -> (B, G)` in model space.
+    `scaled_input`: the model sees per-gene min-max scaled values in [0, 1].
+    `count_input`: the model sees raw counts (no lognorm, no scaling); fit_vae refuses anything else.
+    Neither: the model sees the normalised (log-scale) values as they are (the hurdle head).
+    """
+
+    name: ClassVar[str]
+    scaled_input: ClassVar[bool] = True
+    count_input: ClassVar[bool] = False
+    output_names: ClassVar[tuple[str, ...]] = ("x_mean",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A head's input kind and outputs come from its facts (vaexprs.bundle.heads.HEADS), written once."""
+        super().__init_subclass__(**kwargs)
+        facts = HEADS.get(cls.__dict__.get("name", ""))
+        if facts is not None:
+            cls.scaled_input, cls.count_input, cls.output_names = facts.scaled_input, facts.count_input, facts.outputs
+
+    def __init__(self, n_hidden: int, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_genes = config.n_genes
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def library(self, x: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def export_outputs(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What the ONNX decoder returns, keyed by `output_names` (in model space, before de-scaling)."""
+        return {"x_mean": self.mean(params)}
+
+
+class BernoulliHead(LikelihoodHead):
+    """VAExprs' default: sigmoid output, binary cross-entropy on [0, 1] values (n_genes x mean BCE)."""
+
+    name = "bce"
+
+    def __init__(self, n_hidden: int, config: ModelConfig) -> None:
+        super().__init__(n_hidden, config)
+        self.linear = nn.Linear(n_hidden, config.n_genes)
+
+    def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return {"logits": self.linear(h)}  # (B, G)
+
+    def reconstruction_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(params["logits"], x, reduction="none").sum(-1)
+
+    def mean(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.sigmoid(params["logits"])
+
+
+class GaussianHead(BernoulliHead):
+    """Squared error (a unit-variance Gaussian up to constants) on the same sigmoid output."""
+
+    name = "mse"
+
+    def reconstruction_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return (torch.sigmoid(params["logits"]) - x).pow(2).sum(-1)
+
+
+HEAD_MODULES: dict[str, type[LikelihoodHead]] = {head.name: head for head in (BernoulliHead, GaussianHead)}
+
+
+def register_head(head: type[LikelihoodHead], facts: HeadFacts | None = None) -> type[LikelihoodHead]:
+    """Add a likelihood (the torch module; its facts too, for a head vaexprs does not know yet): the training
+    loop needs no change. Use as a class decorator for known heads."""
+    if facts is not None:
+        HEADS[facts.name] = facts
+        head.scaled_input, head.count_input, head.output_names = facts.scaled_input, facts.count_input, facts.outputs
+    HEAD_MODULES[head.name] = head
+    return head
+
+
+EPS = 1e-8  # as scvi-tools: keeps log(mu) and log(theta) finite
+
+
+def nb_log_prob(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """log NB(x; mean mu, inverse dispersion theta), elementwise; scvi-tools' `log_nb_positive` form.
+
+    Equals scipy.stats.nbinom.logpmf(x, n=theta, p=theta / (theta + mu)).
+    """
+    log_theta_mu = torch.log(theta + mu + EPS)
+    return (
+        theta * (torch.log(theta + EPS) - log_theta_mu)
+        + x * (torch.log(mu + EPS) - log_theta_mu)
+        + torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1.0)
+    )
+
+
+def zinb_log_prob(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, pi_logit: torch.Tensor) -> torch.Tensor:
+    """log ZINB(x), elementwise: dropout probability sigmoid(pi_logit); scvi-tools' `log_zinb_positive` form.
+
+    x = 0: log(pi + (1 - pi) NB(0)), evaluated as softplus(-pi_logit + theta log(theta / (theta + mu)))
+    - softplus(-pi_logit); x > 0: log(1 - pi) + log NB(x). No exp of a large number anywhere.
+    """
+    softplus_pi = F.softplus(-pi_logit)  # -log(1 - pi)
+    log_theta_mu = torch.log(theta + mu + EPS)
+    pi_theta_log = -pi_logit + theta * (torch.log(theta + EPS) - log_theta_mu)
+    case_zero = F.softplus(pi_theta_log) - softplus_pi
+    case_non_zero = (
+        -softplus_pi
+        + pi_theta_log
+        + x * (torch.log(mu + EPS) - log_theta_mu)
+        + torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1.0)
+    )
+    return torch.where(x < EPS, case_zero, case_non_zero)
+
+
+def hurdle_log_prob(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, pi_logit: torch.Tensor) -> torch.Tensor:
+    """log density of the hurdle model, elementwise: x = 0 with probability pi = sigmoid(pi_logit), else
+    x ~ N(mu, sigma^2) truncated to (0, inf): log(1 - pi) + log N(x; mu, sigma) - log Phi(mu / sigma)."""
+    z = (x - mu) / sigma
+    positive = (
+        F.logsigmoid(-pi_logit)
+        - 0.5 * z.pow(2)
+        - torch.log(sigma)
+        - 0.5 * math.log(2 * math.pi)
+        - torch.special.log_ndtr(mu / sigma)
+    )
+    return torch.where(x > 0, positive, F.logsigmoid(pi_logit))
+
+
+@register_head
+class NegativeBinomialHead(LikelihoodHead):
+    """Negative binomial on raw counts (scVI's decoder): softmax proportions x the cell's library size.
+
+    The encoder sees log1p(counts); the decoder gives per-gene proportions `rho` (rows sum to 1), the mean is
+    rho * library (library = x.sum(1) in training, drawn from the label's log-normal at generation), and a
+    per-gene inverse dispersion theta = exp(log_theta) is a learnt parameter.
+    """
+
+    name = "nb"
+
+    def __init__(self, n_hidden: int, config: ModelConfig) -> None:
+        super().__init__(n_hidden, config)
+        self.scale = nn.Linear(n_hidden, config.n_genes)
+        self.log_theta = nn.Parameter(torch.zeros(config.n_genes))
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log1p(x)
+
+    def library(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(-1, keepdim=True)  # (B, 1)
+
+    def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        rho = torch.softmax(self.scale(h), dim=-1)  # (B, G)
+        params = {"rho": rho, "theta": torch.exp(self.log_theta)}  # theta (G,)
+        if library is not None:
+            params["mu"] = rho * library
+        return params
+
+    def reconstruction_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return -nb_log_prob(x, params["mu"], params["theta"]).sum(-1)
+
+    def mean(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Expected counts given the library (proportions when no library was given)."""
+        return params.get("mu", params["rho"])
+
+    def export_outputs(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        rho = params["rho"]
+        return {"rho": rho, "theta": params["theta"].expand_as(rho)}  # theta per cell too: a batch axis
+
+
+@register_head
+class ZeroInflatedNegativeBinomialHead(NegativeBinomialHead):
+    """ZINB: the NB head plus a per-cell, per-gene dropout logit (scVI's `px_dropout`)."""
+
+    name = "zinb"
+
+    def __init__(self, n_hidden: int, config: ModelConfig) -> None:
+        super().__init__(n_hidden, config)
+        self.dropout = nn.Linear(n_hidden, config.n_genes)
+
+    def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        params = super().forward(h, library)
+        params["pi_logit"] = self.dropout(h)  # (B, G)
+        return params
+
+    def reconstruction_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return -zinb_log_prob(x, params["mu"], params["theta"], params["pi_logit"]).sum(-1)
+
+    def mean(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return super().mean(params) * torch.sigmoid(-params["pi_logit"])
+
+    def export_outputs(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {**super().export_outputs(params), "pi_logit": params["pi_logit"]}
+
+
+@register_head
+class HurdleGaussianHead(LikelihoodHead):
+    """Hurdle Gaussian on log-scale normalised values (log2(RPKM + 1), lognorm), for data that are not counts.
+
+    A value is exactly 0 with probability sigmoid(pi_logit) (per cell and gene), else N(mu, sigma^2) truncated
+    to (0, inf) with a learnt per-gene sigma. The model sees the normalised values unscaled (the zeros stay
+    exact zeros); the encoder gets log1p of them to tame large log values (treutlein reaches 31).
+    """
+
+    name = "hurdle"
+
+    def __init__(self, n_hidden: int, config: ModelConfig) -> None:
+        super().__init__(n_hidden, config)
+        self.loc = nn.Linear(n_hidden, config.n_genes)
+        self.dropout = nn.Linear(n_hidden, config.n_genes)
+        self.log_sigma = nn.Parameter(torch.zeros(config.n_genes))
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log1p(x)
+
+    def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return {"mu": self.loc(h), "sigma": torch.exp(self.log_sigma), "pi_logit": self.dropout(h)}
+
+    def reconstruction_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return -hurdle_log_prob(x, params["mu"], params["sigma"], params["pi_logit"]).sum(-1)
+
+    def mean(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        mu, sigma = params["mu"], params["sigma"]
+        alpha = mu / sigma
+        mills = torch.exp(-0.5 * alpha.pow(2) - 0.5 * math.log(2 * math.pi) - torch.special.log_ndtr(alpha))
+        return torch.sigmoid(-params["pi_logit"]) * torch.clamp(mu + sigma * mills, min=0.0)
+
+    def export_outputs(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        mu = params["mu"]
+        return {"mu": mu, "sigma": params["sigma"].expand_as(mu), "pi_logit": params["pi_logit"]}
+
+
+class VAE(nn.Module):
+    """A VAE, or a CVAE when `config.n_labels > 0`."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, d, hidden = config.n_labels, config.latent_dim, list(config.hidden)
+        self.encoder = mlp([config.n_genes + c, *hidden], config)
+        self.z_mean = nn.Linear(hidden[-1], d)
+        self.z_logvar = nn.Linear(hidden[-1], d)
+        self.decoder = mlp([d + c, *reversed(hidden)], config)
+        if config.likelihood not in HEAD_MODULES:
+            raise OptionError(
+                "likelihood", f"must be one of {', '.join(HEAD_MODULES)} to build a network; got {config.likelihood!r}"
+            )
+        self.head = HEAD_MODULES[config.likelihood](hidden[0], config)
+
+    def _condition(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        if self.config.is_conditional:
+            if c is None:
+                raise InputError("a CVAE needs labels (one-hot) for every cell")
+            return torch.cat([x, c], dim=-1)
+        return x
+
+    def inference(self, x: torch.Tensor, c: torch.Tensor | None = None, sample: bool = True) -> dict[str, torch.Tensor]:
+        """x (B, G) in model space, c (B, C) one-hot -> z_mean, z_logvar, z (B, D); z = z_mean unless sampled."""
+        h = self.encoder(self._condition(self.head.encoder_input(x), c))
+        z_mean, z_logvar = self.z_mean(h), self.z_logvar(h)
+        z = z_mean + torch.randn_like(z_mean) * torch.exp(0.5 * z_logvar) if sample else z_mean
+        return {"z_mean": z_mean, "z_logvar": z_logvar, "z": z}
+
+    def generative(
+        self, z: torch.Tensor, c: torch.Tensor | None = None, library: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        return self.head(self.decoder(self._condition(z, c)), library)
+
+    def loss(
+        self, x: torch.Tensor, c: torch.Tensor | None = None, beta: float = 1.0, sample: bool = True
+    ) -> LossOutput:
+        """J = L + beta * R per cell; L summed over genes, R = KL(q(z|x) || N(0, I))."""
+        inf = self.inference(x, c, sample)
+        params = self.generative(inf["z"], c, self.head.library(x))
+        recon = self.head.reconstruction_loss(params, x)
+        kl = 0.5 * (inf["z_logvar"].exp() + inf["z_mean"].pow(2) - 1.0 - inf["z_logvar"]).sum(-1)
+        return LossOutput(loss=(recon + beta * kl).mean(), recon=recon, kl=kl)
+
+
+class OutputDecoder(nn.Module):
+    """The deployable decoder: (z, one-hot label) -> the head's outputs (`head.output_names`), each (B, G).
+
+    bce/mse: `x_mean` with the per-gene min-max de-scaling folded in (x = y * scale + minimum), so the ONNX
+    graph exported from this module and the Python API give the same values and nothing downstream needs the
+    scaler. nb/zinb/hurdle: distribution parameters (rho, theta, pi_logit / mu, sigma, pi_logit); the noise is
+    drawn in numpy (vaexprs.likelihoods.outputs_to_cells), so generation keeps no torch.
+    """
+
+    def __init__(self, model: VAE, scale: Any = None, minimum: Any = None) -> None:
+        super().__init__()
+        self.model = model
+        self.descale = scale is not None
+        if self.descale:
+            self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).reshape(1, -1))
+            self.register_buffer("minimum", torch.as_tensor(minimum, dtype=torch.float32).reshape(1, -1))
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self.model.head.output_names
+
+    def forward(self, z: torch.Tensor, label_onehot: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        params = self.model.generative(z, label_onehot)
+        outputs = self.model.head.export_outputs(params)
+        if self.descale:
+            outputs["x_mean"] = outputs["x_mean"] * self.scale + self.minimum
+        return tuple(outputs[name] for name in self.output_names)
+
+
+class OutputEncoder(nn.Module):
+    """The deployable encoder: cells in the decoder's output space (and one-hot labels) -> (z_mean, z_logvar).
+
+    The min-max scaling is folded in (clipped to the training range), mirroring OutputDecoder.
+    """
+
+    def __init__(self, model: VAE, scale: Any = None, minimum: Any = None) -> None:
+        super().__init__()
+        self.model = model
+        self.rescale = scale is not None
+        if self.rescale:
+            self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).reshape(1, -1))
+            self.register_buffer("minimum", torch.as_tensor(minimum, dtype=torch.float32).reshape(1, -1))
+
+    def forward(self, x: torch.Tensor, label_onehot: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        if self.rescale:
+            x = torch.clamp((x - self.minimum) / self.scale, 0.0, 1.0)
+        inf = self.model.inference(x, label_onehot, sample=False)
+        return inf["z_mean"], inf["z_logvar"]

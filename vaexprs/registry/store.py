@@ -1,0 +1,92 @@
+"""Where runs and models live: the MLflow tracking store every vaexprs command and subprocess shares.
+
+    uri = ensure_tracking_uri()     # $MLFLOW_TRACKING_URI, else sqlite:///<working folder>/mlflow.db
+    mlflow = mlflow_client()        # mlflow, imported, with the store checked and the HTTP limits set
+
+The light install (mlflow-skinny) talks to tracking servers and reads file stores but cannot open a database;
+pointed at one it stops at once with a message saying what to install or set (`check_tracking_store`). Calls
+to a tracking server give up within ~15 s (one retry, 10 s timeout) unless the user set MLflow's own
+`MLFLOW_HTTP_REQUEST_TIMEOUT` / `MLFLOW_HTTP_REQUEST_MAX_RETRIES`: MLflow's defaults retry for minutes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from vaexprs.errors import InputError
+
+# Schemes of database-backed stores: the full mlflow (SQLAlchemy) opens them, mlflow-skinny cannot.
+DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+DEFAULT_EXPERIMENT = "vaexprs"
+
+
+def default_tracking_uri() -> str:
+    """`sqlite:///<cwd>/mlflow.db`: an absolute path, so child processes in other folders share the store."""
+    return f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+
+
+def ensure_tracking_uri() -> str:
+    """The tracking URI every vaexprs command uses; sets $MLFLOW_TRACKING_URI so subprocesses inherit it.
+
+    $MLFLOW_TRACKING_URI wins, then a URI set in this process with mlflow.set_tracking_uri, then the default.
+    """
+    for key, value in HTTP_LIMITS.items():
+        os.environ.setdefault(key, value)
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        with contextlib.suppress(ImportError, AttributeError):
+            from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
+
+            if is_tracking_uri_set():
+                return str(mlflow.get_tracking_uri())
+    uri = default_tracking_uri()
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    return uri
+
+
+def experiment_name(requested: str | None = None) -> str:
+    """The experiment for runs this process starts: the option, else $MLFLOW_EXPERIMENT_NAME, else `vaexprs`."""
+    return requested or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+
+
+def full_mlflow_installed() -> bool:
+    """Whether this environment can open database stores (the full mlflow brings SQLAlchemy and alembic)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("sqlalchemy", "alembic"))
+
+
+def check_tracking_store(uri: str | None = None) -> str:
+    """Fail with a clear InputError where the light client meets a database store it cannot open."""
+    uri = uri or ensure_tracking_uri()
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme in DB_SCHEMES and not full_mlflow_installed():
+        raise InputError(
+            f"the tracking URI {uri} needs the full mlflow (pip install vaexprs[train]) "
+            "or a tracking server: MLFLOW_TRACKING_URI=http://..."
+        )
+    return uri
+
+
+def local_store_exists(uri: str) -> bool:
+    """Whether a sqlite store file exists (a lookup must not create an empty mlflow.db as a side effect)."""
+    if not uri.startswith("sqlite:///"):
+        return True
+    return Path(uri[len("sqlite:///") :]).exists()
+
+
+def mlflow_client() -> Any:
+    """mlflow, imported, with the store set up and checked (the import costs seconds, so only where needed)."""
+    check_tracking_store(ensure_tracking_uri())
+    try:
+        import mlflow
+    except ImportError:  # pragma: no cover - mlflow-skinny is a base dependency
+        raise InputError("this needs the MLflow client: pip install 'vaexprs[train]'") from None
+    return mlflow

@@ -1,0 +1,1 @@
+"""MLflow on the training side: runs with params, per-epoch metrics and artifacts; registering models."""
