@@ -14,11 +14,11 @@ from vaexprs.bundle.schema import (
     FORMAT_VERSION,
     SUPPORTED_FORMAT_VERSIONS,
     check_graph_signature,
-    file_sha256,
     load_bundle,
     write_bundle_json,
 )
 from vaexprs.errors import InputError
+from vaexprs.files import file_sha256
 
 
 @pytest.fixture(scope="module")

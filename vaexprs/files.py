@@ -49,6 +49,9 @@ def to_plain(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
 def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -107,7 +110,7 @@ def atomic_output(target: str | os.PathLike[str], force: bool = False, suffix: s
         yield tmp
         publish(tmp, target, force)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
+        if exc.errno in DISK_ERRNOS:
             raise disk_error(target, exc) from None
         raise
     finally:
@@ -150,3 +153,75 @@ def atomic_folder(target: str | os.PathLike[str], force: bool = False) -> Iterat
         shutil.rmtree(tmp, ignore_errors=True)
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
+
+
+def check_free_space(path: Path, needed: int) -> None:
+    """Refuse (InputError, before any work) an output that cannot fit in its folder's free space."""
+    import shutil
+
+    free = shutil.disk_usage(path.parent).free
+    if needed > free:
+        raise InputError(
+            f"{path.name} needs about {_size(needed)} but {path.parent} has {_size(free)} free; "
+            "free some space, write elsewhere, or generate fewer cells"
+        )
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class SpaceReserve:
+    """Disk blocks claimed (posix_fallocate) ahead of what a library will write into a file.
+
+    `ensure(total)` makes sure the file's first `total` bytes plus a margin are allocated; a disk that cannot
+    hold them fails here, as a clean Python error, before the library writes. Where the file system cannot
+    preallocate, it does nothing (the up-front free-space check still applies).
+    """
+
+    def __init__(self, path: Path, margin: int = 0) -> None:
+        self.path = path
+        self.margin = margin
+        self.reserved = 0
+        self._fd: int | None = os.open(path, os.O_RDWR)
+
+    def ensure(self, total: int) -> None:
+        want = int(total) + self.margin
+        if self._fd is None or want <= self.reserved:
+            return
+        want = max(want, int(self.reserved * 1.25))  # grow geometrically: few calls for a long run
+        try:
+            os.posix_fallocate(self._fd, 0, want)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                self.close()  # no preallocation here
+                return
+            raise
+        self.reserved = want
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def hdf5_end_of_allocation(path: Path) -> int:
+    """Where an HDF5 file's data ends (its superblock's end-of-file address): the size to cut it back to
+    after writing into preallocated space."""
+    import struct
+
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if head[:8] != b"\x89HDF\r\n\x1a\n":
+        raise VaexprsRuntimeError(f"{path} is not an HDF5 file")
+    version = head[8]
+    if version in (0, 1):
+        size, base_at, end_at = head[13], (24 if version == 0 else 28), (40 if version == 0 else 44)
+    else:
+        size, base_at, end_at = head[9], 12, 28
+    fmt = {4: "<I", 8: "<Q"}[size]
+    return int(struct.unpack_from(fmt, head, base_at)[0] + struct.unpack_from(fmt, head, end_at)[0])

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from vaexprs.bundle.fields import numeric_fields
 from vaexprs.errors import InputError, OptionError, VaexprsRuntimeError
 
 
@@ -182,19 +183,12 @@ class LibrarySize:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "library_size") -> LibrarySize:
         """Parse and validate (bundle.json or checkpoint); InputError naming the bad field."""
-        if not isinstance(d, Mapping):
-            raise InputError(f"bundle.json field {where!r} must be an object")
-        if d.get("kind") != "lognormal":
+        if isinstance(d, Mapping) and d.get("kind") != "lognormal":
             raise InputError(f"bundle.json field '{where}.kind' must be 'lognormal'; got {d.get('kind')!r}")
-        for key in ("mu", "sigma", "train_mean"):
-            if key not in d:
-                raise InputError(f"bundle.json is missing field '{where}.{key}'")
-        try:
-            mu = np.asarray(d["mu"], dtype=np.float64)
-            sigma = np.asarray(d["sigma"], dtype=np.float64)
-            train_mean = float(d["train_mean"])
-        except (TypeError, ValueError) as e:
-            raise InputError(f"bundle.json field {where!r} is not numeric: {e}") from None
+        mu, sigma, train_mean_array = numeric_fields(d, where, ("mu", "sigma", "train_mean"))
+        if train_mean_array.ndim != 0:
+            raise InputError(f"bundle.json field '{where}.train_mean' must be one number")
+        train_mean = float(train_mean_array)
         if mu.ndim != 1 or mu.shape != sigma.shape or mu.size == 0:
             raise InputError(f"{where}.mu and {where}.sigma must be equal-length lists of numbers")
         if not (np.isfinite(mu).all() and np.isfinite(sigma).all() and np.all(sigma >= 0)):

@@ -22,16 +22,22 @@ from typing import Any
 
 import numpy as np
 
+from vaexprs.bundle.fields import numeric_fields
 from vaexprs.bundle.heads import COUNT_LIKELIHOODS, HEADS, LibrarySize
 from vaexprs.bundle.sampler import LatentSampler
 from vaexprs.bundle.spec import GenerativeSpec, LabelledGenes
 from vaexprs.errors import InputError
-from vaexprs.files import file_sha256, write_json_atomic
+from vaexprs.files import write_json_atomic
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
 BUNDLE_JSON = "bundle.json"
+MAX_JSON_BYTES = 256 << 20  # a 60,000-gene CVAE with 500 labels is ~10 MB; beyond this it is not a bundle
+MAX_JSON_DEPTH = 16  # bundle.json itself is 6 levels deep
+MAX_ONNX_BYTES = 2 << 30  # protobuf cannot hold more; larger models would need external data, which bundles refuse
+WEIGHT_TOLERANCE = 1e-6  # mixture weights and label proportions must sum to 1 within this
 MODEL_TYPES = ("vae", "cvae")
+NORMALIZATIONS = ("lognorm", "log", "none")
 ONNX_DTYPES = {"float32": "tensor(float)", "float64": "tensor(double)", "int64": "tensor(int64)"}
 
 # field -> accepted JSON types; checked in this order, so the first missing field is the one named.
@@ -108,6 +114,7 @@ class Bundle(LabelledGenes):
     value_cap: list[float] | None = None  # per gene: the largest plausible generated value (the head's own space)
     extra: dict[str, Any] = field(default_factory=dict)  # fields this loader does not know
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    decoder_bytes: bytes = field(default=b"", repr=False)  # decoder.onnx as verified at load: what the engine runs
 
     @property
     def is_conditional(self) -> bool:
@@ -194,7 +201,7 @@ def _onnx_spec(where: str, d: Any) -> OnnxSpec:
     if "opset" in d and d["opset"] is not None:
         _check_type(f"{where}.opset", d["opset"], (int,))
     file = d["file"]
-    if Path(file).is_absolute() or ".." in Path(file).parts:
+    if not file or "/" in file or "\\" in file or file in (".", "..") or file == BUNDLE_JSON:
         raise InputError(f"bundle.json field '{where}.file' must be a file name inside the bundle; got {file!r}")
     inputs = _tensor_specs(f"{where}.inputs", d["inputs"])
     outputs = _tensor_specs(f"{where}.outputs", d["outputs"])
@@ -205,15 +212,43 @@ def _onnx_spec(where: str, d: Any) -> OnnxSpec:
     return OnnxSpec(file, d["sha256"], inputs, outputs, d.get("opset"), extra)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise InputError(f"bundle.json holds {name}, which JSON does not allow (numbers must be finite)")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack += [(v, level + 1) for v in item.values()]
+        elif isinstance(item, list):
+            stack += [(v, level + 1) for v in item]
+    return deepest
+
+
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
+    """bundle.json, strictly: a regular file inside the bundle, at most MAX_JSON_BYTES, no NaN/Infinity,
+    nesting at most MAX_JSON_DEPTH deep."""
+    if path.is_symlink():
+        raise InputError(f"{path} is a symbolic link; a bundle's files must be plain files inside it")
+    if not path.is_file():
         raise InputError(f"bundle {path.parent} has no {BUNDLE_JSON}")
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise InputError(f"{path} is {size:,} bytes; a bundle.json is at most {MAX_JSON_BYTES:,}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_refuse_constant)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{path} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise InputError(f"{path} is nested too deeply") from None
     if not isinstance(data, dict):
         raise InputError(f"{path} must hold a JSON object; got {type(data).__name__}")
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise InputError(f"{path} is nested more than {MAX_JSON_DEPTH} levels deep")
     return data
 
 
@@ -288,30 +323,29 @@ def _check_sampler(b: Bundle) -> None:
             f"needs {want} (one per label, in label order)"
         )
     for i, m in enumerate(spec["mixtures"]):
-        at = f"sampler.mixtures[{i}]"
-        _check_type(at, m, (dict,))
-        for key in ("weights", "means", "covariances"):
-            if key not in m:
-                raise InputError(f"bundle.json is missing field '{at}.{key}'")
-        try:
-            means = np.asarray(m["means"], dtype=np.float64)
-            covs = np.asarray(m["covariances"], dtype=np.float64)
-            weights = np.asarray(m["weights"], dtype=np.float64)
-        except (TypeError, ValueError) as e:
-            raise InputError(f"bundle.json field {at!r} is not numeric: {e}") from None
-        d = b.latent_dim
-        k = weights.shape[0] if weights.ndim == 1 else -1
-        if k < 1 or means.shape != (k, d) or covs.shape != (k, d, d):
-            raise InputError(
-                f"{at} shapes disagree with latent_dim {d}: weights {list(weights.shape)}, means "
-                f"{list(means.shape)}, covariances {list(covs.shape)} (expected [K], [K, {d}], [K, {d}, {d}])"
-            )
-        if not (np.all(np.isfinite(weights)) and np.all(weights >= 0) and weights.sum() > 0):
-            raise InputError(f"{at}.weights must be non-negative, finite and not all zero")
+        _check_mixture(f"sampler.mixtures[{i}]", m, b.latent_dim)
+    _ = b.sampler  # builds (and factorises) every mixture once
+
+
+def _check_mixture(at: str, m: Any, d: int) -> None:
+    """Weights >= 0 summing to 1, finite means, symmetric positive definite covariances of the latent size."""
+    weights, means, covs = numeric_fields(m, at, ("weights", "means", "covariances"))
+    k = weights.shape[0] if weights.ndim == 1 else -1
+    if k < 1 or means.shape != (k, d) or covs.shape != (k, d, d):
+        raise InputError(
+            f"{at} shapes disagree with latent_dim {d}: weights {list(weights.shape)}, means "
+            f"{list(means.shape)}, covariances {list(covs.shape)} (expected [K], [K, {d}], [K, {d}, {d}])"
+        )
+    if np.any(weights < 0) or abs(weights.sum() - 1.0) > WEIGHT_TOLERANCE:
+        raise InputError(f"{at}.weights must be >= 0 and sum to 1; they sum to {weights.sum():.9g}")
+    scale = np.maximum(np.abs(covs).max(axis=(1, 2)), 1e-300)
+    asymmetry = np.abs(covs - covs.transpose(0, 2, 1)).max(axis=(1, 2)) / scale
+    if np.any(asymmetry > 1e-9):
+        raise InputError(f"{at}.covariances must be symmetric (component {int(np.argmax(asymmetry))} is not)")
     try:
-        _ = b.sampler
+        np.linalg.cholesky(covs)
     except np.linalg.LinAlgError:
-        raise InputError("sampler covariances must be symmetric positive definite") from None
+        raise InputError(f"{at}.covariances must be positive definite") from None
 
 
 def _check_library(b: Bundle) -> None:
@@ -336,10 +370,32 @@ def _validate(b: Bundle) -> None:
             f"bundle.json likelihood {b.likelihood!r} is not one this vaexprs knows ({', '.join(HEADS)}); "
             "upgrade vaexprs or re-export the bundle"
         )
+    if b.normalize not in NORMALIZATIONS:
+        raise InputError(
+            f"bundle.json field 'normalize' must be one of {', '.join(NORMALIZATIONS)}; got {b.normalize!r}"
+        )
+    native = ("counts",) if b.likelihood in COUNT_LIKELIHOODS else NORMALIZATIONS
+    if b.output_space not in native:
+        raise InputError(
+            f"bundle.json field 'output_space' of a {b.likelihood} model must be one of {', '.join(native)}; "
+            f"got {b.output_space!r}"
+        )
+    folded = b.scaler.get("folded_into_graph")
+    if not isinstance(folded, bool):
+        raise InputError(f"bundle.json field 'scaler.folded_into_graph' must be true or false; got {folded!r}")
+    for spec in (b.decoder, b.encoder):
+        for tensor in [] if spec is None else spec.inputs + spec.outputs:
+            if tensor.dtype not in ONNX_DTYPES:
+                raise InputError(
+                    f"bundle.json records dtype {tensor.dtype!r} for {tensor.name!r}; expected one of "
+                    f"{', '.join(ONNX_DTYPES)}"
+                )
     if b.value_cap is not None:
-        cap = np.asarray(b.value_cap, dtype=np.float64) if all(_type_ok(v, (int, float)) for v in b.value_cap) else None
-        if cap is None or cap.shape != (b.n_genes,) or not np.isfinite(cap).all() or (cap < 0).any():
-            raise InputError(f"bundle.json field 'value_cap' must hold {b.n_genes} finite non-negative numbers")
+        if not all(_type_ok(v, (int, float)) for v in b.value_cap):
+            raise InputError("bundle.json field 'value_cap' must hold numbers")
+        (cap,) = numeric_fields({"value_cap": b.value_cap}, "bundle", ("value_cap",))
+        if cap.shape != (b.n_genes,) or (cap < 0).any():
+            raise InputError(f"bundle.json field 'value_cap' must hold {b.n_genes} non-negative numbers")
     if b.latent_dim <= 0:
         raise InputError(f"latent_dim must be a positive integer; got {b.latent_dim}")
     for name, items in (("genes", b.genes), ("labels", b.labels)):
@@ -365,7 +421,7 @@ def _validate(b: Bundle) -> None:
         if not all(_type_ok(x, (int, float)) for x in p):
             raise InputError("bundle.json field 'label_proportions' must hold numbers")
         arr = np.asarray(p, dtype=np.float64)
-        if np.any(arr < 0) or not np.isfinite(arr).all() or abs(arr.sum() - 1.0) > 1e-3:
+        if np.any(arr < 0) or not np.isfinite(arr).all() or abs(arr.sum() - 1.0) > WEIGHT_TOLERANCE:
             raise InputError(f"label_proportions must be non-negative and sum to 1; they sum to {arr.sum():.6g}")
     _check_sampler(b)
     _check_shapes(b)
@@ -421,16 +477,37 @@ def load_bundle(path: str | os.PathLike[str], verify_sha256: bool = True) -> Bun
         raw=data,
     )
     _validate(bundle)
-    if not bundle.decoder_path.is_file():
-        raise InputError(f"bundle {bundle.path} has no {decoder.file} (bundle.json names it as the decoder)")
-    if verify_sha256:
-        actual = file_sha256(bundle.decoder_path)
-        if actual != decoder.sha256.lower():
+    bundle.decoder_bytes = _verified_bytes(bundle.path, decoder, "decoder", verify_sha256)
+    if encoder is not None:
+        _verified_bytes(bundle.path, encoder, "encoder", verify_sha256)
+    return bundle
+
+
+def _verified_bytes(folder: Path, spec: OnnxSpec, role: str, verify: bool) -> bytes:
+    """An ONNX file of the bundle, read once: a plain file directly inside the bundle folder (no link, no
+    path outside), at most MAX_ONNX_BYTES, whose sha256 is the one bundle.json records. The engine runs these
+    very bytes, so what was checked is what runs."""
+    path = folder / spec.file
+    if path.is_symlink():
+        raise InputError(f"{path} is a symbolic link; a bundle's files must be plain files inside it")
+    if not path.is_file():
+        raise InputError(f"bundle {folder} has no {spec.file} (bundle.json names it as the {role})")
+    if path.resolve().parent != folder.resolve():
+        raise InputError(f"{spec.file} resolves outside the bundle {folder}")
+    size = path.stat().st_size
+    if size > MAX_ONNX_BYTES:
+        raise InputError(f"{path} is {size:,} bytes; an ONNX file is at most {MAX_ONNX_BYTES:,} (protobuf's limit)")
+    data = path.read_bytes()
+    if verify:
+        import hashlib
+
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != spec.sha256.lower():
             raise InputError(
-                f"{decoder.file} sha256 mismatch: bundle.json says {_short(decoder.sha256)}, file is "
+                f"{spec.file} sha256 mismatch: bundle.json says {_short(spec.sha256)}, file is "
                 f"{_short(actual)} (file changed after export?)"
             )
-    return bundle
+    return data
 
 
 def _node_shape(arg: Any) -> list[Any]:

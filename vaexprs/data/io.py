@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vaexprs.errors import InputError
-from vaexprs.files import atomic_output, file_sha256
+from vaexprs.files import atomic_output, check_free_space, file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
@@ -170,13 +170,37 @@ def as_matrix(
 
 
 def write_anndata(adata: AnnData, path: str | Path, force: bool = False) -> Path:
-    """Write a whole AnnData to .h5ad (gzip) atomically: a temp file in the same folder, then published."""
+    """Write a whole AnnData to .h5ad (gzip) atomically, with HDF5 kept away from the disk.
+
+    The file is built in memory (h5py on a BytesIO), then written with plain Python I/O: a full disk is then a
+    clean OSError, whereas HDF5 writing to a full disk leaves a file it cannot close, and crashes at exit.
+    Meant for data sets that are in memory anyway (it holds the encoded file once more while writing).
+    """
+    import io
+
+    import h5py
+
     path = Path(path)
     if path.suffix.lower() != ".h5ad":
         raise InputError(f"{path.name}: expected an .h5ad output file")
+    adata.strings_to_categoricals()
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        _write_elem()(f, "/", adata, dataset_kwargs={"compression": "gzip"})
+    image = buffer.getbuffer()
+    check_free_space(path, image.nbytes)
     with atomic_output(path, force=force, suffix=".h5ad") as tmp:
-        adata.write_h5ad(tmp, compression="gzip")
+        tmp.write_bytes(image)
     return path
+
+
+def _write_elem() -> Any:
+    """anndata's element writer (anndata.io in >= 0.11, anndata.experimental before)."""
+    try:
+        from anndata.io import write_elem
+    except ImportError:  # pragma: no cover - older anndata
+        from anndata.experimental import write_elem
+    return write_elem
 
 
 def _is_missing(value: Any) -> bool:

@@ -95,8 +95,10 @@ def import_onnxruntime() -> Any:
     return ort
 
 
-def create_session(onnx_path: str | Path, provider: str = "auto", threads: int | None = None) -> tuple[Any, str]:
-    """An onnxruntime InferenceSession and the provider that is really active.
+def create_session(onnx: str | Path | bytes, provider: str = "auto", threads: int | None = None) -> tuple[Any, str]:
+    """An onnxruntime InferenceSession (from a file, or from the bytes of one) and the provider really active.
+
+    From bytes, the model cannot reach any other file: ONNX external data (weights kept in a side file) fails.
 
     onnxruntime silently falls back to CPU when CUDA libraries are missing, and `get_available_providers()`
     lists CUDA whenever the GPU wheel is installed; so the active provider is read from the session itself.
@@ -131,10 +133,17 @@ def create_session(onnx_path: str | Path, provider: str = "auto", threads: int |
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = int(threads)
+    what = "the decoder" if isinstance(onnx, bytes) else str(onnx)
     try:
-        session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+        model = onnx if isinstance(onnx, bytes) else str(onnx)
+        session = ort.InferenceSession(model, sess_options=options, providers=providers)
     except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
-        raise InputError(f"onnxruntime cannot load {onnx_path}: {str(e).splitlines()[0]}") from None
+        text = str(e).splitlines()[0]
+        if "external" in text.lower():
+            raise InputError(
+                f"{what} keeps weights in external data files, which a bundle may not use: {text}"
+            ) from None
+        raise InputError(f"onnxruntime cannot load {what}: {text}") from None
     active = session.get_providers()[0]
     if provider == "cuda" and active != CUDA:
         raise cuda_missing()
@@ -152,7 +161,7 @@ class OnnxDecoder:
     def __init__(self, bundle: Bundle, provider: str = "auto", threads: int | None = None, session: Any = None) -> None:
         self.bundle = bundle
         if session is None:
-            session, active = create_session(bundle.decoder_path, provider, threads)
+            session, active = create_session(bundle.decoder_bytes or bundle.decoder_path, provider, threads)
         else:
             active = session.get_providers()[0]
         check_graph_signature(bundle, session.get_inputs(), session.get_outputs())

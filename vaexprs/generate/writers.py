@@ -6,8 +6,13 @@
             w.write_chunk(x, codes)
 
 Memory stays flat in the number of cells: nothing holds more than one chunk. Every writer fills a temp file
-(`.NAME.tmp-XXXX`) in the output folder and moves it into place with `os.replace` only after the last chunk,
-so a failure (or Ctrl-C) removes the temp file and leaves any earlier output untouched.
+(`.NAME.tmp-XXXX`) in the output folder and publishes it only after the last chunk (exclusively, unless
+`force`), so a failure, Ctrl-C or SIGTERM removes the temp file and leaves any earlier output untouched.
+
+Disk space: before anything is written, the output's size is estimated (cells x genes x 4 bytes for the binary
+formats) and refused when the folder has less free space. The .h5ad writer also claims its disk blocks before
+HDF5 writes into them (`SpaceReserve`): a disk that fills up anyway is met by a plain Python write error, never
+inside HDF5, whose failed writes leave files it cannot close (and crash the interpreter at exit).
 
 Formats:
 - `.h5ad`: AnnData's on-disk layout written with h5py: X is a dense float32 dataset (chunked rows, no
@@ -22,7 +27,6 @@ Formats:
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -30,13 +34,25 @@ from typing import Any
 
 import numpy as np
 
+from vaexprs.data.io import _write_elem
 from vaexprs.errors import InputError, VaexprsRuntimeError
-from vaexprs.files import disk_error, exists_error, publish, temp_path
+from vaexprs.files import (
+    DISK_ERRNOS,
+    SpaceReserve,
+    check_free_space,
+    disk_error,
+    exists_error,
+    hdf5_end_of_allocation,
+    publish,
+    temp_path,
+)
 
 SUPPORTED_SUFFIXES = (".h5ad", ".csv", ".npy")
 CELL_PREFIX = "gen"
 ORIGIN = "generated"
 X_CHUNK_BYTES = 1 << 20  # h5ad X chunk: ~1 MiB of whole rows, so row slices read and write whole chunks
+H5_METADATA_BYTES = 1 << 20  # HDF5's own structures (chunk index, heaps) beyond the data, plus 1% of the data
+CSV_BYTES_PER_VALUE = 8  # a typical `%.6g,` field; the real size depends on the values
 
 
 def obs_csv_path(path: Path) -> Path:
@@ -105,6 +121,10 @@ class Writer:
         tmp = temp_path(target)
         self._temps[target] = tmp
         return tmp
+
+    def estimated_bytes(self) -> int:
+        """About how large the output will be (the free-space check compares it with the folder's free space)."""
+        return self.n_total * len(self.genes) * 4 + self.n_total * 16 + sum(len(g) + 8 for g in self.genes)
 
     def _codes(self, labels: Any, b: int) -> np.ndarray | None:
         """Label codes (b,) into self.labels, from codes or from label names."""
@@ -180,6 +200,10 @@ class H5adWriter(Writer):
         self._compression = compression
         self._file: Any = None
 
+    def estimated_bytes(self) -> int:
+        data = super().estimated_bytes()
+        return data + H5_METADATA_BYTES + data // 100
+
     def _open(self) -> None:
         import h5py
         import pandas as pd
@@ -187,7 +211,10 @@ class H5adWriter(Writer):
         write_elem = _write_elem()
         self._h5py = h5py
         tmp = self._temp(self.path)
-        f = h5py.File(tmp, "w", rdcc_nbytes=8 * X_CHUNK_BYTES)
+        h5py.File(tmp, "w").close()  # an empty HDF5 file (a few KB), so its blocks can be claimed before HDF5 writes
+        self._reserve = SpaceReserve(tmp)
+        self._reserve.ensure(self.estimated_bytes())
+        f = h5py.File(tmp, "r+", rdcc_nbytes=8 * X_CHUNK_BYTES)
         self._file = f
         f.attrs["encoding-type"] = "anndata"
         f.attrs["encoding-version"] = "0.1.0"
@@ -243,20 +270,18 @@ class H5adWriter(Writer):
     def _close(self) -> None:
         if self._file is not None and self._file.id.valid:
             self._file.close()
+        reserve = getattr(self, "_reserve", None)
+        if reserve is not None:
+            reserve.close()
+            if reserve.reserved and self._temps:  # cut the claimed but unused tail off
+                tmp = self._temps[self.path]
+                os.truncate(tmp, hdf5_end_of_allocation(tmp))
+            self._reserve = None
 
 
 def _array_attrs(ds: Any) -> None:
     ds.attrs["encoding-type"] = "array"
     ds.attrs["encoding-version"] = "0.2.0"
-
-
-def _write_elem() -> Any:
-    """anndata's element writer (anndata.io in >= 0.11, anndata.experimental before)."""
-    try:
-        from anndata.io import write_elem
-    except ImportError:  # pragma: no cover - older anndata
-        from anndata.experimental import write_elem
-    return write_elem
 
 
 def _h5_safe(value: Any) -> Any:
@@ -274,6 +299,9 @@ class CsvWriter(Writer):
     """`cell[,cell_type],<genes>` rows, `%.6g` values (printf-style formatting is ~4x faster than pandas)."""
 
     _f: Any = None
+
+    def estimated_bytes(self) -> int:
+        return self.n_total * (len(self.genes) * CSV_BYTES_PER_VALUE + 16)
 
     def _open(self) -> None:
         self._f = open(self._temp(self.path), "w", encoding="utf-8", newline="")  # noqa: SIM115
@@ -361,13 +389,14 @@ def open_writer(
     cls = _WRITERS[out.suffix.lower()]
     kwargs: dict[str, Any] = {"compression": compression} if cls is H5adWriter else {}
     writer = cls(out, genes, n_total, labels, uns, force, **kwargs)
+    check_free_space(out, writer.estimated_bytes())
     try:
         writer._open()
         yield writer
         writer.commit()
     except OSError as exc:
         writer.abort()
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+        if exc.errno in DISK_ERRNOS:
             raise disk_error(out, exc) from None
         raise
     except BaseException:

@@ -24,7 +24,7 @@ from vaexprs.bundle.spec import GenerativeSpec
 from vaexprs.config import DataConfig, ModelConfig, TrainConfig
 from vaexprs.data.io import as_matrix
 from vaexprs.data.preprocess import Preprocessor, is_sparse
-from vaexprs.errors import InputError, OptionError
+from vaexprs.errors import InputError, OptionError, first_line
 from vaexprs.files import atomic_output, to_plain
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -171,9 +171,7 @@ class VAEResult:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises several types for an empty, corrupt or foreign file
-            raise InputError(
-                f"{path} is not a vaexprs checkpoint: {str(exc).splitlines()[0] or type(exc).__name__}"
-            ) from None
+            raise InputError(f"{path} is not a vaexprs checkpoint: {first_line(exc)}") from None
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise InputError(f"{path} is not a vaexprs checkpoint")
         try:
@@ -196,7 +194,7 @@ class VAEResult:
                 selection=list(payload.get("selection") or []),
             )
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise InputError(f"{path} is a damaged vaexprs checkpoint: {str(exc).splitlines()[0]}") from None
+            raise InputError(f"{path} is a damaged vaexprs checkpoint: {first_line(exc)}") from None
         return result
 
 

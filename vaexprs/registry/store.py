@@ -5,7 +5,7 @@
 
 The light install (mlflow-skinny) talks to tracking servers and reads file stores but cannot open a database;
 pointed at one it stops at once with a message saying what to install or set (`check_tracking_store`). Calls
-to a tracking server give up within ~15 s (one retry, 10 s timeout) unless the user set MLflow's own
+to a tracking server give up within ~15 s (one retry, 5 s timeout) unless the user set MLflow's own
 `MLFLOW_HTTP_REQUEST_TIMEOUT` / `MLFLOW_HTTP_REQUEST_MAX_RETRIES`: MLflow's defaults retry for minutes.
 """
 
@@ -22,7 +22,9 @@ from vaexprs.errors import InputError
 
 # Schemes of database-backed stores: the full mlflow (SQLAlchemy) opens them, mlflow-skinny cannot.
 DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
-HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+# MLflow's defaults (120 s timeout, 7 retries with backoff) keep a command waiting ~4 minutes for a server that is
+# down; these give up after ~13 s (two 5 s attempts), still riding out one dropped connection.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
 DEFAULT_EXPERIMENT = "vaexprs"
 
 
