@@ -219,27 +219,33 @@ def spawn(cmd: list[str], log: Path, env: dict[str, str]) -> list[Any]:
     return [proc.pid, start_time(proc.pid)]
 
 
-def stop_group(record: list[Any] | None, what: str, timeout: float = 20) -> bool:
-    """SIGTERM the process group of a recorded daemon, SIGKILL what is left after `timeout`. True if it ran."""
+def signal_group(record: list[Any] | None) -> int | None:
+    """SIGTERM the process group of a recorded daemon; its pgid, or None when it no longer runs."""
     if not record:
-        return False
+        return None
     pid = record[0]
     if start_time(pid) not in (None, record[1]):
-        return False  # the pid now belongs to another process: ours is long gone
+        return None  # the pid now belongs to another process: ours is long gone
     if not group_alive(pid):
-        return False
+        return None
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
+    return pid
+
+
+def wait_groups(groups: dict[str, int], timeout: float = 20) -> None:
+    """Wait until the signalled process groups are gone; SIGKILL what is left after `timeout`."""
     deadline = time.monotonic() + timeout
-    while group_alive(pid):
+    while any(group_alive(pgid) for pgid in groups.values()):
         if time.monotonic() > deadline:
-            say(f"{what} did not stop in {timeout:.0f} s: killing it")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+            for what, pgid in groups.items():
+                if group_alive(pgid):
+                    say(f"{what} did not stop in {timeout:.0f} s: killing it")
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pgid, signal.SIGKILL)
             time.sleep(0.5)
-            break
+            return
         time.sleep(0.1)
-    return True
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -353,7 +359,8 @@ def s3_endpoint(state: dict[str, Any]) -> str:
     return f"http://127.0.0.1:{state['ports']['s3.port']}"
 
 
-def s3_start(folder: Path, state: dict[str, Any]) -> list[Any]:
+def s3_spawn(folder: Path, state: dict[str, Any]) -> list[Any]:
+    """Start `weed mini` (wait_s3 waits until it serves the bucket)."""
     home = folder / "s3"
     (home / "data").mkdir(mode=0o700, parents=True, exist_ok=True)
     home.chmod(0o700)
@@ -372,9 +379,7 @@ def s3_start(folder: Path, state: dict[str, Any]) -> list[Any]:
         "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
         f"-s3.config={config}", f"-bucket={BUCKET}", "-volume.preStopSeconds=0",
     ]  # fmt: skip
-    record = spawn(cmd, home / "weed.log", dict(os.environ))
-    wait_s3(state, record, home / "weed.log")
-    return record
+    return spawn(cmd, home / "weed.log", dict(os.environ))
 
 
 def wait_s3(state: dict[str, Any], record: list[Any], log: Path, timeout: float = 60) -> None:
@@ -458,7 +463,8 @@ def mlflow_environment(folder: Path, state: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def mlflow_start(folder: Path, state: dict[str, Any]) -> list[Any]:
+def mlflow_spawn(folder: Path, state: dict[str, Any]) -> list[Any]:
+    """Start `mlflow server` (wait_mlflow waits until it answers /health)."""
     home = folder / "mlflow"
     home.mkdir(mode=0o700, exist_ok=True)
     log = home / "mlflow.log"
@@ -469,9 +475,13 @@ def mlflow_start(folder: Path, state: dict[str, Any]) -> list[Any]:
     old = os.getcwd()
     os.chdir(home)  # anything the server writes by default (it should write nothing) lands here
     try:
-        record = spawn(cmd, log, env)
+        return spawn(cmd, log, env)
     finally:
         os.chdir(old)
+
+
+def wait_mlflow(folder: Path, state: dict[str, Any], record: list[Any]) -> None:
+    log = folder / "mlflow" / "mlflow.log"
     url = f"http://127.0.0.1:{state['ports']['mlflow']}/health"
     deadline = time.monotonic() + 120
     while True:
@@ -480,7 +490,7 @@ def mlflow_start(folder: Path, state: dict[str, Any]) -> list[Any]:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
-                    return record
+                    return
         except (OSError, urllib.error.URLError):
             pass
         if time.monotonic() > deadline:
@@ -549,21 +559,28 @@ def cmd_start(args: argparse.Namespace) -> int:
                 pg_start(folder, state, bin_dir)
                 started.append("postgres")
                 say(f"postgresql  127.0.0.1:{state['ports']['postgres']}  started ({folder / 'postgres' / 'data'})")
-            if alive(state.get("s3")):
-                say(f"s3          {s3_endpoint(state)}  already running")
-            else:
+            # The store and the server start together (the server needs the store only for artifact requests).
+            s3_up = alive(state.get("s3"))
+            if not s3_up:
                 check_ports(state, list(WEED_PORTS))
-                state["s3"] = s3_start(folder, state)
+                state["s3"] = s3_spawn(folder, state)
                 started.append("s3")
                 write_state(folder, state)
-                say(f"s3          {s3_endpoint(state)}  started (bucket {BUCKET}, data in {folder / 's3' / 'data'})")
-            if alive(state.get("mlflow")):
-                say(f"mlflow      {tracking_uri(state)}  already running")
-            else:
+            mlflow_up = alive(state.get("mlflow"))
+            if not mlflow_up:
                 check_ports(state, ["mlflow"])
-                state["mlflow"] = mlflow_start(folder, state)
+                state["mlflow"] = mlflow_spawn(folder, state)
                 started.append("mlflow")
                 write_state(folder, state)
+            if s3_up:
+                say(f"s3          {s3_endpoint(state)}  already running")
+            else:
+                wait_s3(state, state["s3"], folder / "s3" / "weed.log")
+                say(f"s3          {s3_endpoint(state)}  started (bucket {BUCKET}, data in {folder / 's3' / 'data'})")
+            if mlflow_up:
+                say(f"mlflow      {tracking_uri(state)}  already running")
+            else:
+                wait_mlflow(folder, state, state["mlflow"])
                 auth = "basic-auth" if state["auth"] else "no authentication"
                 say(
                     f"mlflow      {tracking_uri(state)}  started ({auth}, artifacts proxied to {ARTIFACTS_DESTINATION})"
@@ -585,17 +602,20 @@ def script_call(command: str, folder: Path) -> list[str]:
 def stop_all(
     folder: Path, state: dict[str, Any], bin_dir: Path | None, only: list[str] | None = None, quiet: bool = False
 ) -> None:
-    """Stop the MLflow server first (it uses the others), then the store and the database."""
+    """Signal the MLflow server first (it uses the others), then the store; stop the database; wait for all."""
+    groups = {}
     for name in ("mlflow", "s3"):
-        if only is not None and name not in only:
-            continue
-        ran = stop_group(state.get(name), name)
-        if not quiet:
-            say(f"{name:<11} {'stopped' if ran else 'not running'}")
+        if only is None or name in only:
+            pgid = signal_group(state.get(name))
+            if pgid is not None:
+                groups[name] = pgid
+    stopped = {name: name in groups for name in ("mlflow", "s3") if only is None or name in only}
     if (only is None or "postgres" in only) and bin_dir is not None:
-        ran = pg_stop(folder, bin_dir)
-        if not quiet:
-            say(f"{'postgresql':<11} {'stopped' if ran else 'not running'}")
+        stopped["postgresql"] = pg_stop(folder, bin_dir)
+    wait_groups(groups)
+    if not quiet:
+        for name, ran in stopped.items():
+            say(f"{name:<11} {'stopped' if ran else 'not running'}")
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
