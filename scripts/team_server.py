@@ -157,6 +157,18 @@ def pg_bin(explicit: str | None = None) -> Path:
     )
 
 
+def check_extra() -> None:
+    """The Python packages the stack needs in this environment (the team-server extra)."""
+    import importlib.util
+
+    missing = [name for name in ("mlflow", "psycopg", "boto3", "flask_wtf") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise StackError(
+            f"{sys.executable} lacks {', '.join(missing)}: install the team-server extra "
+            "(pip install -e '.[team-server]', or make setup) and run this script with that Python"
+        )
+
+
 def db_os_user() -> str | None:
     """The user PostgreSQL runs as: `postgres` when we are root (it refuses root), else ourselves (None)."""
     if os.geteuid() != 0:
@@ -293,8 +305,7 @@ def pg_running(folder: Path, bin_dir: Path) -> bool:
 def pg_start(folder: Path, state: dict[str, Any], bin_dir: Path) -> None:
     home, data, log = pg_paths(folder)
     port = state["ports"]["postgres"]
-    fresh = not (data / "PG_VERSION").exists()
-    if fresh:
+    if not (data / "PG_VERSION").exists():
         home.mkdir(mode=0o700, exist_ok=True)
         user = db_os_user()
         if user:
@@ -328,7 +339,7 @@ def pg_start(folder: Path, state: dict[str, Any], bin_dir: Path) -> None:
         f"PostgreSQL (see {log})",
         timeout=90,
     )
-    if fresh:  # the roles and databases, over the cluster's own Unix socket (trust is for its owner only)
+    if not state.get("db_ready"):  # the role and databases, over the cluster's own Unix socket (trust: its owner)
         password = state["secrets"]["db"].replace("'", "''")
         sql = (
             f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{password}';\n"
@@ -337,6 +348,7 @@ def pg_start(folder: Path, state: dict[str, Any], bin_dir: Path) -> None:
         )
         psql = [str(bin_dir / "psql"), "-h", str(home), "-p", str(port), "-U", DB_SUPERUSER, "-d", "postgres"]
         run(as_db_user([*psql, "-v", "ON_ERROR_STOP=1", "-q"]), "creating the mlflow database", input_text=sql)
+        state["db_ready"] = True
 
 
 def pg_stop(folder: Path, bin_dir: Path) -> bool:
@@ -379,6 +391,9 @@ def s3_spawn(folder: Path, state: dict[str, Any]) -> list[Any]:
         "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
         f"-s3.config={config}", f"-bucket={BUCKET}", "-volume.preStopSeconds=0",
     ]  # fmt: skip
+    # Its Unix sockets in its own folder, not as /tmp/seaweedfs-*-PORT.sock (left behind at every stop).
+    if len(str(home / "filer.sock")) < 100:  # the limit on a socket path is 108 bytes
+        cmd += [f"-filer.localSocket={home / 'filer.sock'}", f"-s3.localSocket={home / 's3.sock'}"]
     return spawn(cmd, home / "weed.log", dict(os.environ))
 
 
@@ -539,8 +554,10 @@ def check_ports(state: dict[str, Any], names: list[str]) -> None:
 def cmd_start(args: argparse.Namespace) -> int:
     folder = Path(args.dir).resolve()
     check_folder(folder, create=True)
+    check_extra()
     bin_dir = pg_bin(args.pg_bin)
     db_os_user()  # fail early as root without a postgres user
+    tool("weed")
     with locked(folder):
         state = read_state(folder) or new_state(args)
         state["host"] = args.host or state.get("host") or "127.0.0.1"
@@ -556,8 +573,11 @@ def cmd_start(args: argparse.Namespace) -> int:
                 say(f"postgresql  127.0.0.1:{state['ports']['postgres']}  already running")
             else:
                 check_ports(state, ["postgres"])
-                pg_start(folder, state, bin_dir)
                 started.append("postgres")
+                try:
+                    pg_start(folder, state, bin_dir)
+                finally:
+                    write_state(folder, state)  # db_ready, whatever comes next
                 say(f"postgresql  127.0.0.1:{state['ports']['postgres']}  started ({folder / 'postgres' / 'data'})")
             # The store and the server start together (the server needs the store only for artifact requests).
             s3_up = alive(state.get("s3"))

@@ -284,14 +284,32 @@ def test_registry_aliases_and_artifacts_survive_a_restart(stack, trained, champi
     assert decoder == (trained.bundles[1] / "decoder.onnx").read_bytes()
 
 
+def processes_using(folder: Path) -> list[str]:
+    """Processes whose command line or working folder is inside `folder` (the stack's daemons all are)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if str(folder) in cmdline or cwd.startswith(str(folder)):
+            found.append(f"{proc.name}: {cmdline[:120]}")
+    return found
+
+
 def test_server_down_gives_the_light_client_a_clean_error_fast(stack, trained):
     """With the stack stopped, the light client says so in one line and exits non-zero within ~15 s.
 
     MLFLOW_HTTP_REQUEST_MAX_RETRIES=0 is what the README tells clients to set to fail at once: with MLflow's
     default (7 retries, backoff factor 2) a refused connection takes about four minutes to give up."""
+    assert len(processes_using(stack.folder)) >= 3, processes_using(stack.folder)  # postgres, weed, mlflow, ...
     assert launcher("stop", "--dir", str(stack.folder)).returncode == 0
     again = launcher("stop", "--dir", str(stack.folder))  # stopping a stopped stack is fine
     assert again.returncode == 0 and "stopped" not in again.stdout.replace("not running", ""), again.stdout
+    assert processes_using(stack.folder) == []  # no orphan: PostgreSQL, weed, mlflow and its workers are gone
     light = str(Path(light_python()).parent / "vaexprs")
     env = stack.client_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
     began = time.monotonic()
