@@ -6,7 +6,8 @@ to s3://. The S3 endpoint and credentials are in the server's environment only: 
 install that trains and registers, the light install that generates) gets MLFLOW_TRACKING_URI and the login from
 `team_server.py env`, no AWS_* or MLFLOW_S3_* variable, and the light install has no boto3.
 
-Skipped where PostgreSQL's binaries, (as root) the `postgres` user or the team-server extra are absent.
+Skipped where PostgreSQL's binaries, (as root) the `postgres` user or the team-server extra are absent. As root
+(CI) PostgreSQL runs as `postgres`; as another user the launcher runs it as that user (not exercised by CI).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -108,8 +110,6 @@ class Stack:
 
 
 def parse_exports(text: str) -> dict[str, str]:
-    import shlex
-
     env = {}
     for line in text.splitlines():
         if line.startswith("export "):
@@ -141,7 +141,7 @@ def work(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stack(work):
     # A folder the postgres user can reach (pytest's tmp_path is closed to other users).
-    root = Path(tempfile.mkdtemp(prefix="vaexprs-team-"))
+    root = Path(tempfile.mkdtemp(prefix="vaexprs-team-", dir="/tmp"))  # not $TMPDIR: it may be closed to others
     root.chmod(0o711)
     folder = root / "stack"
     try:
