@@ -616,7 +616,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def script_call(command: str, folder: Path) -> list[str]:
-    return ["python", "scripts/team_server.py", command, "--dir", str(folder)]
+    return [sys.executable, str(Path(__file__).resolve()), command, "--dir", str(folder)]
 
 
 def stop_all(
