@@ -25,7 +25,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the virtualenv the tests run in (.venv/bin): mlflow, python
 MLFLOW = str(BIN / "mlflow")
-LIGHT_PYTHON = Path(os.environ.get("VAEXPRS_LIGHT_PYTHON") or REPO / ".venv-light" / "bin" / "python")
 SMALL = {"hidden": "16", "epochs": 3}  # training that takes well under a second
 
 
@@ -424,49 +423,3 @@ def test_models_serve_generates_over_http(use_registry: dict[str, str], tmp_path
     assert list(rows[0]) == [*genes, "cell_type"]
     x, _ = generate_array("models:/vx/2", n=50, label="group1", seed=1)
     np.testing.assert_allclose(np.array([[row[g] for g in genes] for row in rows]), x, rtol=1e-6)
-
-
-def test_team_server_and_the_light_client(small_h5ad: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if not LIGHT_PYTHON.exists():
-        pytest.skip(f"no light virtualenv at {LIGHT_PYTHON} (make setup-light)")
-    from vaexprs.cli import main
-
-    has_torch = subprocess.run([str(LIGHT_PYTHON), "-c", "import torch"], capture_output=True, timeout=60)
-    assert has_torch.returncode != 0, "the light virtualenv must not have torch"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [MLFLOW, "server", "--backend-store-uri", sqlite_uri(tmp_path), "--artifacts-destination"]
-    cmd += [str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    monkeypatch.chdir(tmp_path)
-    with server(cmd, f"{url}/health", tmp_path, subprocess_env()):
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-        assert register(small_h5ad, "team", seed=1).model_version == "1"
-        assert main(["promote", "team", "--version", "1", "--alias", "champion"]) == 0
-        light = [str(LIGHT_PYTHON), "-m", "vaexprs", "generate", "models:/team@champion", "-n", "100"]
-        done = subprocess.run(
-            [*light, "-o", str(tmp_path / "out.h5ad")],
-            cwd=tmp_path,
-            env=subprocess_env(MLFLOW_TRACKING_URI=url),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-    import anndata as ad
-
-    cells = ad.read_h5ad(tmp_path / "out.h5ad")
-    assert cells.shape == (100, 120) and cells.uns["vaexprs"]["model_version"] == "1"
-    database = subprocess.run(
-        [*light, "-o", str(tmp_path / "never.h5ad")],
-        cwd=tmp_path,
-        env=subprocess_env(MLFLOW_TRACKING_URI=sqlite_uri(tmp_path)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert database.returncode == 2
-    assert database.stderr.strip().splitlines()[-1] == (
-        f"error: the tracking URI {sqlite_uri(tmp_path)} needs the full mlflow (pip install vaexprs[train]) "
-        "or a tracking server: MLFLOW_TRACKING_URI=http://..."
-    )
-    assert not (tmp_path / "never.h5ad").exists()

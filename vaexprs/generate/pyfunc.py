@@ -229,10 +229,13 @@ def log_generator_model(
         code = _package_copy(Path(tmp))
         script = Path(tmp) / "generator.py"
         script.write_text(MODEL_SCRIPT)
+        # MLflow keeps an artifact folder under its own name: staged as `bundle`, it always lands in
+        # artifacts/bundle/, where vaexprs.registry.models looks for it
+        staged = shutil.copytree(bundle_dir, Path(tmp) / "bundle")
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(script),
-            artifacts={"bundle": str(Path(bundle_dir).resolve())},
+            artifacts={"bundle": str(staged)},
             code_paths=[str(code)],
             signature=signature_for(bundle),
             input_example=input_example(bundle),
