@@ -605,6 +605,11 @@ def cmd_start(args: argparse.Namespace) -> int:
                 say(
                     f"mlflow      {tracking_uri(state)}  started ({auth}, artifacts proxied to {ARTIFACTS_DESTINATION})"
                 )
+            died = [name for name in ("s3", "mlflow") if not alive(state.get(name))]
+            if died or not pg_running(folder, bin_dir):
+                logs = {"s3": "s3/weed.log", "mlflow": "mlflow/mlflow.log"}
+                where = ", ".join(f"{name} ({folder / logs[name]})" for name in died) or "postgresql"
+                raise StackError(f"started, but then stopped again: {where}")
         except BaseException:
             say(f"start failed: stopping what this command started ({', '.join(started) or 'nothing'})")
             stop_all(folder, state, bin_dir, only=started, quiet=True)

@@ -75,3 +75,15 @@ def light_python() -> str:
     if not path.exists():
         pytest.skip(f"light virtualenv not found at {path} (make setup-light)")
     return str(path)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_mlflow_environment():
+    """MLFLOW_* variables set by one test (vaexprs sets MLFLOW_TRACKING_URI for its subprocesses) never reach
+    the next one."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        if key not in before:
+            del os.environ[key]
+    os.environ.update(before)

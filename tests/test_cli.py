@@ -39,16 +39,6 @@ def test_help_for_every_command(capsys, command):
     assert code == 0 and "Usage" in out
 
 
-def test_help_imports_no_heavy_module():
-    code = (
-        "import sys; from vaexprs.cli import main; main(['--help']); main(['generate', '--help']); "
-        "print(sorted(m for m in ('torch', 'mlflow', 'onnxruntime', 'sklearn', 'matplotlib', 'anndata') "
-        "if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
-
-
 def test_simulate_writes_the_vignette_data_and_refuses_to_overwrite(capsys, tmp_path):
     out = tmp_path / "sim.h5ad"
     code, stdout, _ = run_cli(capsys, "simulate", "-o", out, "--cells", "20", "--genes", "200", "--deg", "20")

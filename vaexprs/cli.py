@@ -39,6 +39,8 @@ from vaexprs.errors import (
     Terminated,
     VaexprsError,
     first_line,
+    interrupt,
+    note_signal,
 )
 
 app = typer.Typer(
@@ -458,8 +460,11 @@ def _track(files: dict[str, Any], params: dict[str, Any], step: str, metrics: di
 # ------------------------------------------------------------------------------------------ running
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated(signum)
+def _on_signal(signum: int, frame: Any) -> None:
+    """Turn SIGINT/SIGTERM/SIGHUP into an exception, so `finally` blocks and MLflow runs clean up; also noted
+    for the loops to check (vaexprs.errors.check_interrupted)."""
+    note_signal(signum)
+    raise interrupt(signum)
 
 
 def _click_exception() -> type[Exception]:
@@ -470,9 +475,9 @@ def _click_exception() -> type[Exception]:
 def main(argv: list[str] | None = None) -> int:
     """Run the app; every failure becomes one `error: ...` line and an exit code (see the module docstring)."""
     handlers = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(ValueError, OSError):  # not the main thread: leave the signals alone
-            handlers[sig] = signal.signal(sig, _raise_terminated)
+            handlers[sig] = signal.signal(sig, _on_signal)
     try:
         code = app(args=argv, standalone_mode=False, prog_name="vaexprs")
     except OptionError as exc:

@@ -59,6 +59,28 @@ class Terminated(BaseException):
         super().__init__(f"terminated by signal {signum}")
 
 
+_RECEIVED: list[int] = []  # signals the CLI's handlers have seen (SIGINT, SIGTERM, SIGHUP), oldest first
+
+
+def interrupt(signum: int) -> BaseException:
+    """The exception a signal becomes: KeyboardInterrupt for SIGINT, Terminated for the others."""
+    import signal
+
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
+def note_signal(signum: int) -> None:
+    """Remember a signal, so that a long loop stops at its next block even when the exception the handler
+    raised was swallowed (an exception raised while a C extension finalises an object is only printed)."""
+    _RECEIVED.append(signum)
+
+
+def check_interrupted() -> None:
+    """Raise the pending signal's exception, if a handler noted one: call it between units of work."""
+    if _RECEIVED:
+        raise interrupt(_RECEIVED[0])
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (MLflow's `.message` when it has one), or its type name."""
     text = str(getattr(exc, "message", None) or exc).strip()

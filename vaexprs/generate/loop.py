@@ -18,6 +18,7 @@ import numpy as np
 
 from vaexprs.bundle.heads import outputs_to_cells
 from vaexprs.bundle.spec import GenerativeSpec
+from vaexprs.errors import check_interrupted
 from vaexprs.generate.request import Plan
 
 # decode(z (b, D) float32, codes (b,) int64 or None) -> the decoder's outputs by name, each (b, G)
@@ -53,6 +54,7 @@ def iter_blocks(
 ) -> Iterator[Block]:
     """The plan's blocks in order (or the given block indices), made one at a time: memory holds one block."""
     for k in range(plan.n_blocks) if blocks is None else blocks:
+        check_interrupted()
         yield make_block(spec, plan, k, decode)
 
 

@@ -23,7 +23,7 @@ import torch
 
 from vaexprs.config import TrainConfig
 from vaexprs.data.preprocess import Preprocessor, is_sparse
-from vaexprs.errors import OptionError
+from vaexprs.errors import OptionError, check_interrupted
 from vaexprs.model.network import VAE
 from vaexprs.progress import progress_bar
 
@@ -106,6 +106,7 @@ def _run_epoch(
     model.train(optimizer is not None)
     with torch.set_grad_enabled(optimizer is not None):
         for x, c in batches.iterate(config.batch_size, device, rng):
+            check_interrupted()
             if optimizer is not None and x.shape[0] == 1 and model.config.batch_norm:
                 continue  # batch-norm cannot train on a single cell
             out = model.loss(x, c, config.beta, sample=True)

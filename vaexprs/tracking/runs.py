@@ -52,9 +52,10 @@ def run_scope(experiment: str | None = None, run_name: str | None = None, nested
         yield active
         return
     resuming = active is None and bool(os.environ.get("MLFLOW_RUN_ID"))  # `mlflow run` opened it
-    if active is None and not resuming:
-        mlflow.set_experiment(experiment_name(experiment))  # under `mlflow run` the launcher chose the experiment
-    run = mlflow.start_run(run_name=None if resuming else run_name, nested=nested)
+    experiment_id = None
+    if active is None and not resuming:  # under `mlflow run` the launcher chose the experiment
+        experiment_id = experiment_id_for(mlflow, experiment_name(experiment))
+    run = mlflow.start_run(run_name=None if resuming else run_name, nested=nested, experiment_id=experiment_id)
     try:
         yield run
     except (KeyboardInterrupt, Terminated):
@@ -67,6 +68,22 @@ def run_scope(experiment: str | None = None, run_name: str | None = None, nested
         mlflow.end_run("FAILED")
         raise
     mlflow.end_run("FINISHED")
+
+
+def experiment_id_for(mlflow: Any, name: str) -> str:
+    """The id of experiment `name`, created if needed, without mlflow.set_experiment: that one also sets
+    $MLFLOW_EXPERIMENT_ID for the rest of the process and its children, which then log to the wrong store."""
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    try:
+        return str(client.create_experiment(name))
+    except Exception:  # created meanwhile by a concurrent run
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return str(found.experiment_id)
 
 
 def param_text(value: Any) -> str:
