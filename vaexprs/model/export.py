@@ -30,21 +30,24 @@ import numpy as np
 from vaexprs import __version__
 from vaexprs.bundle.heads import output_spaces
 from vaexprs.bundle.schema import BUNDLE_JSON, FORMAT_VERSION, check_bundle_output, write_bundle_json
-from vaexprs.errors import VaexprsRuntimeError
+from vaexprs.errors import OptionError, VaexprsRuntimeError
 from vaexprs.files import atomic_folder, file_sha256
+from vaexprs.model.onnx_graph import GRAPH_HEADS, decoder_graph, encoder_graph
 
 if TYPE_CHECKING:  # pragma: no cover
     from vaexprs.model.result import VAEResult
 
 log = logging.getLogger(__name__)
 
-OPSET = 18
+OPSET = 18  # the torch exporter's; vaexprs.model.onnx_graph writes the same opset
 PARITY_TOLERANCE = 1e-5  # absolute part, on x_mean (float32, in the training input's space)
 PARITY_RTOL = 1e-6  # relative part on x_mean: float32 rounding of values ~40 is several 1e-6
 PARAM_PARITY_ATOL = 1e-6  # noise heads' parameters: |onnx - torch| <= atol + rtol * |torch|
 PARAM_PARITY_RTOL = 1e-4
 PARITY_SAMPLES = 1000
+PARITY_CHUNK = 256  # rows compared at a time: 256 x 20,000 genes is 40 MB of float64
 BATCH_DIM = "batch"
+EXPORTERS = ("graph", "torch")
 
 
 def _graph_signature(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -69,6 +72,12 @@ def _graph_signature(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, A
                 f"{spec['shape'][0]} instead of a symbolic dimension"
             )
     return inputs, outputs
+
+
+def _save_model(model: Any, path: Path) -> None:
+    import onnx
+
+    onnx.save_model(model, str(path))
 
 
 def _export_module(module: Any, args: tuple[Any, ...], names: list[str], outputs: list[str], path: Path) -> None:
@@ -107,29 +116,36 @@ def _tolerance(name: str) -> tuple[float, float]:
     return PARAM_PARITY_ATOL, PARAM_PARITY_RTOL
 
 
-def _parity(module: Any, path: Path, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, dict[str, float]]:
+def _parity(
+    module: Any, path: Path, feeds: dict[str, np.ndarray], names: list[str], keep: Any = None
+) -> dict[str, dict[str, float]]:
     """Per output: max |onnxruntime - torch|, max relative difference, and the worst excess over tolerance
-    (<= 0 = within tolerance)."""
+    (<= 0 = within tolerance). Compared PARITY_CHUNK rows at a time, so memory does not grow with the genes x
+    rows of the check; `keep(outputs)` sees torch's outputs of each chunk (for the encoder's example cells)."""
     import onnxruntime as ort
     import torch
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, feeds)
-    with torch.inference_mode():
-        want = module(*(torch.from_numpy(v) for v in feeds.values()))
-    report = {}
-    for name, g, w in zip(names, got, want, strict=True):
-        w = w.numpy()
-        diff = np.abs(g.astype(np.float64) - w)
-        atol, rtol = _tolerance(name)
-        report[name] = {
-            "max_abs_diff": float(diff.max()),
-            "max_rel_diff": float((diff / np.maximum(np.abs(w), 1e-30)).max()),
-            "excess": float((diff - (atol + rtol * np.abs(w))).max()),
-            "atol": atol,
-            "rtol": rtol,
-        }
-    return report
+    stats = {name: {"max_abs_diff": 0.0, "max_rel_diff": 0.0, "excess": -np.inf} for name in names}
+    n = len(next(iter(feeds.values())))
+    for start in range(0, n, PARITY_CHUNK):
+        chunk = {k: v[start : start + PARITY_CHUNK] for k, v in feeds.items()}
+        got = session.run(None, chunk)
+        with torch.inference_mode():
+            want = [w.numpy() for w in module(*(torch.from_numpy(v) for v in chunk.values()))]
+        if keep is not None:
+            keep(dict(zip(names, want, strict=True)))
+        for name, g, w in zip(names, got, want, strict=True):
+            atol, rtol = _tolerance(name)
+            diff = np.abs(g.astype(np.float64) - w)
+            scale = np.abs(w)
+            record = stats[name]
+            record["max_abs_diff"] = max(record["max_abs_diff"], float(diff.max()))
+            record["max_rel_diff"] = max(record["max_rel_diff"], float((diff / np.maximum(scale, 1e-30)).max()))
+            record["excess"] = max(record["excess"], float((diff - (atol + rtol * scale)).max()))
+    return {
+        name: {**record, "atol": _tolerance(name)[0], "rtol": _tolerance(name)[1]} for name, record in stats.items()
+    }
 
 
 def _encoder_example(result: VAEResult, decoder_outputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -143,26 +159,19 @@ def _encoder_example(result: VAEResult, decoder_outputs: dict[str, np.ndarray]) 
 
 
 def _parity_inputs(result: VAEResult, seed: int) -> dict[str, np.ndarray]:
-    """1,000 latents from the prior and the mixtures; for a CVAE each latent is paired with every label."""
+    """1,000 latents (or one per label, if there are more labels), half from N(0, 4 I), half from the latent
+    mixtures; for a CVAE the labels take turns, so every label is checked on prior and mixture latents."""
     rng = np.random.default_rng(seed)
-    half = PARITY_SAMPLES // 2
-    z = np.concatenate(
-        [
-            rng.standard_normal((half, result.model_config.latent_dim)).astype(np.float32) * 2,
-            result.sampler.sample(None, PARITY_SAMPLES - half, rng)
-            if not result.model_config.is_conditional
-            else result.sampler.sample(
-                rng.integers(0, result.model_config.n_labels, PARITY_SAMPLES - half),
-                PARITY_SAMPLES - half,
-                rng,
-            ),
-        ]
-    ).astype(np.float32)
-    n_labels = result.model_config.n_labels
-    if not n_labels:
+    cfg = result.model_config
+    rows = max(PARITY_SAMPLES, cfg.n_labels)
+    codes = np.arange(rows) % cfg.n_labels if cfg.is_conditional else None
+    half = rows // 2
+    prior = rng.standard_normal((half, cfg.latent_dim)) * 2
+    mixture = result.sampler.sample(None if codes is None else codes[half:], rows - half, rng)
+    z = np.concatenate([prior, mixture]).astype(np.float32)
+    if codes is None:
         return {"z": z}
-    codes = np.repeat(np.arange(n_labels), len(z))
-    return {"z": np.tile(z, (n_labels, 1)), "label_onehot": np.eye(n_labels, dtype=np.float32)[codes]}
+    return {"z": z, "label_onehot": np.eye(cfg.n_labels, dtype=np.float32)[codes]}
 
 
 def export_bundle(
@@ -173,11 +182,17 @@ def export_bundle(
     seed: int = 0,
     provenance: dict[str, Any] | None = None,
     protected: Sequence[str | Path] = (),
+    exporter: str = "graph",
 ) -> Path:
     """Write decoder.onnx, encoder.onnx and bundle.json to `out_dir` (atomically: a temp folder, then rename).
 
     force replaces an earlier bundle in `out_dir`, never a folder holding other files (or a `protected` path).
+    exporter: `graph` writes the ONNX graphs from the weights (vaexprs.model.onnx_graph); `torch` traces the
+    torch modules with torch.onnx (slower, ~10x the memory; used for heads the graph writer does not know).
+    Both are checked against torch the same way before anything is written.
     """
+    if exporter not in EXPORTERS:
+        raise OptionError("exporter", f"must be one of {', '.join(EXPORTERS)}; got {exporter!r}")
     import torch
 
     out_dir = check_bundle_output(out_dir, force, protected)
@@ -193,20 +208,28 @@ def export_bundle(
         dec_args = (example_z, example_c) if conditional else (example_z,)
         enc_args = (torch.zeros(2, cfg.n_genes), example_c) if conditional else (torch.zeros(2, cfg.n_genes),)
         try:
-            _export_module(decoder, dec_args, dec_inputs, list(decoder.output_names), tmp / "decoder.onnx")
-            _export_module(encoder, enc_args, enc_inputs, ["z_mean", "z_logvar"], tmp / "encoder.onnx")
+            if exporter == "graph" and cfg.likelihood in GRAPH_HEADS:
+                _save_model(decoder_graph(result), tmp / "decoder.onnx")
+                _save_model(encoder_graph(result), tmp / "encoder.onnx")
+            else:  # torch.onnx traces the modules: any head, but ~10x the time and memory of the weights
+                _export_module(decoder, dec_args, dec_inputs, list(decoder.output_names), tmp / "decoder.onnx")
+                _export_module(encoder, enc_args, enc_inputs, ["z_mean", "z_logvar"], tmp / "encoder.onnx")
         except Exception as exc:
             raise VaexprsRuntimeError(f"ONNX export failed: {str(exc).splitlines()[0]}") from exc
 
         dec_feeds = _parity_inputs(result, seed)
         dec_names = list(decoder.output_names)
-        dec_report = _parity(decoder, tmp / "decoder.onnx", dec_feeds, dec_names)
-        with torch.inference_mode():
-            dec_values = decoder(*(torch.from_numpy(v) for v in dec_feeds.values()))
-        x_example = _encoder_example(result, {k: v.numpy() for k, v in zip(dec_names, dec_values, strict=True)})
-        enc_feeds = {"x": x_example[:PARITY_SAMPLES]}
+        examples: list[np.ndarray] = []  # the decoder's cells, as the encoder's example input
+        dec_report = _parity(
+            decoder,
+            tmp / "decoder.onnx",
+            dec_feeds,
+            dec_names,
+            keep=lambda out: examples.append(_encoder_example(result, out)),
+        )
+        enc_feeds = {"x": np.concatenate(examples)}
         if conditional:
-            enc_feeds["label_onehot"] = dec_feeds["label_onehot"][:PARITY_SAMPLES]
+            enc_feeds["label_onehot"] = dec_feeds["label_onehot"]
         enc_report = _parity(encoder, tmp / "encoder.onnx", enc_feeds, ["z_mean", "z_logvar"])
         worst = max(dec_report, key=lambda k: dec_report[k]["excess"])
         if dec_report[worst]["excess"] > 0:

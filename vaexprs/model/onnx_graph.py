@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 OPSET = 18
 IR_VERSION = 10  # what onnxruntime >= 1.17 reads
 BATCH = "batch"
-LEAKY_RELU_SLOPE = 0.01  # torch.nn.LeakyReLU's default
+GRAPH_HEADS = ("bce", "mse", "nb", "zinb", "hurdle")  # heads whose decoder this module writes
 
 
 class _Graph:
