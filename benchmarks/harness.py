@@ -29,7 +29,8 @@ TARGETS = {
     "max_share_gap": 0.0,  # share of genes over (real max + sd) <= the real split-half share + gap
 }
 N_PCS = 50
-RF_TREES = 300
+RF_TREES = 200  # the real-vs-generated discriminator
+RF_TREES_LABELS = 100  # the augmentation random forest
 
 
 # ----------------------------------------------------------------------------------------------- spaces
@@ -122,7 +123,7 @@ def rf_classifier(seed: int) -> Any:
     from sklearn.pipeline import make_pipeline
 
     return make_pipeline(
-        _adaptive_pca(seed), RandomForestClassifier(n_estimators=RF_TREES, random_state=seed, n_jobs=2)
+        _adaptive_pca(seed), RandomForestClassifier(n_estimators=RF_TREES_LABELS, random_state=seed, n_jobs=2)
     )
 
 
