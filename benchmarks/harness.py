@@ -175,6 +175,35 @@ def diagnostics(real: np.ndarray, gen: np.ndarray) -> dict[str, float]:
     }
 
 
+def explain_auc(real: np.ndarray, gen: np.ndarray) -> dict[str, float]:
+    """What gives generated cells away: the AUC of single per-cell summaries (0.5 = no help, far from 0.5 = a
+    tell), e.g. detected fraction, total, mean and sd of the non-zero values, maximum, and distance to the label-free
+    centroid in PCA space (generated cells too typical -> AUC < 0.5)."""
+    from sklearn.decomposition import PCA
+    from sklearn.metrics import roc_auc_score
+
+    def feats(x: np.ndarray) -> dict[str, np.ndarray]:
+        nz = np.where(x > 0, x, np.nan)
+        return {
+            "detected": (x > 0).mean(1),
+            "total": x.sum(1),
+            "nonzero_mean": np.nan_to_num(np.nanmean(nz, 1)),
+            "nonzero_sd": np.nan_to_num(np.nanstd(nz, 1)),
+            "cell_max": x.max(1),
+        }
+
+    fr, fg = feats(real), feats(gen)
+    y = np.r_[np.zeros(real.shape[0]), np.ones(gen.shape[0])]
+    out = {f"auc_{k}": float(roc_auc_score(y, np.r_[fr[k], fg[k]])) for k in fr}
+    pool = np.vstack([real, gen])
+    z = PCA(n_components=int(min(10, pool.shape[0] - 1, pool.shape[1])), random_state=0).fit_transform(pool)
+    centre = z[: real.shape[0]].mean(0)
+    dist = np.linalg.norm(z - centre, axis=1)
+    out["auc_pca_distance"] = float(roc_auc_score(y, dist))
+    out.update({f"auc_pc{i + 1}": float(roc_auc_score(y, z[:, i])) for i in range(min(3, z.shape[1]))})
+    return out
+
+
 def cv_accuracy(real: np.ndarray, labels: np.ndarray, seed: int) -> float:
     """The label classifier's stratified k-fold accuracy on real cells (k <= 5, the smallest label's size)."""
     from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -236,6 +265,7 @@ def score(
         "zero_frac_gen": float(np.mean(gen == 0)),
         **max_plausibility(real, gen),
         **diagnostics(real, gen),
+        **explain_auc(real, gen),
         "finite": bool(np.all(np.isfinite(gen))),
     }
     m["zero_gap"] = m["zero_frac_gen"] - m["zero_frac_real"]

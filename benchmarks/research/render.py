@@ -80,12 +80,97 @@ def heads_table(store: common.Store, heads: tuple[str, ...] = ("bce", "mse", "hu
     return out
 
 
+def judge_reference(store: common.Store, name: str, seed: int = 1) -> float:
+    """Accuracy on the real held-out half B of the label judge trained on real A: what 'keep' can reach there."""
+    key = f"{name}__judge"
+    if not store.done(key):
+        from benchmarks import harness
+        from benchmarks.research.heads import Context
+
+        ctx = Context(name)
+        a, b = harness.stratified_split(ctx.labels, 0.5, seed, min_first=2)
+        judge = harness.label_classifier(seed).fit(ctx.real[a], ctx.labels[a])
+        store.put(key, {"acc_real_heldout": float((judge.predict(ctx.real[b]) == ctx.labels[b]).mean())})
+    return store.get(key)["acc_real_heldout"]
+
+
+def winner(runs: dict[str, float], keeps: dict[str, float], zeros: dict[str, float], tie: float = 0.0) -> str:
+    """The selection rule on one set of scores: lowest AUC among heads with keep >= 0.9 and |zero gap| <= 0.05."""
+    ok = [h for h in runs if keeps[h] >= 0.9 and abs(zeros[h]) <= 0.05] or list(runs)
+    return min(ok, key=lambda h: runs[h])
+
+
+def split_table(store: common.Store, heads: tuple[str, ...] = ("bce", "hurdle", "nb", "zinb")) -> list[str]:
+    """Per data set x head, one fit on the 50% split A scored against the held-out half B (see heads.score_split)."""
+    recs = store.all()
+    out = []
+    for name in ORDER:
+        rows = {h: recs.get(f"{name}__{h}__split") for h in heads}
+        rows = {h: r for h, r in rows.items() if r}
+        if not rows:
+            continue
+        ref = recs[f"{name}__ref"]["ref"]
+        jr = judge_reference(store, name)
+        out += [f"**{name}** (real split-half: AUC {f(ref['auc'])}, corr {f(ref['corr'])}, zeros "
+                f"{f(ref['zero_frac'])}, max share over {f(ref['max_share_over'])}; judge accuracy on real held-out "
+                f"cells {f(jr)})", "",
+                "| head | held-out AUC | keep | corr | zeros gen | max over (worst) | train AUC | val-sized AUC "
+                "mean (sd) | clipped: AUC, max over | aug gain bal-acc LR same / balanced / double | RF same | "
+                "fit s (epochs) |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for h, r in rows.items():
+            m, c, aug = r["heldout"], r["clipped_heldout"], r["aug"]
+            vd = r["val_draws"]["auc"]
+            gains = " / ".join(f(aug[k]["lr"]["gain"]["bal_acc"], 3) if k in aug else "-"
+                               for k in ("same", "balanced", "double"))  # fmt: skip
+            out.append(
+                f"| {h} | {f(m['auc'])} | {f(m['keep'])} | {f(m['corr'])} | {f(m['zero_frac_gen'])} "
+                f"({f(m['zero_frac_real'])}) | {f(m['max_share_over'])} ({f(m['max_worst_excess'], 1)}) | "
+                f"{f(r['train']['auc'])} | {f(sum(vd) / len(vd))} ({f(float(np_std(vd)))}) | {f(c['auc'])}, "
+                f"{f(c['max_share_over'])} | {gains} | {f(aug['same']['rf']['gain']['bal_acc'])} | "
+                f"{r['info']['fit_s']:.0f} ({r['info']['epochs_run']}) |"
+            )
+        out.append("")
+    return out
+
+
+def selection_table(store: common.Store, heads: tuple[str, ...] = ("bce", "hurdle", "nb", "zinb")) -> list[str]:
+    """Does a validation-sized score pick the head that wins on the held-out half? And the training-side score?"""
+    recs = store.all()
+    out = ["| data set | winner on held-out B | train-side pick | val-sized picks (5 draws) | agree (val) |",
+           "|---|---|---|---|---|"]  # fmt: skip
+    for name in ORDER:
+        rows = {h: recs.get(f"{name}__{h}__split") for h in heads}
+        rows = {h: r for h, r in rows.items() if r}
+        if len(rows) < 2:
+            continue
+        keeps = {h: r["heldout"]["keep"] for h, r in rows.items()}
+        zeros = {h: r["heldout"]["zero_gap"] for h, r in rows.items()}
+        truth = winner({h: r["heldout"]["auc"] for h, r in rows.items()}, keeps, zeros)
+        tkeeps = {h: r["train"]["keep"] for h, r in rows.items()}
+        tzeros = {h: r["train"]["zero_gap"] for h, r in rows.items()}
+        train_pick = winner({h: r["train"]["auc"] for h, r in rows.items()}, tkeeps, tzeros)
+        picks = [winner({h: r["val_draws"]["auc"][d] for h, r in rows.items()}, tkeeps, tzeros) for d in range(5)]
+        out.append(f"| {name} | {truth} | {train_pick} | {', '.join(picks)} | {sum(p == truth for p in picks)}/5 |")
+    return out
+
+
+def np_std(v: list[float]) -> float:
+    m = sum(v) / len(v)
+    return (sum((x - m) ** 2 for x in v) / max(len(v) - 1, 1)) ** 0.5
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", nargs="?", default="heads")
     args = parser.parse_args(argv)
     store = common.Store(args.experiment)
-    print("\n".join([*datasets_table(store), "", *heads_table(store)]))
+    parser_tables = [*datasets_table(store), ""]
+    if any(k.endswith("__split") for k in store.all()):
+        parser_tables += [*split_table(store), *selection_table(store)]
+    else:
+        parser_tables += heads_table(store)
+    print("\n".join(parser_tables))
     return 0
 
 
