@@ -32,6 +32,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "nb_lnenc": {"proto": "nb_lnenc", **FIXED},
     "nb_lnenc_bs8": {"proto": "nb_lnenc", "batch_size": 8, **FIXED},
     "zinb_lnenc_bs8": {"proto": "zinb_lnenc", "batch_size": 8, **FIXED},
+    "zinb": {"likelihood": "zinb", **FIXED},
+    "zinb_lnenc": {"proto": "zinb_lnenc", **FIXED},
     "hurdle_bs8": {"likelihood": "hurdle", "batch_size": 8, **FIXED},
     "nb_gc_bs8": {"proto": "nb_gc", "batch_size": 8, **FIXED},
     "nb_lnenc_lr3e-3": {"proto": "nb_lnenc", "lr": 3e-3, **FIXED},

@@ -157,6 +157,8 @@ def score_split(ctx: Context, setting: dict[str, Any], seed: int = OUTER_SEED, n
     clip_log = common.to_log(gen_c, ctx.kind, ctx.mean_lib, harness.mean_library(train.X))
     out["clipped_heldout"] = _flat(harness.score(ctx.real[b], ctx.labels[b], clip_log, gl, seed=0, gen_raw=clipped,
                                                  judge=judge_a, count_output=info["count_output"]))  # fmt: skip
+    out["clipped_train"] = _flat(harness.score(ctx.real[a], ctx.labels[a], clip_log, gl, seed=0, gen_raw=clipped,
+                                               judge=judge_a, count_output=info["count_output"]))  # fmt: skip
     out["clipped_share_values"] = float(np.mean(clipped != raw))
     # augmentation, three amounts
     aug: dict[str, Any] = {}

@@ -19,10 +19,12 @@ import numpy as np
 
 from benchmarks.research import common
 from benchmarks.research.heads import Context, score_split
+from benchmarks.research.proto import PROTOTYPES
 
 log = logging.getLogger("research")
 ES = {"val_split": 0.1, "monitor": "val_loss"}
 VARIANTS: dict[str, dict[str, Any]] = {
+    "base": {},
     "latent2": {"latent_dim": 2},
     "latent16": {"latent_dim": 16},
     "hidden256": {"hidden": (256,)},
@@ -55,12 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         if stage1.done(base_key) and not store.done(f"{name}__{head}__base"):
             shutil.copy(stage1.path(base_key), store.path(f"{name}__{head}__base"))
         ctx = None
-        for tag in args.variants.split(","):
+        tags = args.variants.split(",")
+        if "base" not in tags:
+            tags = ["base", *tags]  # run the base here when stage 1 has none for this head (e.g. a prototype)
+        for tag in tags:
             key = f"{name}__{head}__{tag}"
             if store.done(key):
                 continue
             ctx = ctx or Context(name)
-            setting = {"likelihood": head, "batch_size": 32 if ctx.adata.n_obs < 1000 else 128, **VARIANTS[tag]}
+            model = {"proto": head} if head in PROTOTYPES else {"likelihood": head}
+            setting = {**model, "batch_size": 32 if ctx.adata.n_obs < 1000 else 128, **VARIANTS[tag]}
             t = time.perf_counter()
             rec = score_split(ctx, setting)
             rec["setting"] = setting
@@ -80,7 +86,7 @@ def table(heads_by_dataset: dict[str, str] | None = None) -> list[str]:
     store = common.Store("hparams")
     recs = store.all()
     names = sorted({k.split("__")[0] for k in recs})
-    tags = ["base", *VARIANTS]
+    tags = list(VARIANTS)
     out = ["| variant | " + " | ".join(f"{n} ({next(k.split('__')[1] for k in recs if k.startswith(n + '__'))})"
                                         for n in names) + " | mean AUC |",
            "|---|" + "---|" * (len(names) + 1)]  # fmt: skip
