@@ -62,9 +62,9 @@ def to_log(gen: Any, kind: str, real_mean_lib: float, train_mean_lib: float) -> 
 
 def fit(adata: Any, setting: dict[str, Any], seed: int) -> tuple[Any, float]:
     import vaexprs
-    from benchmarks.research.proto import PROTOTYPES, patched
+    from benchmarks.research.proto import PROTOTYPES, InitFromData, patched
 
-    private = ("head", "post", "tag", "proto", "output_space")
+    private = ("head", "post", "tag", "proto", "output_space", "init")
     kw = {**BASE, **{k: v for k, v in setting.items() if k not in private}}
     kw["likelihood"] = setting.get("likelihood", setting.get("head", "bce"))
     proto = setting.get("proto")
@@ -73,6 +73,8 @@ def fit(adata: Any, setting: dict[str, Any], seed: int) -> tuple[Any, float]:
     if kw.get("patience") and kw.get("val_split", 0) > 0:
         kw.setdefault("monitor", "val_loss")
     t = time.perf_counter()
+    if setting.get("init"):
+        kw["callbacks"] = [InitFromData(adata, kw["likelihood"])]
     with patched(proto):
         result = vaexprs.fit_vae(adata, "cell_type", seed=seed, **kw)
     return result, time.perf_counter() - t

@@ -39,6 +39,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "epochs600": {"epochs": 600},
     "es_p20": {**ES, "patience": 20},
     "es_p50": {**ES, "patience": 50, "epochs": 600},
+    "init": {"init": True},
+    "init_lr3e-3": {"init": True, "lr": 3e-3},
 }
 
 
