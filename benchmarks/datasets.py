@@ -1,0 +1,336 @@
+"""Test data sets for the realism study: the shared real sets plus cheap, seeded builders for the data types
+users bring that the shared sets do not cover.
+
+    from benchmarks.datasets import build, available
+    adata = build("fulllength", seed=0)   # AnnData, obs['cell_type'] categorical, uns['bench'] = {kind, description}
+    for name in available(): ...          # the shared sets are skipped when /work/shared/data is absent
+
+`uns['bench']['kind']` says which log space the harness scores in: `counts` (raw integers: lognorm
+log2(x / sf + 1)), `linear` (RPKM/FPKM/TPM: log2(x + 1)) or `log` (already log-scale: as is).
+Every builder is deterministic for a seed and takes seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DATA = Path(os.environ.get("VAEXPRS_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+if not DATA.is_dir():
+    DATA = Path("/work/shared/data")
+
+
+class DatasetUnavailable(RuntimeError):
+    """The data set needs a file that is not here (the shared data folder); callers skip it."""
+
+
+def _anndata(
+    x: Any,
+    labels: np.ndarray,
+    genes: list[str] | None = None,
+    kind: str = "counts",
+    description: str = "",
+    **extra: Any,
+) -> Any:
+    import anndata as ad
+    import pandas as pd
+
+    n, g = x.shape
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical(np.asarray(labels).astype(str))}, index=[f"cell{i}" for i in range(n)]
+    )
+    var = pd.DataFrame(index=genes if genes is not None else [f"gene{j}" for j in range(g)])
+    adata = ad.AnnData(x, obs=obs, var=var)
+    adata.uns["bench"] = {"kind": kind, "description": description, **extra}
+    return adata
+
+
+@functools.lru_cache(maxsize=4)
+def _read_shared(name: str) -> Any:
+    import anndata as ad
+
+    path = DATA / f"{name}.h5ad"
+    if not path.is_file():
+        raise DatasetUnavailable(f"{path} is absent")
+    return ad.read_h5ad(path)
+
+
+def _shared(name: str, kind: str, description: str) -> Any:
+    src = _read_shared(name)
+    x = src.X.copy()
+    genes = [str(g) for g in src.var_names]
+    return _anndata(x, src.obs["cell_type"].astype(str).to_numpy(), genes, kind, description, source=str(DATA / name))
+
+
+def yan(seed: int = 0) -> Any:
+    """Shared: human preimplantation embryos, RPKM, 90 x 20214, 6 labels (6 to 30 cells)."""
+    return _shared("yan", "linear", "yan: RPKM (Tang protocol), 90 cells x 20214 genes, 6 labels, 46% zeros")
+
+
+def treutlein(seed: int = 0) -> Any:
+    """Shared: mouse lung epithelium, FPKM, 80 x 23271, 5 labels (3 to 41 cells), very heavy tails."""
+    return _shared("treutlein", "linear", "treutlein: FPKM (Fluidigm C1), 80 cells x 23271 genes, 5 labels, 90% zeros")
+
+
+def pbmc3k(seed: int = 0) -> Any:
+    """Shared: 10x PBMC 3k raw UMI counts, all 13714 genes, sparse, 8 labels (13 to 1145 cells)."""
+    return _shared("pbmc3k", "counts", "pbmc3k: raw UMI counts (10x v1), 2638 cells x 13714 genes (all), 8 labels")
+
+
+# --------------------------------------------------------------------------------------------- pbmc3k-derived
+def _pbmc_lognorm(x: Any) -> np.ndarray:
+    """Dense lognorm (log2(x / sf + 1), sf = library / mean library) of a count matrix."""
+    from vaexprs.preprocess import apply_normalization
+
+    y = apply_normalization(x, "lognorm")
+    return np.asarray(y.toarray() if hasattr(y, "toarray") else y, dtype=np.float32)
+
+
+def seurat_hvg(
+    x: Any, n_top: int, min_mean: float = 0.0125, max_mean: float = 3.0, n_bins: int = 20, min_cells: int = 1
+) -> np.ndarray:
+    """Sorted indices of the `n_top` most variable genes, scanpy's `flavor='seurat'` rule (what the users who bring
+    HVG-only data ran): normalize_total(1e4) + log1p, mean and log dispersion of expm1 values, dispersion z-scored
+    within 20 mean bins, genes with mean in [min_mean, max_mean] compete."""
+    x = x.tocsr().astype(np.float64) if hasattr(x, "tocsr") else np.asarray(x, dtype=np.float64)
+    lib = np.asarray(x.sum(1)).ravel()
+    lib[lib == 0] = 1.0
+    norm = x.multiply(1e4 / lib[:, None]).tocsr() if hasattr(x, "tocsr") else x * (1e4 / lib[:, None])
+    sq = norm.multiply(norm) if hasattr(norm, "multiply") else norm**2
+    mean = np.asarray(norm.mean(0)).ravel()
+    var = np.asarray(sq.mean(0)).ravel() - mean**2
+    var *= x.shape[0] / max(x.shape[0] - 1, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        disp = np.log(np.where(mean > 0, var / mean, np.nan))
+        log_mean = np.log1p(mean)
+    bins = np.digitize(log_mean, np.linspace(np.nanmin(log_mean), np.nanmax(log_mean), n_bins + 1)[1:-1])
+    z = np.full_like(disp, np.nan)
+    for b in np.unique(bins):
+        rows = (bins == b) & np.isfinite(disp)
+        if rows.sum() > 1:
+            sd = disp[rows].std(ddof=1)
+            z[rows] = (disp[rows] - disp[rows].mean()) / (sd if sd > 0 else 1.0)
+        elif rows.sum() == 1:
+            z[rows] = 1.0  # scanpy sets a lone gene's normalised dispersion to 1
+    detected = np.asarray((x > 0).sum(0)).ravel()
+    ok = np.isfinite(z) & (log_mean >= min_mean) & (log_mean <= max_mean) & (detected >= min_cells)
+    z[~ok] = -np.inf
+    return np.sort(np.argsort(-z, kind="stable")[: min(n_top, int(ok.sum()))])
+
+
+def _kmeans_split(x: Any, rows: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Sub-cluster codes (0..k-1, largest first) of `rows` by k-means on a 20-PC PCA of their lognorm values:
+    a Leiden-like split of a broad label (e.g. naive vs memory CD4 T)."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    from vaexprs.preprocess import highly_variable_genes
+
+    sub = x[rows]
+    hvg = highly_variable_genes(sub, 1000)
+    z = PCA(n_components=20, random_state=seed).fit_transform(_pbmc_lognorm(sub[:, hvg]))
+    codes = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(z)
+    order = np.argsort(-np.bincount(codes, minlength=k))
+    return np.argsort(order)[codes]
+
+
+def _subsample(labels: np.ndarray, sizes: dict[str, int], rng: np.random.Generator) -> np.ndarray:
+    rows = [rng.choice(np.flatnonzero(labels == lab), size=n, replace=False) for lab, n in sizes.items()]
+    return np.sort(np.concatenate(rows))
+
+
+def umi_hvg(seed: int = 0) -> Any:
+    """Droplet UMI counts, HVG-only, many small labels: pbmc3k subsampled to 700 cells and its most variable
+    genes, CD4 T and CD14 Monocytes each split in two by k-means on PCA -> 10 labels of 8 to 240 cells."""
+
+    src = _read_shared("pbmc3k")
+    x = src.X.tocsr()
+    labels = src.obs["cell_type"].astype(str).to_numpy().astype(object)
+    for broad, names in (
+        ("CD4 T", ("CD4 T naive", "CD4 T memory")),
+        ("CD14 Monocytes", ("CD14 Mono a", "CD14 Mono b")),
+    ):
+        rows = np.flatnonzero(labels == broad)
+        codes = _kmeans_split(x, rows, 2, seed)
+        labels[rows] = np.asarray(names, dtype=object)[codes]
+    labels = labels.astype(str)
+    sizes = {"CD4 T naive": 240, "CD4 T memory": 130, "CD14 Mono a": 80, "CD14 Mono b": 50, "B": 60, "CD8 T": 50,
+             "NK": 40, "FCGR3A Monocytes": 30, "Dendritic": 12, "Megakaryocytes": 8}  # fmt: skip
+    rng = np.random.default_rng(seed)
+    rows = _subsample(labels, sizes, rng)
+    sub = x[rows]
+    genes = seurat_hvg(sub, 765, min_cells=3)  # HVGs seen in at least 3 of the kept cells
+    sub = sub[:, genes]
+    names = [str(g) for g in src.var_names[genes]]
+    desc = (
+        f"umi_hvg: pbmc3k UMI counts, {sub.shape[0]} cells x {sub.shape[1]} highly variable genes (scanpy "
+        f"seurat rule, seen in >= 3 cells), 10 labels "
+        f"(CD4 T and CD14 Mono split by k-means on PCA), 8 to 240 cells per label"
+    )
+    return _anndata(sub.astype(np.float32), labels[rows], names, "counts", desc)
+
+
+def rare_label(seed: int = 0) -> Any:
+    """UMI counts with labels of fewer than 10 cells: pbmc3k, 600 cells, 3000 highly variable genes, Dendritic 6
+    and Megakaryocytes 4 cells among 6 larger labels."""
+    src = _read_shared("pbmc3k")
+    x = src.X.tocsr()
+    labels = src.obs["cell_type"].astype(str).to_numpy()
+    sizes = {"CD4 T": 220, "CD14 Monocytes": 120, "B": 90, "CD8 T": 80, "NK": 50, "FCGR3A Monocytes": 30,
+             "Dendritic": 6, "Megakaryocytes": 4}  # fmt: skip
+    rng = np.random.default_rng(seed + 7)
+    rows = _subsample(labels, sizes, rng)
+    sub = x[rows]
+    genes = seurat_hvg(sub, 3000)
+    sub = sub[:, genes]
+    desc = (
+        f"rare_label: pbmc3k UMI counts, {sub.shape[0]} cells x {sub.shape[1]} highly variable genes, 8 labels, "
+        "Dendritic 6 and Megakaryocytes 4 cells"
+    )
+    return _anndata(sub.astype(np.float32), labels[rows], [str(g) for g in src.var_names[genes]], "counts", desc)
+
+
+def scanpy_log(seed: int = 0) -> Any:
+    """What scanpy users keep in X: normalize_total(1e4) then natural-log log1p, no counts; pbmc3k, 1000 cells
+    (stratified), 3000 highly variable genes, sparse."""
+    src = _read_shared("pbmc3k")
+    x = src.X.tocsr()
+    labels = src.obs["cell_type"].astype(str).to_numpy()
+    rng = np.random.default_rng(seed + 11)
+    rows = np.sort(np.concatenate([
+        rng.choice(r, size=max(8, round(len(r) * 1000 / x.shape[0])), replace=False)
+        for r in (np.flatnonzero(labels == lab) for lab in np.unique(labels))
+    ]))  # fmt: skip
+    sub = x[rows].astype(np.float64)
+    lib = np.asarray(sub.sum(1)).ravel()  # normalize_total uses all genes, before HVG selection
+    genes = seurat_hvg(sub, 3000)
+    sub = sub.multiply(1e4 / lib[:, None]).tocsr()[:, genes]
+    sub.data = np.log1p(sub.data)
+    desc = (
+        f"scanpy_log: pbmc3k normalize_total(1e4) + log1p (natural log), {sub.shape[0]} cells x "
+        f"{sub.shape[1]} highly variable genes, 8 labels; non-integer, already log-scale (max {sub.max():.2f})"
+    )
+    return _anndata(sub.astype(np.float32), labels[rows], [str(g) for g in src.var_names[genes]], "log", desc)
+
+
+# --------------------------------------------------------------------------------------------- simulations
+def fulllength(seed: int = 0, n_genes: int = 26000) -> Any:
+    """Full-length read counts (Smart-seq-like), a gamma-Poisson simulation: 65 cells, 4 labels (25/18/14/8),
+    log-uniform library sizes 3e5..7e6, gene-length factors, strong overdispersion, amplification noise and
+    expression-dependent dropout; ~80% zeros."""
+    rng = np.random.default_rng(seed + 101)
+    sizes = (25, 18, 14, 8)
+    labels = np.repeat([f"type{k + 1}" for k in range(len(sizes))], sizes)
+    n = labels.size
+    # gene abundance (heavy-tailed, many barely expressed genes) x gene length (reads scale with length)
+    log_p = rng.normal(0.0, 2.3, n_genes) + rng.normal(0.0, 0.6, n_genes)
+    programmes = np.zeros((len(sizes), n_genes))
+    for k in range(len(sizes)):
+        de = rng.choice(n_genes, size=int(0.06 * n_genes), replace=False)
+        programmes[k, de] = rng.normal(0.0, 1.6, de.size)
+        on = rng.choice(n_genes, size=int(0.01 * n_genes), replace=False)  # label-specific genes switched on
+        programmes[k, on] += rng.uniform(2.5, 5.0, on.size)
+    code = np.repeat(np.arange(len(sizes)), sizes)
+    log_mu = log_p[None, :] + programmes[code]
+    log_mu += rng.normal(0.0, 0.5, (n, n_genes))  # amplification / biological noise per cell and gene
+    prop = np.exp(log_mu)
+    prop /= prop.sum(1, keepdims=True)
+    library = np.exp(rng.uniform(np.log(3e5), np.log(7e6), n))
+    mu = prop * library[:, None]
+    theta = np.exp(rng.normal(np.log(0.8), 0.5, n_genes))  # strong overdispersion (NB shape ~0.8)
+    counts = rng.poisson(rng.gamma(theta[None, :], mu / theta[None, :])).astype(np.float64)
+    # Smart-seq dropout: failed capture/RT, likelier for weakly expressed genes, with a per-cell efficiency
+    efficiency = rng.normal(0.0, 0.5, n)
+    drop = 1.0 / (1.0 + np.exp(1.6 * (np.log10(mu + 1e-3) - 1.6 + efficiency[:, None])))
+    counts[rng.random(counts.shape) < drop] = 0.0
+    order = rng.permutation(n)
+    x = counts[order].astype(np.float32)
+    lib = x.sum(1)
+    desc = (
+        f"fulllength: Smart-seq-like simulated read counts, {n} cells x {n_genes} genes, 4 labels "
+        f"(25/18/14/8), {np.mean(x == 0):.0%} zeros, library sizes {lib.min():.3g}..{lib.max():.3g}"
+    )
+    return _anndata(x, labels[order], None, "counts", desc)
+
+
+def vignette(seed: int = 0) -> Any:
+    """The VAExprs vignette's simulation (vaexprs.simulate()): 300 x 1000 non-negative, non-integer values
+    (N(5, 5) clipped at 0, already log-like), 3 labels."""
+    import vaexprs
+
+    src = vaexprs.simulate(groups=3, cells=100, genes=1000, deg=100, seed=seed + 1)
+    x = np.asarray(src.X, dtype=np.float32)
+    desc = f"vignette: vaexprs.simulate(), {x.shape[0]} x {x.shape[1]}, non-integer, {np.mean(x == 0):.0%} zeros"
+    return _anndata(x, src.obs["cell_type"].astype(str).to_numpy(), list(src.var_names), "log", desc)
+
+
+BUILDERS: dict[str, Callable[..., Any]] = {
+    "yan": yan,
+    "treutlein": treutlein,
+    "pbmc3k": pbmc3k,
+    "fulllength": fulllength,
+    "umi_hvg": umi_hvg,
+    "rare_label": rare_label,
+    "vignette": vignette,
+    "scanpy_log": scanpy_log,
+}
+SHARED_ONLY = {"yan", "treutlein", "pbmc3k", "umi_hvg", "rare_label", "scanpy_log"}  # need /work/shared/data
+
+
+def available() -> list[str]:
+    """The data sets that can be built here (the pbmc3k-derived ones need the shared file)."""
+    return [
+        n
+        for n in BUILDERS
+        if n not in SHARED_ONLY or (DATA / ("pbmc3k.h5ad" if n not in ("yan", "treutlein") else f"{n}.h5ad")).is_file()
+    ]
+
+
+def build(name: str, seed: int = 0) -> Any:
+    """The named data set (raises DatasetUnavailable when its shared file is absent)."""
+    if name not in BUILDERS:
+        raise KeyError(f"unknown data set {name!r}; known: {', '.join(BUILDERS)}")
+    return BUILDERS[name](seed)
+
+
+def describe(adata: Any) -> dict[str, Any]:
+    """Shape, zeros, value range, library sizes and label counts: the data-set table of the report."""
+    x = adata.X
+    n, g = adata.shape
+    nnz = x.nnz if hasattr(x, "nnz") else int(np.count_nonzero(x))
+    values = x.data if hasattr(x, "data") and hasattr(x, "nnz") else np.asarray(x)
+    lib = np.asarray(x.sum(1)).ravel()
+    counts = adata.obs["cell_type"].value_counts()
+    return {
+        "kind": adata.uns["bench"]["kind"],
+        "description": adata.uns["bench"]["description"],
+        "n_cells": int(n),
+        "n_genes": int(g),
+        "zero_frac": float(1.0 - nnz / (n * g)),
+        "max": float(values.max()),
+        "integer": bool(np.all(values == np.round(values))),
+        "library_min": float(lib.min()),
+        "library_median": float(np.median(lib)),
+        "library_max": float(lib.max()),
+        "labels": {str(k): int(v) for k, v in counts.items()},
+    }
+
+
+if __name__ == "__main__":  # python -m benchmarks.datasets: print every data set's summary
+    import json
+    import time
+
+    for name in BUILDERS:
+        t = time.perf_counter()
+        try:
+            d = describe(build(name))
+        except DatasetUnavailable as exc:
+            print(f"{name}: skipped ({exc})")
+            continue
+        d["build_seconds"] = round(time.perf_counter() - t, 2)
+        print(name, json.dumps(d))

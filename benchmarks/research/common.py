@@ -1,0 +1,166 @@
+"""Glue between the benchmark data sets, the package's public API (fit_vae, gen_exprs) and the harness.
+
+    gen_log, gen_labels, info = fit_generate(adata, {"likelihood": "nb", "epochs": 300}, seed=1, counts={...})
+    store = Store("heads"); if not store.done(key): store.put(key, record)   # resumable per-run JSON
+
+Generated cells come back in the harness log space (see benchmarks/harness.py), whatever head made them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import harness
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results" / "research"
+COUNT_HEADS = ("nb", "zinb")
+BASE = {"hidden": (128,), "latent_dim": 10, "epochs": 300, "batch_size": 32, "lr": 1e-3}  # README advice
+
+log = logging.getLogger("research")
+
+
+def setup() -> None:
+    """One experiment process at a time on a shared 2-core machine: 2 torch threads, quiet warnings."""
+    import torch
+
+    torch.set_num_threads(2)
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("vaexprs").setLevel(logging.WARNING)
+
+
+def heads_for(adata: Any) -> list[str]:
+    """Candidate heads that apply: count heads only on integer data, hurdle only on non-negative data."""
+    x = adata.X
+    values = x.data if hasattr(x, "nnz") else np.asarray(x)
+    heads = ["bce", "mse"]
+    if values.min() >= 0:
+        heads.append("hurdle")
+    if values.min() >= 0 and np.all(values == np.round(values)):
+        heads += ["nb", "zinb"]
+    return heads
+
+
+def to_log(gen: Any, kind: str, real_mean_lib: float, train_mean_lib: float) -> np.ndarray:
+    """Generated cells (a GeneratedCells) in the harness space."""
+    x = np.asarray(gen.x_gen, dtype=np.float64)
+    space = gen.value_space or gen.output_space
+    if space == "counts":
+        return harness.log_space(x, "counts", real_mean_lib)
+    if space == "lognorm" and kind == "counts":  # relative to the training cells' mean library: re-base
+        return np.log2((np.exp2(x) - 1.0) * (real_mean_lib / train_mean_lib) + 1.0).astype(np.float32)
+    return x.astype(np.float32)  # log (log2(x + 1)) and none are the harness spaces already
+
+
+def fit(adata: Any, setting: dict[str, Any], seed: int) -> tuple[Any, float]:
+    import vaexprs
+    from benchmarks.research.proto import PROTOTYPES, InitFromData, patched
+
+    private = ("head", "post", "tag", "proto", "output_space", "init")
+    kw = {**BASE, **{k: v for k, v in setting.items() if k not in private}}
+    kw["likelihood"] = setting.get("likelihood", setting.get("head", "bce"))
+    proto = setting.get("proto")
+    if proto:
+        kw["likelihood"] = PROTOTYPES[proto].name
+    if kw.get("patience") and kw.get("val_split", 0) > 0:
+        kw.setdefault("monitor", "val_loss")
+    t = time.perf_counter()
+    if setting.get("init"):
+        kw["callbacks"] = [InitFromData(adata, kw["likelihood"])]
+    with patched(proto):
+        result = vaexprs.fit_vae(adata, "cell_type", seed=seed, **kw)
+    return result, time.perf_counter() - t
+
+
+def generate(result: Any, counts: dict[str, int], seed: int, output_space: str | None = None) -> tuple[Any, float]:
+    import vaexprs
+
+    t = time.perf_counter()
+    gen = vaexprs.gen_exprs(result, labels=counts, seed=seed, output_space=output_space)
+    return gen, time.perf_counter() - t
+
+
+def fit_generate(
+    adata: Any, setting: dict[str, Any], seed: int, counts: dict[str, int], real_mean_lib: float
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Train on `adata` with `setting`, generate `counts` cells per label; cells in the harness space."""
+    kind = adata.uns["bench"]["kind"]
+    result, fit_s = fit(adata, setting, seed)
+    gen, gen_s = generate(result, counts, seed, setting.get("output_space"))
+    raw = np.asarray(gen.x_gen)
+    post = setting.get("post")
+    if post is not None:
+        raw = post(raw, gen, result, adata)
+        gen.x_gen = raw
+    train_lib = harness.mean_library(adata.X)
+    x = to_log(gen, kind, real_mean_lib, train_lib)
+    info = {
+        "fit_s": fit_s,
+        "gen_s": gen_s,
+        "best_epoch": int(result.best_epoch),
+        "epochs_run": len(result.history),
+        "final_loss": float(result.history[-1]["loss"]),
+        "final_val_loss": float(result.history[-1].get("val_loss", float("nan"))),
+        "value_space": gen.value_space,
+        "count_output": gen.value_space == "counts",
+        "raw_min": float(raw.min()),
+        "raw_integer": bool(np.all(raw == np.round(raw))),
+    }
+    info["_raw"] = raw
+    info["_result"] = result
+    return x, np.asarray(gen.y_gen).astype(str), info
+
+
+def label_counts(labels: np.ndarray) -> dict[str, int]:
+    v, c = np.unique(np.asarray(labels).astype(str), return_counts=True)
+    return {str(a): int(b) for a, b in zip(v, c)}
+
+
+def plain(d: dict[str, Any]) -> dict[str, Any]:
+    """Drop the private (non-JSON) entries."""
+    return {k: v for k, v in d.items() if not k.startswith("_")}
+
+
+class Store:
+    """One JSON file per finished run under results/research/<experiment>/: reruns skip what is done."""
+
+    def __init__(self, experiment: str) -> None:
+        self.dir = RESULTS / experiment
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.dir / (key.replace("/", "_").replace(" ", "_") + ".json")
+
+    def done(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def get(self, key: str) -> dict[str, Any]:
+        return json.loads(self.path(key).read_text())
+
+    def put(self, key: str, record: dict[str, Any]) -> None:
+        tmp = self.path(key).with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1, default=_json_default) + "\n")
+        tmp.replace(self.path(key))
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        return {p.stem: json.loads(p.read_text()) for p in sorted(self.dir.glob("*.json"))}
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, tuple):
+        return list(v)
+    return str(v)
