@@ -85,7 +85,7 @@ def pbmc3k(seed: int = 0) -> Any:
 # --------------------------------------------------------------------------------------------- pbmc3k-derived
 def _pbmc_lognorm(x: Any) -> np.ndarray:
     """Dense lognorm (log2(x / sf + 1), sf = library / mean library) of a count matrix."""
-    from vaexprs.preprocess import apply_normalization
+    from vaexprs.data.preprocess import apply_normalization
 
     y = apply_normalization(x, "lognorm")
     return np.asarray(y.toarray() if hasattr(y, "toarray") else y, dtype=np.float32)
@@ -129,7 +129,7 @@ def _kmeans_split(x: Any, rows: np.ndarray, k: int, seed: int) -> np.ndarray:
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
 
-    from vaexprs.preprocess import highly_variable_genes
+    from vaexprs.data.preprocess import highly_variable_genes
 
     sub = x[rows]
     hvg = highly_variable_genes(sub, 1000)
@@ -269,6 +269,81 @@ def vignette(seed: int = 0) -> Any:
     return _anndata(x, src.obs["cell_type"].astype(str).to_numpy(), list(src.var_names), "log", desc)
 
 
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+TRAJECTORY_STAGES = (  # label, cells, pseudotime interval, branch (0 trunk, 1 fate A, 2 fate B)
+    ("stem", 150, (0.0, 0.3), 0),
+    ("progenitor", 90, (0.3, 0.5), 0),
+    ("fateA_early", 60, (0.5, 0.75), 1),
+    ("fateB_early", 40, (0.5, 0.75), 2),
+    ("fateA_late", 25, (0.75, 1.0), 1),
+    ("fateB_late", 10, (0.75, 1.0), 2),
+)
+
+
+def trajectory(seed: int = 0, n_genes: int = 2000) -> Any:
+    """UNSEEN (no default was tuned on it): UMI-like counts of a branching differentiation trajectory, a
+    gamma-Poisson simulation. 375 cells on a pseudotime 0..1: a trunk (stem 150, progenitor 90 cells) that
+    branches at 0.5 into two fates (early 60/40, late 25/10 cells); 2,000 genes with heavy-tailed baselines,
+    smooth pseudotime trends (sigmoids up or down), transient bumps and fate-specific switches; cell noise,
+    log-normal library sizes around 5e3 (before dropout), gene-specific NB dispersion (shape 0.3..30) and dropout likelier for
+    weakly expressed genes, with a per-cell capture efficiency. obs also holds `pseudotime` and `branch`."""
+    rng = np.random.default_rng(seed + 303)
+    g = n_genes
+    labels, t, branch = [], [], []
+    for name, n, (lo, hi), b in TRAJECTORY_STAGES:
+        labels += [name] * n
+        t.append(rng.uniform(lo, hi, n))
+        branch += [b] * n
+    labels_arr, t_arr, branch_arr = np.array(labels), np.concatenate(t), np.array(branch)
+    n = labels_arr.size
+    log_p = rng.normal(0.0, 1.6, g)  # baseline abundance: a few high, most barely expressed
+    effect = np.zeros((n, g))
+    # trunk trends along pseudotime (every cell): 25% of genes go up or down through a sigmoid
+    trend = rng.choice(g, size=g // 4, replace=False)
+    amp = rng.normal(0.0, 1.5, trend.size)
+    centre, width = rng.uniform(0.1, 0.9, trend.size), rng.uniform(0.05, 0.2, trend.size)
+    effect[:, trend] += amp * _sigmoid((t_arr[:, None] - centre) / width)
+    # transient programmes: 8% of genes peak around one pseudotime
+    bump = rng.choice(g, size=int(0.08 * g), replace=False)
+    centre, width = rng.uniform(0.15, 0.85, bump.size), rng.uniform(0.04, 0.12, bump.size)
+    effect[:, bump] += rng.uniform(1.0, 3.0, bump.size) * np.exp(-0.5 * ((t_arr[:, None] - centre) / width) ** 2)
+    # fate-specific switches after the branch point: 8% of genes per fate, mostly switched on
+    for b in (1, 2):
+        genes = rng.choice(g, size=int(0.08 * g), replace=False)
+        sign = np.where(rng.random(genes.size) < 0.8, 1.0, -1.0)
+        amp = sign * rng.uniform(1.0, 3.5, genes.size)
+        centre, width = rng.uniform(0.5, 0.8, genes.size), rng.uniform(0.03, 0.1, genes.size)
+        rows = branch_arr == b
+        effect[np.ix_(rows, genes)] += amp * _sigmoid((t_arr[rows, None] - centre) / width)
+    log_mu = log_p[None, :] + effect + rng.normal(0.0, 0.3, (n, g))  # biological noise per cell and gene
+    prop = np.exp(log_mu - log_mu.max(1, keepdims=True))
+    prop /= prop.sum(1, keepdims=True)
+    library = np.exp(rng.normal(np.log(5e3), 0.45, n))
+    mu = prop * library[:, None]
+    theta = np.clip(np.exp(rng.normal(np.log(3.0), 0.9, g)), 0.3, 30.0)  # gene-specific dispersion
+    counts = rng.poisson(rng.gamma(theta[None, :], mu / theta[None, :])).astype(np.float64)
+    efficiency = rng.normal(0.0, 0.4, n)  # per-cell capture: some cells lose more weakly expressed genes
+    drop = _sigmoid(-1.2 * (np.log(mu + 1e-6) - np.log(1.0) + efficiency[:, None]))
+    counts[rng.random(counts.shape) < drop] = 0.0
+    order = rng.permutation(n)
+    x = counts[order].astype(np.float32)
+    lib = x.sum(1)
+    sizes = "/".join(str(s[1]) for s in TRAJECTORY_STAGES)
+    desc = (
+        f"trajectory (unseen: no default was tuned on it): simulated UMI-like counts (gamma-Poisson) of a "
+        f"branching differentiation, {n} cells x {g} genes, 6 labels along pseudotime ({sizes} cells), library "
+        f"sizes {lib.min():.3g}..{lib.max():.3g}, gene-specific dispersion, expression-dependent dropout, "
+        f"{np.mean(x == 0):.0%} zeros"
+    )
+    adata = _anndata(x, labels_arr[order], None, "counts", desc, unseen=True)
+    adata.obs["pseudotime"] = t_arr[order]
+    adata.obs["branch"] = branch_arr[order]
+    return adata
+
+
 BUILDERS: dict[str, Callable[..., Any]] = {
     "yan": yan,
     "treutlein": treutlein,
@@ -278,6 +353,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "rare_label": rare_label,
     "vignette": vignette,
     "scanpy_log": scanpy_log,
+    "trajectory": trajectory,
 }
 SHARED_ONLY = {"yan", "treutlein", "pbmc3k", "umi_hvg", "rare_label", "scanpy_log"}  # need /work/shared/data
 
@@ -308,6 +384,7 @@ def describe(adata: Any) -> dict[str, Any]:
     counts = adata.obs["cell_type"].value_counts()
     return {
         "kind": adata.uns["bench"]["kind"],
+        "unseen": bool(adata.uns["bench"].get("unseen", False)),
         "description": adata.uns["bench"]["description"],
         "n_cells": int(n),
         "n_genes": int(g),

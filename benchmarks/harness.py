@@ -52,17 +52,29 @@ def log_space(x: Any, kind: str, mean_lib: float | None = None) -> np.ndarray:
         return np.log2(dense(x).astype(np.float64) + 1.0).astype(np.float32)
     if kind != "counts":
         raise ValueError(f"kind must be counts, linear or log; got {kind!r}")
-    x = dense(x).astype(np.float64)
+    if hasattr(x, "tocsr"):  # sparse: normalise the stored values only, then densify once (pbmc3k: 13,714 genes)
+        x = x.tocsr().astype(np.float64)
+        lib = np.asarray(x.sum(1)).ravel()
+        sf = lib / (mean_lib if mean_lib is not None else mean_library(x))
+        sf[sf <= 0] = 1.0
+        x.data /= np.repeat(sf, np.diff(x.indptr))
+        x.data = np.log2(x.data + 1.0)
+        return np.asarray(x.toarray(), dtype=np.float32)
+    x = np.array(x, dtype=np.float64)  # one float64 copy, transformed in place (same values as log2(x / sf + 1))
     lib = x.sum(1)
     sf = lib / (mean_lib if mean_lib is not None else mean_library(x))
     sf[sf <= 0] = 1.0
-    return np.log2(x / sf[:, None] + 1.0).astype(np.float32)
+    x /= sf[:, None]
+    x += 1.0
+    np.log2(x, out=x)
+    return x.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------- splits
 def stratified_split(labels: np.ndarray, frac: float, seed: int, min_first: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Two sorted row sets, each label split `frac` / 1 - frac (rounded up for the first part, which keeps at
-    least `min_first` cells, the second part at least one cell when the label has two)."""
+    least `min_first` cells; the second part keeps at least one cell when the label has more than
+    max(min_first, 1) cells, none otherwise)."""
     rng = np.random.default_rng(seed)
     a, b = [], []
     for lab in np.unique(labels):
@@ -216,16 +228,28 @@ def cv_accuracy(real: np.ndarray, labels: np.ndarray, seed: int) -> float:
     return float(np.mean(cross_val_score(clf, real, labels, cv=cv)))
 
 
-def reference(real: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """The real data against itself: two label-stratified halves scored like real vs generated."""
-    a, b = stratified_split(labels, 0.5, seed)
+def reference(
+    real: np.ndarray, labels: np.ndarray, seed: int = 0, split: tuple[np.ndarray, np.ndarray] | None = None
+) -> dict[str, float]:
+    """The real data against itself: two label-stratified halves scored like real vs generated.
+
+    split: the two row sets (a, b) to compare instead of a random split-half; `a` plays the real side and `b`
+    the generated side (held-out scoring of a generator trained on rows T and scored against rows H: pass
+    (H, T)); keep_cv is then the label classifier's cross-validated accuracy within `a`.
+    """
+    if split is None:
+        a, b = stratified_split(labels, 0.5, seed)
+        keep_cv = cv_accuracy(real, labels, seed)
+    else:
+        a, b = (np.asarray(rows) for rows in split)
+        keep_cv = cv_accuracy(real[a], labels[a], seed)
     corr = label_means_corr(real[a], labels[a], real[b], labels[b])
     mp = max_plausibility(real[a], real[b])
     return {
         "auc": rf_auc(real[a], real[b], seed),
         "corr": float(np.nanmean(list(corr.values()))),
         "corr_by_label": corr,
-        "keep_cv": cv_accuracy(real, labels, seed),
+        "keep_cv": keep_cv,
         "zero_frac": float(np.mean(real == 0)),
         "max_share_over": mp["max_share_over"],
         "max_worst_excess": mp["max_worst_excess"],
@@ -307,6 +331,61 @@ def _accuracies(clf: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.n
     }
 
 
+def augmentation_run(
+    real: np.ndarray,
+    labels: np.ndarray,
+    train_adata: Callable[[np.ndarray], Any],
+    generate: Generator,
+    seed: int,
+    train_frac: float = 0.5,
+    n_gen: str | Callable[[dict[str, int]], dict[str, int]] = "same",
+    realism: bool = True,
+) -> dict[str, Any]:
+    """One seed of `augmentation_gain` (the split, the generator's fit, both classifiers with and without)."""
+    labels = np.asarray(labels).astype(str)
+    tr, te = stratified_split(labels, train_frac, seed, min_first=2)
+    y_tr = labels[tr]
+    counts = {str(k): int(v) for k, v in zip(*np.unique(y_tr, return_counts=True))}
+    if n_gen == "same":
+        want = counts
+    elif n_gen == "balanced":
+        top = max(counts.values())
+        want = {k: top - v for k, v in counts.items() if top - v > 0} or counts
+    else:
+        want = n_gen(counts)
+    gen, gl = generate(train_adata(tr), seed, want)
+    gl = np.asarray(gl).astype(str)
+    run: dict[str, Any] = {"seed": seed, "n_train": int(tr.size), "n_test": int(te.size), "n_gen": int(gl.size)}
+    for name, make in (("lr", label_classifier), ("rf", rf_classifier)):
+        base = _accuracies(make(seed), real[tr], y_tr, real[te], labels[te])
+        aug = _accuracies(make(seed), np.vstack([real[tr], gen]), np.r_[y_tr, gl], real[te], labels[te])
+        run[name] = {"base": base, "aug": aug, "gain": {k: aug[k] - base[k] for k in base}}
+    if realism:
+        run["heldout"] = {k: v for k, v in score(real[te], labels[te], gen, gl, seed=seed).items()
+                          if not isinstance(v, dict)}  # fmt: skip
+        run["train"] = {k: v for k, v in score(real[tr], y_tr, gen, gl, seed=seed).items()
+                        if not isinstance(v, dict)}  # fmt: skip
+    return run
+
+
+def summarize_augmentation(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sd (over seeds, ddof 1; 0 for one seed) of the gains, the base accuracies, and (when the runs
+    have them) the held-out and training-side realism means."""
+    summary: dict[str, Any] = {"n_seeds": len(runs)}
+    for name in ("lr", "rf"):
+        for k in ("acc", "bal_acc", "macro_f1"):
+            g = np.array([r[name]["gain"][k] for r in runs])
+            b = np.array([r[name]["base"][k] for r in runs])
+            summary[f"{name}_{k}_gain_mean"] = float(g.mean())
+            summary[f"{name}_{k}_gain_std"] = float(g.std(ddof=1)) if g.size > 1 else 0.0
+            summary[f"{name}_{k}_base_mean"] = float(b.mean())
+    if runs and all("heldout" in r and "train" in r for r in runs):
+        for side in ("heldout", "train"):
+            for k in ("auc", "keep", "corr", "zero_gap", "max_share_over"):
+                summary[f"{side}_{k}_mean"] = float(np.mean([r[side][k] for r in runs]))
+    return summary
+
+
 def augmentation_gain(
     real: np.ndarray,
     labels: np.ndarray,
@@ -324,43 +403,7 @@ def augmentation_gain(
     on train_ad only. n_gen: "same" (as many as the real train split, same label counts), "balanced" (every
     label topped up to the largest label's train count) or a function of the train label counts.
     Also scores the generated cells' realism against the held-out half (`realism`): the truly-held-out check.
+    One seed = `augmentation_run`; the summary = `summarize_augmentation`.
     """
-    labels = np.asarray(labels).astype(str)
-    runs = []
-    for seed in seeds:
-        tr, te = stratified_split(labels, train_frac, seed, min_first=2)
-        y_tr = labels[tr]
-        counts = {str(k): int(v) for k, v in zip(*np.unique(y_tr, return_counts=True))}
-        if n_gen == "same":
-            want = counts
-        elif n_gen == "balanced":
-            top = max(counts.values())
-            want = {k: top - v for k, v in counts.items() if top - v > 0} or counts
-        else:
-            want = n_gen(counts)
-        gen, gl = generate(train_adata(tr), seed, want)
-        gl = np.asarray(gl).astype(str)
-        run: dict[str, Any] = {"seed": seed, "n_train": int(tr.size), "n_test": int(te.size), "n_gen": int(gl.size)}
-        for name, make in (("lr", label_classifier), ("rf", rf_classifier)):
-            base = _accuracies(make(seed), real[tr], y_tr, real[te], labels[te])
-            aug = _accuracies(make(seed), np.vstack([real[tr], gen]), np.r_[y_tr, gl], real[te], labels[te])
-            run[name] = {"base": base, "aug": aug, "gain": {k: aug[k] - base[k] for k in base}}
-        if realism:
-            run["heldout"] = {k: v for k, v in score(real[te], labels[te], gen, gl, seed=seed).items()
-                              if not isinstance(v, dict)}  # fmt: skip
-            run["train"] = {k: v for k, v in score(real[tr], y_tr, gen, gl, seed=seed).items()
-                            if not isinstance(v, dict)}  # fmt: skip
-        runs.append(run)
-    summary: dict[str, Any] = {}
-    for name in ("lr", "rf"):
-        for k in ("acc", "bal_acc", "macro_f1"):
-            g = np.array([r[name]["gain"][k] for r in runs])
-            b = np.array([r[name]["base"][k] for r in runs])
-            summary[f"{name}_{k}_gain_mean"] = float(g.mean())
-            summary[f"{name}_{k}_gain_std"] = float(g.std(ddof=1)) if g.size > 1 else 0.0
-            summary[f"{name}_{k}_base_mean"] = float(b.mean())
-    if realism:
-        for side in ("heldout", "train"):
-            for k in ("auc", "keep", "corr", "zero_gap", "max_share_over"):
-                summary[f"{side}_{k}_mean"] = float(np.mean([r[side][k] for r in runs]))
-    return {"summary": summary, "runs": runs}
+    runs = [augmentation_run(real, labels, train_adata, generate, seed, train_frac, n_gen, realism) for seed in seeds]
+    return {"summary": summarize_augmentation(runs), "runs": runs}

@@ -63,9 +63,11 @@ def simulated_vae(out: Path, epochs: int) -> None:
     adata = vaexprs.simulate(groups=3, cells=100, genes=1000, deg=100, seed=1)
     start = time.perf_counter()
     # No labels: a plain VAE. The vignette validates on the training cells themselves (x_val = x_train).
+    # VAExprs' model: bce (the decoder mean), latent 2; vaexprs' own default would be likelihood="auto".
     result = vaexprs.fit_vae(
-        adata, x_val=adata, hidden=(512,), epochs=epochs, batch_size=32, monitor="val_loss", patience=10, seed=1
-    )
+        adata, x_val=adata, likelihood="bce", latent_dim=2, hidden=(512,), epochs=epochs, batch_size=32,
+        monitor="val_loss", patience=10, seed=1,
+    )  # fmt: skip
     summary(result, time.perf_counter() - start)
     gen = vaexprs.gen_exprs(result, num_samples=100, seed=1)
     figures(result, gen, out, "sim_vae")
@@ -84,8 +86,9 @@ def yan_cvae(out: Path, data: Path, epochs: int) -> None:
     print(f"  {adata.n_obs} cells, {adata.n_vars} expressed genes (of {expressed.size})")
     start = time.perf_counter()
     result = vaexprs.fit_vae(
-        adata, "cell_type", hidden=(256,), epochs=epochs, batch_size=32, monitor="loss", patience=20, seed=1
-    )
+        adata, "cell_type", likelihood="bce", latent_dim=2, hidden=(256,), epochs=epochs, batch_size=32,
+        monitor="loss", patience=20, seed=1,
+    )  # fmt: skip
     summary(result, time.perf_counter() - start)
     gen = vaexprs.gen_exprs(result, num_samples=100, seed=1)
     figures(result, gen, out, "yan_cvae")

@@ -37,21 +37,23 @@ def cvae_result(sim):
     """The issue's reference CVAE: hidden 512, latent 2, batch 32, 30 epochs on the vignette data."""
     import vaexprs
 
-    return vaexprs.fit_vae(sim, "cell_type", hidden=(512,), latent_dim=2, batch_size=32, epochs=30, seed=1)
+    return vaexprs.fit_vae(
+        sim, "cell_type", hidden=(512,), latent_dim=2, batch_size=32, epochs=30, seed=1, likelihood="bce"
+    )
 
 
 @pytest.fixture(scope="session")
 def small_cvae(small_sim):
     import vaexprs
 
-    return vaexprs.fit_vae(small_sim, "cell_type", hidden=(32,), epochs=3, seed=3)
+    return vaexprs.fit_vae(small_sim, "cell_type", hidden=(32,), latent_dim=2, epochs=3, seed=3, likelihood="bce")
 
 
 @pytest.fixture(scope="session")
 def small_vae(small_sim):
     import vaexprs
 
-    return vaexprs.fit_vae(small_sim, hidden=(32,), epochs=3, seed=3)
+    return vaexprs.fit_vae(small_sim, hidden=(32,), latent_dim=2, epochs=3, seed=3, likelihood="bce")
 
 
 @pytest.fixture(scope="session")

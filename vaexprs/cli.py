@@ -148,7 +148,10 @@ def values_of(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
         if f.name in kwargs:
             parse = f.metadata.get("parse")
             value = kwargs[f.name]
-            out[f.name] = parse(value) if parse is not None and isinstance(value, str) else value
+            try:
+                out[f.name] = parse(value) if parse is not None and isinstance(value, str) else value
+            except OptionError as exc:  # worded with the option's own name
+                raise OptionError(f.name, exc.detail) from None
     return out
 
 

@@ -99,7 +99,7 @@ class InitFromData:
     def __init__(self, adata: object, likelihood: str) -> None:
         import numpy as np
 
-        from vaexprs.preprocess import apply_normalization, choose_normalization
+        from vaexprs.data.preprocess import apply_normalization, choose_normalization
 
         x = adata.X  # type: ignore[attr-defined]
         x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)

@@ -76,3 +76,38 @@ def test_augmentation_gain_with_real_cells_as_generator_is_not_negative_on_avera
 
     res = harness.augmentation_gain(real, labels, lambda rows: rows, generate, seeds=(1, 2), realism=False)
     assert res["summary"]["lr_acc_gain_mean"] > -0.05
+
+
+def test_log_space_sparse_counts_match_dense() -> None:
+    import scipy.sparse as sp
+
+    counts, _ = _toy(n=40, g=50, seed=5)
+    x = sp.csr_matrix(counts)
+    assert np.array_equal(harness.log_space(x, "counts", mean_lib=123.0), harness.log_space(counts, "counts", 123.0))
+    assert np.array_equal(harness.log_space(x, "counts"), harness.log_space(counts, "counts"))
+    assert np.array_equal(x.toarray(), counts)  # the input is not modified
+
+
+def test_reference_on_a_given_split_compares_those_rows() -> None:
+    counts, labels = _toy(n=120, g=100, seed=4)
+    real = harness.log_space(counts, "counts")
+    tr, te = harness.stratified_split(labels, 0.5, seed=2, min_first=2)
+    ref = harness.reference(real, labels, seed=0, split=(te, tr))
+    assert ref["auc"] == pytest.approx(harness.rf_auc(real[te], real[tr], 0))
+    assert ref["corr"] == pytest.approx(
+        np.mean(list(harness.label_means_corr(real[te], labels[te], real[tr], labels[tr]).values()))
+    )
+
+
+def test_augmentation_run_and_summary_make_augmentation_gain() -> None:
+    counts, labels = _toy(n=80, g=60, seed=6)
+    real = harness.log_space(counts, "counts")
+
+    def generate(rows: np.ndarray, seed: int, want: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        rows = np.concatenate([rng.choice(np.flatnonzero(labels == k), v) for k, v in want.items()])
+        return real[rows], labels[rows]
+
+    whole = harness.augmentation_gain(real, labels, lambda rows: rows, generate, seeds=(1, 2), realism=False)
+    runs = [harness.augmentation_run(real, labels, lambda rows: rows, generate, s, realism=False) for s in (1, 2)]
+    assert harness.summarize_augmentation(runs) == whole["summary"] and whole["summary"]["n_seeds"] == 2

@@ -33,6 +33,7 @@ _MEDIAN_POINTS = 2000
 _KERNEL_BLOCK = 1024
 
 _LABEL_KEYS = (
+    "label_keep_rate",
     "tstr_accuracy",
     "trtr_accuracy",
     "label_centroid_corr",
@@ -217,6 +218,32 @@ def _tstr_trtr(
     return tstr, trtr
 
 
+def _keep_rate(zr: np.ndarray, yr: np.ndarray, zg: np.ndarray, yg: np.ndarray, seed: int) -> float | None:
+    """Share of generated cells (of labels the real cells have) that a classifier trained on real cells labels
+    as their own label: do generated cells keep their cell identity?"""
+    known = np.isin(yg, np.unique(yr))
+    if len(np.unique(yr)) < 2 or not known.any():
+        return None
+    clf = _label_classifier(seed).fit(zr, yr)
+    return float(np.mean(clf.predict(zg[known]) == yg[known]))
+
+
+def label_keep_rate(
+    real_x: Any, real_labels: Any, gen_x: Any, gen_labels: Any, *, n_pcs: int = 50, seed: int = 0
+) -> float | None:
+    """The label keep rate with the classifier trained on all of `real_x` (a PCA of the real cells, then a
+    logistic regression); None with fewer than two real labels. Model selection judges with the training cells."""
+    from sklearn.decomposition import PCA
+
+    real, gen = _as_matrix(real_x, "real"), _as_matrix(gen_x, "generated")
+    yr = _as_labels(real_labels, real.shape[0], "real", "real_labels")
+    yg = _as_labels(gen_labels, gen.shape[0], "generated", "gen_labels")
+    rows_r, rows_g = np.arange(real.shape[0]), np.arange(gen.shape[0])
+    real_d, gen_d = _dense_rows(real, rows_r), _dense_rows(gen, rows_g)
+    pca = PCA(n_components=min(n_pcs, real_d.shape[0] - 1, real_d.shape[1]), random_state=seed).fit(real_d)
+    return _keep_rate(pca.transform(real_d), yr, pca.transform(gen_d), yg, seed)
+
+
 def _top_markers(sums: np.ndarray, counts: np.ndarray, i: int, k: int) -> np.ndarray | None:
     """Top-k genes of group i by (mean in group - mean in all other cells); None without other cells."""
     n_other = counts.sum() - counts[i]
@@ -346,6 +373,7 @@ def evaluate(
     if labelled:
         tstr, trtr = _tstr_trtr(zr, r_lab[idx_r], zg, g_lab[idx_g], set(shared), seed)
         metrics["tstr_accuracy"], metrics["trtr_accuracy"] = tstr, trtr
+        metrics["label_keep_rate"] = _keep_rate(zr, r_lab[idx_r], zg, g_lab[idx_g], seed)
         metrics.update(_label_metrics(real, gen, r_lab, g_lab, shared, n_markers))
         metrics["labels_skipped"] = skipped
     return metrics
@@ -412,6 +440,7 @@ _HINTS = {
     "var_ratio": "median gene variance gen/real; 1 = same, <1 = too smooth",
     "zero_frac_real": "fraction of exact zeros, real",
     "zero_frac_gen": "fraction of exact zeros, generated",
+    "label_keep_rate": "generated cells a real-trained classifier gives their own label; 1 = all",
     "tstr_accuracy": "train on generated, test on real; compare with trtr",
     "trtr_accuracy": "train and test on real halves; the reference",
     "label_centroid_corr_mean": "mean per-label r of gene means; 1 = identical",

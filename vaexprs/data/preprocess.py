@@ -183,6 +183,33 @@ def column_min_max(x: Any) -> tuple[np.ndarray, np.ndarray]:
     return x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
 
 
+def column_mean_sd(x: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene mean and standard deviation (over all cells, zeros included), without densifying."""
+    n = max(x.shape[0], 1)
+    if is_sparse(x):
+        x = x.tocsc().astype(np.float64)
+        mean = np.asarray(x.sum(axis=0), dtype=np.float64).ravel() / n
+        sq = np.asarray(x.multiply(x).sum(axis=0), dtype=np.float64).ravel() / n
+    else:
+        arr = np.asarray(x, dtype=np.float64)
+        mean, sq = arr.mean(axis=0), (arr * arr).mean(axis=0)
+    return mean, np.sqrt(np.maximum(sq - mean * mean, 0.0))
+
+
+def plausible_maxima(x: Any, counts: bool) -> np.ndarray:
+    """(G,) the largest value a generated cell may hold per gene: the training maximum plus the gene's own
+    spread (its sd on the log scale), so a sampled tail cannot leave what the data could hold.
+
+    x: training values in the head's own space (log-scale values, or raw counts when `counts`: the margin is
+    then taken on log2(x + 1) and the cap is a whole count).
+    """
+    logged = apply_normalization(x, "log") if counts else x
+    _, high = column_min_max(logged)
+    _, sd = column_mean_sd(logged)
+    cap = high + sd
+    return np.floor(np.exp2(cap) - 1.0) if counts else cap
+
+
 @dataclass
 class MinMaxScaler:
     """Per-gene min-max scaling to [0, 1], fitted on training cells. Constant genes get range 1 (flagged)."""

@@ -24,7 +24,13 @@ import numpy as np
 from vaexprs.bundle.heads import HEADS, LibrarySize
 from vaexprs.config import FIT_CONFIGS, DataConfig, ModelConfig, TrainConfig, config_defaults, split_options
 from vaexprs.data.io import as_matrix
-from vaexprs.data.preprocess import Preprocessor, apply_normalization, check_counts, library_size
+from vaexprs.data.preprocess import (
+    Preprocessor,
+    apply_normalization,
+    check_counts,
+    library_size,
+    plausible_maxima,
+)
 from vaexprs.errors import InputError, OptionError
 from vaexprs.generate.loop import iter_blocks, one_hot
 from vaexprs.generate.request import plan_generation, request_from
@@ -110,6 +116,7 @@ def fit_head(
     likelihood = model_options["likelihood"]
     head = HEADS[likelihood]
     matrix, val_matrix = data.matrix, data.val_matrix
+    train = train.resolved(matrix.shape[0])
     if head.count_input:
         matrix = check_counts(matrix, likelihood, data_config.round_counts)
         if val_matrix is not None:
@@ -157,11 +164,12 @@ def fit_head(
         classes = preprocessor.labels.classes if n_labels else ()
         sampler = fit_latent_sampler(latent, codes, classes, seed=train.seed)
         library = LibrarySize.fit(library_size(matrix), codes, n_labels) if head.count_input else None
+        cap = plausible_maxima(matrix if head.count_input else normalized, head.count_input) if head.sampled else None
         return VAEResult(
             model=model, model_config=model_config, train_config=train, data_config=data_config,
             preprocessor=preprocessor, sampler=sampler, history=state.history, best_epoch=state.best_epoch,
             normalize_note=note, x_train=normalized, y_train=data.labels, latent=latent, data_info=data_info,
-            device=state.device, library_size=library, x_val=val_normalized, y_val=data.val_labels,
+            device=state.device, library_size=library, x_val=val_normalized, y_val=data.val_labels, value_cap=cap,
         )  # fmt: skip
 
     def partial(state: Any) -> VAEResult:
@@ -197,7 +205,15 @@ def fit_vae(
     model_options = {**{k: v for k, v in config_defaults(ModelConfig).items() if k not in DATA_FIELDS}, **model_opts}
     ModelConfig(**model_options)  # every option checked before the data is read
     data = prepare_data(x_train, y_train, x_val, y_val, data_config, train)
-    return fit_head(data, model_options, train, data_config, callbacks, progress)
+    selection: list[dict[str, Any]] = []
+    if model_options["likelihood"] == "auto":
+        from vaexprs.model.selection import select_likelihood
+
+        winner, selection = select_likelihood(data, model_options, train, data_config, progress)
+        model_options = {**model_options, "likelihood": winner}
+    result = fit_head(data, model_options, train, data_config, callbacks, progress)
+    result.selection = selection
+    return result
 
 
 def _fit_signature() -> inspect.Signature:

@@ -1,0 +1,68 @@
+"""The benchmark data sets: every builder that needs no shared file builds, is well-formed and is deterministic
+for a seed (the study's cache and its reruns depend on it).
+
+PYTHONPATH=. .venv/bin/python -m pytest benchmarks/tests -q
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import datasets, harness
+
+LOCAL = sorted(set(datasets.BUILDERS) - datasets.SHARED_ONLY)
+
+
+def _dense(x: object) -> np.ndarray:
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x)  # type: ignore[attr-defined]
+
+
+def test_every_builder_is_declared_local_or_shared() -> None:
+    assert datasets.SHARED_ONLY.issubset(datasets.BUILDERS)
+    assert {"fulllength", "vignette", "trajectory"} <= set(LOCAL)
+    assert set(LOCAL) <= set(datasets.available())
+
+
+@pytest.mark.parametrize("name", LOCAL)
+def test_local_builder_is_well_formed_and_deterministic(name: str) -> None:
+    a, b, c = datasets.build(name, seed=0), datasets.build(name, seed=0), datasets.build(name, seed=1)
+    x = _dense(a.X)
+    kind = a.uns["bench"]["kind"]
+    assert kind in ("counts", "linear", "log") and a.uns["bench"]["description"]
+    assert a.obs["cell_type"].dtype == "category" and a.n_obs == x.shape[0] and a.n_vars == x.shape[1]
+    assert np.all(np.isfinite(x)) and x.min() >= 0
+    if kind == "counts":
+        assert np.array_equal(x, np.round(x))
+    counts = a.obs["cell_type"].value_counts()
+    assert counts.min() >= 2  # fit_vae refuses a label with one cell
+    # same seed: the same cells; another seed: other cells
+    assert np.array_equal(x, _dense(b.X)) and list(a.obs["cell_type"]) == list(b.obs["cell_type"])
+    assert list(a.obs_names) == list(b.obs_names) and list(a.var_names) == list(b.var_names)
+    assert not np.array_equal(x, _dense(c.X))
+    d = datasets.describe(a)
+    assert d["n_cells"] == a.n_obs and sum(d["labels"].values()) == a.n_obs
+    assert harness.log_space(a.X, kind).shape == a.shape
+
+
+def test_trajectory_is_the_unseen_branching_data_set() -> None:
+    a = datasets.build("trajectory", seed=0)
+    d = datasets.describe(a)
+    assert d["unseen"] and "unseen" in d["description"] and d["kind"] == "counts"
+    sizes = sorted(d["labels"].values())
+    assert len(sizes) == 6 and sizes[0] == 10 and sizes[-1] == 150 and len(set(sizes)) == 6
+    assert d["n_genes"] == 2000 and d["integer"] and 0.5 < d["zero_frac"] < 0.95
+    assert 2e3 < d["library_median"] < 8e3  # log-normal around 5e3 before dropout
+    t = a.obs["pseudotime"].to_numpy()
+    assert t.min() >= 0 and t.max() <= 1
+    stem = t[a.obs["cell_type"] == "stem"]
+    late = t[a.obs["cell_type"].astype(str).str.endswith("late")]
+    assert stem.max() <= late.min()  # labels lie along pseudotime
+    # labels are learnable but not trivial: nearest label centroid (fitted on half A) on held-out half B
+    real = harness.log_space(a.X, "counts")
+    labels = a.obs["cell_type"].astype(str).to_numpy()
+    tr, te = harness.stratified_split(labels, 0.5, seed=0)
+    names = np.unique(labels)
+    centroids = np.stack([real[tr][labels[tr] == k].mean(0) for k in names])
+    pred = names[((real[te][:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)]
+    assert 0.6 < np.mean(pred == labels[te]) < 1.0

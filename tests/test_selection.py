@@ -1,0 +1,119 @@
+"""likelihood="auto": which heads compete, how the winner is picked, and that the choice is recorded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vaexprs
+from vaexprs.config import TrainConfig, auto_batch_size, auto_epochs
+from vaexprs.errors import OptionError
+from vaexprs.model import selection
+
+
+def _counts(n_per_label: int = 40, genes: int = 150, seed: int = 0):
+    """Overdispersed UMI-like counts, three labels with their own marker genes."""
+    import anndata as ad
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(["a", "b", "c"], n_per_label)
+    base = rng.gamma(0.6, 1.5, genes)
+    mu = np.tile(base, (3, 1))
+    for i in range(3):
+        mu[i, i * 20 : (i + 1) * 20] *= 8.0
+    codes = np.repeat(np.arange(3), n_per_label)
+    lib = rng.lognormal(0.0, 0.3, (labels.size, 1))
+    x = rng.poisson(rng.gamma(2.0, mu[codes] * lib / 2.0)).astype(np.float32)
+    obs = pd.DataFrame({"cell_type": pd.Categorical(labels)}, index=[f"c{i}" for i in range(labels.size)])
+    return ad.AnnData(x, obs=obs, var=pd.DataFrame(index=[f"g{j}" for j in range(genes)]))
+
+
+def test_candidates_follow_the_values():
+    counts = np.array([[0, 3], [5, 1]], dtype=np.float32)
+    heads, excluded = selection.candidate_heads(counts)
+    assert heads == ["hurdle", "nb", "zinb", "bce"]
+    heads, excluded = selection.candidate_heads(counts + 0.5)
+    assert heads == ["hurdle", "bce"] and "integer counts" in excluded["nb"] and "zinb" in excluded
+    heads, excluded = selection.candidate_heads(counts - 2)
+    assert heads == ["bce"] and "negative" in excluded["hurdle"]
+
+
+def test_pick_prefers_realism_then_the_studys_order():
+    rows = [
+        {"likelihood": "bce", "auc": 0.60, "keep": 1.0, "zero_gap": -0.40},  # smooth: misses the zeros
+        {"likelihood": "nb", "auc": 0.70, "keep": 0.70, "zero_gap": 0.0},  # loses the labels
+        {"likelihood": "zinb", "auc": 0.66, "keep": 0.95, "zero_gap": 0.01},
+        {"likelihood": "hurdle", "auc": 0.67, "keep": 0.95, "zero_gap": 0.02},
+    ]
+    for r in rows:
+        r["score"] = selection.realism_score(r)
+    assert rows[0]["score"] == pytest.approx(0.95) and rows[1]["score"] == pytest.approx(0.90)
+    assert selection.pick(rows) == "hurdle"  # within 0.02 of zinb: the study's order decides
+    rows[3]["score"] = 0.70
+    assert selection.pick(rows) == "zinb"
+
+
+def test_selection_rows_are_stratified_and_capped():
+    labels = np.array(["big"] * 3000 + ["small"] * 4 + ["mid"] * 30)
+    train, val = selection.selection_rows(labels.size, labels, seed=1)
+    assert not set(train) & set(val)
+    assert len(train) <= selection.MAX_TRAIN_CELLS and len(val) <= selection.MAX_VAL_CELLS
+    assert (labels[train] == "small").sum() >= 2 and (labels[val] == "small").sum() == 0  # too small to hold out
+    assert 1 <= (labels[val] == "mid").sum() <= 6  # 20% of 30, shrunk with the rest to the cap
+
+
+def test_auto_sizes_bound_the_training():
+    assert auto_epochs(90) == 300 and auto_epochs(2638) == 114 and auto_epochs(10**7) == 60
+    assert auto_batch_size(999) == 32 and auto_batch_size(1000) == 128
+    resolved = TrainConfig().resolved(2638)
+    assert (resolved.epochs, resolved.batch_size) == (114, 128)
+    assert TrainConfig(epochs="auto", batch_size=16).resolved(50) == TrainConfig(epochs=300, batch_size=16)
+
+
+def test_auto_on_counts_trains_every_head_and_records_the_choice():
+    data = _counts()
+    result = vaexprs.fit_vae(data, "cell_type", epochs=30, hidden=(32,), seed=2)
+    scored = [r for r in result.selection if "score" in r]
+    assert {r["likelihood"] for r in scored} == {"hurdle", "nb", "zinb", "bce"}
+    chosen = [r for r in scored if r["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["likelihood"] == result.model_config.likelihood
+    assert chosen[0]["likelihood"] == selection.pick(scored)
+    for r in scored:
+        assert 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["keep"] <= 1.0 and r["epochs"] == 15 and r["val_cells"] == 24
+    assert next(r for r in result.selection if r["likelihood"] == "mse")["skipped"]
+    # the choice survives a save/load round trip and generated values stay within the plausible maxima
+    gen = vaexprs.gen_exprs(result, num_samples=200, seed=3)
+    if result.value_cap is not None:
+        space_max = gen.x_gen.max(axis=0)
+        assert np.all(space_max <= result.value_cap + 1e-5)
+    assert np.all(gen.x_gen >= 0)
+
+
+def test_auto_never_trains_a_count_head_on_non_integers(small_sim):
+    result = vaexprs.fit_vae(small_sim, "cell_type", epochs=4, hidden=(16,), seed=1)
+    rows = {r["likelihood"]: r for r in result.selection}
+    assert "score" not in rows["nb"] and "score" not in rows["zinb"] and "integer" in rows["nb"]["skipped"]
+    assert result.model_config.likelihood in {"hurdle", "bce"} and result.model_config.likelihood == next(
+        h for h, r in rows.items() if r.get("chosen")
+    )
+
+
+def test_explicit_likelihood_skips_selection(small_sim):
+    result = vaexprs.fit_vae(small_sim, "cell_type", epochs=2, hidden=(16,), likelihood="bce")
+    assert result.selection == [] and result.model_config.likelihood == "bce"
+    with pytest.raises(OptionError, match="likelihood"):
+        vaexprs.fit_vae(small_sim, "cell_type", epochs=2, likelihood="nb")  # non-integers: refused, not rounded
+
+
+def test_hurdle_values_are_capped_at_plausible_maxima():
+    data = _counts(seed=4)
+    result = vaexprs.fit_vae(data, "cell_type", epochs=5, hidden=(16,), likelihood="hurdle", seed=1)
+    x = result.x_train.toarray() if hasattr(result.x_train, "toarray") else np.asarray(result.x_train)
+    assert np.allclose(result.value_cap, x.max(axis=0) + x.std(axis=0), atol=1e-4)
+    gen = vaexprs.gen_exprs(result, num_samples=2000, seed=1)
+    assert np.all(gen.x_gen <= result.value_cap[None, :] + 1e-5) and gen.x_gen.min() >= 0
+    counts = vaexprs.fit_vae(data, "cell_type", epochs=5, hidden=(16,), likelihood="nb", seed=1)
+    assert np.all(counts.value_cap == np.floor(counts.value_cap))  # a whole count
+    gen = vaexprs.gen_exprs(counts, num_samples=500, seed=1)
+    assert np.all(gen.x_gen <= counts.value_cap[None, :]) and np.all(gen.x_gen == np.round(gen.x_gen))
