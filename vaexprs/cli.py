@@ -331,17 +331,30 @@ def generate(
             help="Bundle folder, models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/PATH.", metavar="MODEL"
         ),
     ],
-    output: Annotated[str, typer.Option("--output", "-o", help="Output file: .h5ad, .csv or .npy.")],
+    output: Annotated[
+        str,
+        typer.Option("--output", "-o", help="Output: a .h5ad, .csv or .npy file, or a .zarr store (AnnData's layout)."),
+    ],
     provider: Annotated[str, typer.Option(help="onnxruntime provider: auto, cpu or cuda.")] = "auto",
     threads: Annotated[
         int | None, typer.Option(help="onnxruntime intra-op threads [default: onnxruntime's choice].")
+    ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            help="Make the blocks on a Dask cluster, written straight into the .zarr output: local (one worker "
+            "per CPU), local:W (W workers) or tcp://HOST:PORT (a running scheduler). Needs vaexprs[dask]; "
+            "the cells are the same as without it.",
+            metavar="ADDRESS",
+        ),
     ] = None,
     force: Force = False,
     quiet: Quiet = False,
     track: Track = False,
     **options: Any,
 ) -> None:
-    """Generate cells with onnxruntime from a bundle or a registered model, streamed to disk."""
+    """Generate cells with onnxruntime from a bundle or a registered model, streamed to disk (or on Dask)."""
     from vaexprs.generate.pipeline import generate_to_file
     from vaexprs.generate.request import GenerationRequest
 
@@ -357,7 +370,7 @@ def generate(
 
     summary = generate_to_file(
         model, output, request, provider=provider, threads=threads, force=force,
-        progress=not quiet and interactive(),
+        progress=not quiet and interactive(), dask=dask or None,
     )  # fmt: skip
     if track:
         _track({"generated": summary["out"]}, {"model_uri": summary["model_uri"], **request.to_dict()}, "generate")

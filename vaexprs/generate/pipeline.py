@@ -1,12 +1,14 @@
 """Generation end to end for the CLI, the MLflow pyfunc and Python: model -> bundle -> blocks of cells -> file.
 
     summary = generate_to_file("models:/vaexprs@champion", "out.h5ad", n=1_000_000, seed=1)
+    summary = generate_to_file("bundle_dir", "cells.zarr", n=10_000_000, dask="local:4")   # blocks on Dask
     x, labels = generate_array("bundle_dir", per_label={"group1": 100, "group2": 200})
     x, labels = generate_array(OnnxDecoder(bundle), GenerationRequest(n=50))    # a warm session, reused
 
 Every check (request, output path, model, labels, output space) runs before a session starts or a file is
 created, so bad input never leaves a partial file. Only numpy, onnxruntime, h5py/anndata and (for registry
-URIs) the MLflow client are imported, each when first needed.
+URIs) the MLflow client are imported, each when first needed; zarr for a .zarr output, and Dask only with
+`dask=` (vaexprs.generate.distributed).
 """
 
 from __future__ import annotations
@@ -56,6 +58,21 @@ def as_request(request: GenerationRequest | None, fields: dict[str, Any]) -> Gen
 
 
 @contextlib.contextmanager
+def opened_bundle(model: Model) -> Iterator[tuple[Bundle, str, str | None]]:
+    """(bundle, uri, registry version) of MODEL, loaded and verified; a download is removed afterwards."""
+    if isinstance(model, OnnxDecoder):
+        yield model.bundle, str(model.bundle.path), None
+        return
+    if isinstance(model, Bundle):
+        yield model, str(model.path), None
+        return
+    from vaexprs.registry.models import resolved_bundle
+
+    with resolved_bundle(model) as resolved:
+        yield load_bundle(resolved.folder), resolved.uri, resolved.version
+
+
+@contextlib.contextmanager
 def open_source(
     model: Model, request: GenerationRequest, provider: str = "auto", threads: int | None = None
 ) -> Iterator[tuple[Source, Plan]]:
@@ -63,29 +80,27 @@ def open_source(
     if isinstance(model, OnnxDecoder):  # a warm session (e.g. the MLflow pyfunc's): provider/threads are its own
         yield Source(model, str(model.bundle.path), None), plan_generation(model.bundle.spec, request)
         return
-    if isinstance(model, Bundle):
-        plan = plan_generation(model.spec, request)
-        yield Source(OnnxDecoder(model, provider, threads), str(model.path), None), plan
-        return
-    from vaexprs.registry.models import resolved_bundle
-
-    with resolved_bundle(model) as resolved:
-        bundle = load_bundle(resolved.folder)
+    with opened_bundle(model) as (bundle, uri, version):
         plan = plan_generation(bundle.spec, request)  # the whole request is checked before a session starts
-        yield Source(OnnxDecoder(bundle, provider, threads), resolved.uri, resolved.version), plan
+        yield Source(OnnxDecoder(bundle, provider, threads), uri, version), plan
 
 
 def provenance(source: Source, plan: Plan) -> dict[str, Any]:
     """uns['vaexprs'] of a generated file: the model, the request, and what the values mean."""
+    return describe(source.bundle, source.uri, source.version, source.decoder.active_provider, plan)
+
+
+def describe(bundle: Bundle, uri: str, version: str | None, provider: str, plan: Plan) -> dict[str, Any]:
+    """uns['vaexprs'] for cells of `plan` made from `bundle` (loaded from `uri`) with onnxruntime's `provider`."""
     from vaexprs import __version__
 
-    bundle, request = source.bundle, plan.request
+    request = plan.request
     meta = {
-        "model_uri": source.uri,
-        "model_version": source.version,
+        "model_uri": uri,
+        "model_version": version,
         "seed": request.seed,
         "sampler": request.sampler,
-        "provider": source.decoder.active_provider,
+        "provider": provider,
         "output_space": plan.space.name,
         "value_space": plan.space.value_space,
         "sampled": plan.space.sampled,
@@ -122,15 +137,24 @@ def generate_to_file(
     threads: int | None = None,
     force: bool = False,
     progress: bool = False,
+    dask: str | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
-    """Generate cells into a .h5ad/.csv/.npy file, block by block; returns a summary of the run.
+    """Generate cells into a .h5ad/.csv/.npy file or a .zarr store, block by block; returns a summary of the run.
 
     model: a bundle folder, a models:/ or runs:/ URI, a loaded Bundle, or an OnnxDecoder to reuse its session.
     request (or its fields as keywords: n, label, per_label, sampler, seed, batch_size, output_space): what
     to make. Bad input raises InputError before any file exists.
+    dask: "local", "local:W" or "tcp://HOST:PORT" to make the blocks on a Dask cluster, written straight into
+    the .zarr output (vaexprs.generate.distributed; needs vaexprs[dask]). The cells are the same either way.
     """
     request = as_request(request, fields)
+    if dask is not None:
+        from vaexprs.generate.distributed import generate_zarr
+
+        return generate_zarr(
+            model, out, request, dask, provider=provider, threads=threads, force=force, progress=progress
+        )
     out_path = check_output(out, force)
     t0 = time.perf_counter()
     with open_source(model, request, provider, threads) as (source, plan):
@@ -141,8 +165,9 @@ def generate_to_file(
         bar = ProgressBar(plan.n_total, "generating", unit="cells") if progress else None
         try:
             with open_writer(
-                out_path, bundle.genes, plan.n_total, labels=plan.categories, force=force, uns=file_uns(meta)
-            ) as writer:
+                out_path, bundle.genes, plan.n_total, labels=plan.categories, force=force, uns=file_uns(meta),
+                chunk_rows=plan.batch_size,
+            ) as writer:  # fmt: skip
                 for block in iter_blocks(bundle.spec, plan, source.decoder):
                     writer.write_chunk(block.x, None if block.codes is None else positions[block.codes])
                     if bar is not None:

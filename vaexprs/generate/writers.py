@@ -1,4 +1,4 @@
-"""Streaming, atomic writers for generated cells: .h5ad, .csv and .npy, filled chunk by chunk.
+"""Streaming, atomic writers for generated cells: .h5ad, .csv, .npy and .zarr, filled chunk by chunk.
 
     check_output(out, force)                          # the checks, without touching the disk (call it early)
     with open_writer(out, genes, n_total, labels=classes, uns=meta) as w:
@@ -22,6 +22,12 @@ Formats:
 - `.npy`: a float32 (n, G) array. With labels, `<stem>.obs.csv` beside it (`cell,cell_type`), written
   atomically too. (The .npy is streamed through a plain file, not a memmap: a memmap's dirty pages count as
   the process's resident memory, which would grow with n.)
+- `.zarr`: AnnData's zarr layout (the same elements as the .h5ad; `anndata.read_zarr` reads it), a folder
+  filled in a temp folder `.NAME.tmp-XXXX` beside the target and renamed at the end. X is float32, one zarr
+  chunk per generation block (`chunk_rows` cells x all genes), uncompressed like the .h5ad; obs_names and the
+  label codes are chunked alike, so block k touches chunk k of each array and nothing else: blocks can be
+  written by any process, in any order (`create_store` / `StoreBlocks` / `finish_store`, which the Dask path
+  uses). `--force` replaces only a store vaexprs wrote. zarr (>= 3.1) is imported only here, when needed.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from vaexprs.errors import InputError, VaexprsRuntimeError
 from vaexprs.files import (
     DISK_ERRNOS,
     SpaceReserve,
+    atomic_folder,
     check_free_space,
     disk_error,
     exists_error,
@@ -47,7 +54,11 @@ from vaexprs.files import (
     temp_path,
 )
 
-SUPPORTED_SUFFIXES = (".h5ad", ".csv", ".npy")
+SUPPORTED_SUFFIXES = (".h5ad", ".csv", ".npy")  # single files
+STORE_SUFFIXES = (".zarr",)  # folders
+OUTPUT_SUFFIXES = SUPPORTED_SUFFIXES + STORE_SUFFIXES
+ZARR_EXTRA = 'pip install "vaexprs[dask]"'
+MIN_ZARR = (3, 1)
 CELL_PREFIX = "gen"
 ORIGIN = "generated"
 X_CHUNK_BYTES = 1 << 20  # h5ad X chunk: ~1 MiB of whole rows, so row slices read and write whole chunks
@@ -64,7 +75,7 @@ def check_output(
     path: str | os.PathLike[str],
     force: bool = False,
     with_labels: bool = False,
-    suffixes: tuple[str, ...] = SUPPORTED_SUFFIXES,
+    suffixes: tuple[str, ...] = OUTPUT_SUFFIXES,
 ) -> Path:
     """Refuse an output we cannot or must not write (before any work is done); return it as a Path."""
     out = Path(path)
@@ -76,6 +87,11 @@ def check_output(
     folder = out.parent
     if not folder.is_dir():
         raise InputError(f"output folder {folder} does not exist")
+    if suffix in STORE_SUFFIXES:
+        check_store_target(out, force)
+        if not os.access(folder, os.W_OK):
+            raise InputError(f"output folder {folder} is not writable")
+        return out
     if out.is_dir():
         raise InputError(f"output {out} is a folder")
     targets = [out]
@@ -87,6 +103,11 @@ def check_output(
     if not os.access(folder, os.W_OK):
         raise InputError(f"output folder {folder} is not writable")
     return out
+
+
+def cell_names(start: int, stop: int) -> list[str]:
+    """obs_names of cells start..stop: "gen0", "gen1", ..."""
+    return [f"{CELL_PREFIX}{i}" for i in range(start, stop)]
 
 
 def _csv_field(s: str) -> str:
@@ -163,7 +184,7 @@ class Writer:
         raise NotImplementedError
 
     def _cell_names(self, start: int, stop: int) -> list[str]:
-        return [f"{CELL_PREFIX}{i}" for i in range(start, stop)]
+        return cell_names(start, stop)
 
     def _open(self) -> None:
         """Create the temp files (registered with `_temp`, so `abort` can remove them)."""
@@ -255,8 +276,7 @@ class H5adWriter(Writer):
         )
         cats.attrs["encoding-type"] = "string-array"
         cats.attrs["encoding-version"] = "0.2.0"
-        dtype = np.int8 if len(categories) < 2**7 else np.int16 if len(categories) < 2**15 else np.int32
-        codes = group.create_dataset("codes", shape=(self.n_total,), dtype=dtype, fillvalue=0)
+        codes = group.create_dataset("codes", shape=(self.n_total,), dtype=_code_dtype(categories), fillvalue=0)
         _array_attrs(codes)
         return codes
 
@@ -277,6 +297,12 @@ class H5adWriter(Writer):
                 tmp = self._temps[self.path]
                 os.truncate(tmp, hdf5_end_of_allocation(tmp))
             self._reserve = None
+
+
+def _code_dtype(categories: Sequence[str]) -> type:
+    """The smallest signed integer type of a categorical's codes (as anndata writes them)."""
+    n = len(categories)
+    return np.int8 if n < 2**7 else np.int16 if n < 2**15 else np.int32
 
 
 def _array_attrs(ds: Any) -> None:
@@ -365,7 +391,206 @@ class NpyWriter(Writer):
             stale.unlink()  # an earlier labelled run's labels no longer describe this .npy
 
 
-_WRITERS: dict[str, type[Writer]] = {".h5ad": H5adWriter, ".csv": CsvWriter, ".npy": NpyWriter}
+# ------------------------------------------------------------------------------------------ .zarr stores
+
+_ANNDATA_ELEMENTS = ("X", "obs", "var", "uns", "obsm", "obsp", "varm", "varp", "layers", "raw")
+_ZARR_METADATA = (".zgroup", ".zattrs", ".zmetadata", "zarr.json")
+
+
+def import_zarr() -> Any:
+    """zarr (>= 3.1), or a one-line InputError naming the extra that installs it."""
+    try:
+        import zarr
+    except ImportError:
+        raise InputError(f"writing a .zarr store needs zarr, which is not installed: {ZARR_EXTRA}") from None
+    try:
+        version = tuple(int(p) for p in zarr.__version__.split(".")[:2])
+    except ValueError:  # pragma: no cover - a development build
+        version = MIN_ZARR
+    if version < MIN_ZARR:
+        raise InputError(
+            f"writing a .zarr store needs zarr >= {'.'.join(map(str, MIN_ZARR))} (found {zarr.__version__}): "
+            f"{ZARR_EXTRA} (zarr 3 needs Python >= 3.11)"
+        )
+    return zarr
+
+
+def zarr_format() -> int:
+    """The zarr format anndata writes by default (2 in anndata 0.12): what scverse tools expect to read."""
+    try:
+        import anndata
+
+        return int(anndata.settings.zarr_write_format)
+    except (ImportError, AttributeError):  # pragma: no cover - older anndata
+        return 2
+
+
+def is_vaexprs_store(path: Path) -> bool:
+    """A folder that looks like a .zarr store vaexprs wrote: AnnData's elements only, with uns/vaexprs."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    names = {p.name for p in path.iterdir()}
+    if not names & {".zgroup", "zarr.json"} or not names <= set(_ANNDATA_ELEMENTS + _ZARR_METADATA):
+        return False
+    return (path / "uns" / "vaexprs").is_dir()
+
+
+def check_store_target(out: Path, force: bool) -> None:
+    """Refuse an existing .zarr target without `force`, and anything but a vaexprs store even with it."""
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not force:
+        raise exists_error(out)
+    if not is_vaexprs_store(out):
+        raise InputError(
+            f"{out} is not a .zarr store vaexprs wrote; --force replaces only those: move it or give another name"
+        )
+
+
+def default_chunk_rows(n_genes: int) -> int:
+    """Cells per zarr chunk when the caller gives none: about 64 MB of float32 per chunk."""
+    return max(1, (64 << 20) // (4 * max(n_genes, 1)))
+
+
+def store_bytes(n_total: int, n_genes: int) -> int:
+    """About how large an uncompressed store is: X, plus the cell names and codes (~16 bytes a cell)."""
+    return n_total * n_genes * 4 + n_total * 16 + n_genes * 16 + (1 << 20)
+
+
+def create_store(
+    folder: Path, genes: Sequence[str], n_total: int, chunk_rows: int, labels: Sequence[str] | None
+) -> None:
+    """AnnData's zarr layout in `folder` with X, obs_names and label codes allocated but not yet written.
+
+    Every per-cell array is chunked by `chunk_rows` cells, so writing rows k*chunk_rows.. (a generation block)
+    touches one chunk of each. obs['origin'] is all "generated": its codes are the fill value, never written.
+    """
+    import pandas as pd
+
+    zarr = import_zarr()
+    write_elem = _write_elem()
+    n, g = int(n_total), len(genes)
+    rows = max(1, min(int(chunk_rows), n)) if n else 1
+    root = zarr.open_group(str(folder), mode="w", zarr_format=zarr_format())
+    root.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+    array = {"encoding-type": "array", "encoding-version": "0.2.0"}
+    strings = {"encoding-type": "string-array", "encoding-version": "0.2.0"}
+    root.create_array("X", shape=(n, g), chunks=(rows, g), dtype="float32", fill_value=0.0, compressors=None,
+                      attributes=array)  # fmt: skip
+    columns = (["cell_type"] if labels is not None else []) + ["origin"]
+    frame = {"_index": "_index", "column-order": columns, "encoding-type": "dataframe", "encoding-version": "0.2.0"}
+    obs = root.create_group("obs", attributes=frame)
+    obs.create_array("_index", shape=(n,), chunks=(rows,), dtype=str, compressors=None, attributes=strings)
+    for name, categories in (("cell_type", labels), ("origin", [ORIGIN])):
+        if categories is None:
+            continue
+        group = obs.create_group(
+            name, attributes={"encoding-type": "categorical", "encoding-version": "0.2.0", "ordered": False}
+        )
+        cats = group.create_array("categories", shape=(len(categories),), dtype=str, attributes=strings)
+        cats[:] = np.array([str(c) for c in categories], dtype=object)
+        group.create_array("codes", shape=(n,), chunks=(rows,), dtype=_code_dtype(categories), fill_value=0,
+                           compressors=None, attributes=array)  # fmt: skip
+    with _quiet_zarr_advice():
+        write_elem(root, "var", pd.DataFrame(index=pd.Index([str(x) for x in genes])))
+        for key in ("obsm", "obsp", "varm", "varp", "layers"):
+            write_elem(root, key, {})
+
+
+@contextlib.contextmanager
+def _quiet_zarr_advice() -> Iterator[None]:
+    """anndata and zarr warn about their future defaults (zarr v3 sharding, consolidated metadata in v3) on
+    every write; they are advice to the library, not to the person generating cells."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*(autosharding|[Cc]onsolidated metadata|zarr v2 data).*")
+        yield
+
+
+def _store_root(folder: Path) -> Path | None:
+    """The root metadata file of a store, or None when the store is gone (removed after a failure)."""
+    for name in (".zgroup", "zarr.json"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+class StoreBlocks:
+    """Writes blocks of cells into a store made by `create_store`: X rows, obs_names, label codes."""
+
+    def __init__(self, folder: Path) -> None:
+        zarr = import_zarr()
+        self.folder = folder
+        root = zarr.open_group(str(folder), mode="r+")
+        self._x = root["X"]
+        self._names = root["obs/_index"]
+        self._codes = root["obs/cell_type/codes"] if "cell_type" in root["obs"] else None
+
+    @property
+    def chunk_rows(self) -> int:
+        return int(self._x.chunks[0])
+
+    def write(self, start: int, x: np.ndarray, codes: np.ndarray | None) -> None:
+        """Rows start..start + len(x); codes index the store's categories (None for unlabelled cells)."""
+        if _store_root(self.folder) is None:  # removed after a failure: write nothing, recreate nothing
+            raise VaexprsRuntimeError(f"the output store {self.folder} is gone (the run was stopped)")
+        stop = start + x.shape[0]
+        self._x[start:stop] = x if x.dtype == np.float32 else x.astype(np.float32)
+        self._names[start:stop] = np.array(cell_names(start, stop), dtype=object)
+        if self._codes is not None and codes is not None:
+            self._codes[start:stop] = codes.astype(self._codes.dtype, copy=False)
+
+
+def finish_store(folder: Path, uns: Mapping[str, Any]) -> None:
+    """Write uns (e.g. uns['vaexprs']) and consolidate the metadata, as anndata's write_zarr does."""
+    zarr = import_zarr()
+    root = zarr.open_group(str(folder), mode="r+")
+    with _quiet_zarr_advice():
+        _write_elem()(root, "uns", _h5_safe(dict(uns)))
+        zarr.consolidate_metadata(str(folder))
+
+
+class ZarrWriter(Writer):
+    """AnnData's zarr layout, filled block by block in a temp folder that becomes the target at the end."""
+
+    def __init__(self, *args: Any, chunk_rows: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.chunk_rows = int(chunk_rows or default_chunk_rows(len(self.genes)))
+        self._stack: contextlib.ExitStack | None = None
+        self._blocks: StoreBlocks | None = None
+
+    def estimated_bytes(self) -> int:
+        return store_bytes(self.n_total, len(self.genes))
+
+    def _open(self) -> None:
+        import_zarr()
+        self._stack = contextlib.ExitStack()
+        folder = self._stack.enter_context(atomic_folder(self.path, self.force))
+        create_store(folder, self.genes, self.n_total, self.chunk_rows, self.labels)
+        self._blocks = StoreBlocks(folder)
+
+    def _write(self, x: np.ndarray, codes: np.ndarray | None, start: int) -> None:
+        assert self._blocks is not None
+        self._blocks.write(start, x, codes)
+
+    def commit(self) -> None:
+        if self.n_written != self.n_total:
+            raise VaexprsRuntimeError(f"wrote {self.n_written} of the {self.n_total} announced cells")
+        assert self._stack is not None and self._blocks is not None
+        finish_store(self._blocks.folder, self.uns)
+        check_store_target(self.path, self.force)  # a target that appeared meanwhile: refused, or ours to replace
+        stack, self._stack = self._stack, None
+        stack.close()  # renames the temp folder to the target (atomic_folder)
+
+    def abort(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:  # atomic_folder removes the temp folder when it sees an exception
+            with contextlib.suppress(BaseException):
+                stack.__exit__(VaexprsRuntimeError, VaexprsRuntimeError("aborted"), None)
+
+
+_WRITERS: dict[str, type[Writer]] = {".h5ad": H5adWriter, ".csv": CsvWriter, ".npy": NpyWriter, ".zarr": ZarrWriter}
 
 
 @contextlib.contextmanager
@@ -377,17 +602,23 @@ def open_writer(
     force: bool = False,
     uns: Mapping[str, Any] | None = None,
     compression: str | None = None,
+    chunk_rows: int | None = None,
 ) -> Iterator[Writer]:
     """A writer for `path` (type from its suffix); commits on a clean exit, removes its temp files otherwise.
 
     labels: the label categories (codes given to write_chunk index into them); None for unlabelled cells.
-    uns: stored in .h5ad only. compression: h5py filter for the .h5ad X (e.g. "gzip"); None by default.
+    uns: stored in .h5ad and .zarr only. compression: h5py filter for the .h5ad X (e.g. "gzip"); None by default.
+    chunk_rows: cells per .zarr chunk; give the generation block size, so each block fills exactly one chunk.
     """
     out = check_output(path, force, with_labels=labels is not None)
     if n_total < 0:
         raise InputError(f"n_total must be non-negative; got {n_total}")
     cls = _WRITERS[out.suffix.lower()]
-    kwargs: dict[str, Any] = {"compression": compression} if cls is H5adWriter else {}
+    kwargs: dict[str, Any] = {}
+    if cls is H5adWriter:
+        kwargs["compression"] = compression
+    elif cls is ZarrWriter:
+        kwargs["chunk_rows"] = chunk_rows
     writer = cls(out, genes, n_total, labels, uns, force, **kwargs)
     check_free_space(out, writer.estimated_bytes())
     try:
