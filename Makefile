@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 # team-server: the server extra (mlflow[auth], psycopg, boto3) and a local S3 store, for tests/test_team_server.py
-EXTRAS ?= train,cpu,dev,team-server
+EXTRAS ?= train,cpu,dev,team-server,dask
 comma := ,
 LIGHT_VENV ?= .venv-light
 BIN := $(VENV)/bin
