@@ -228,12 +228,12 @@ def _root(
 
 @app.command()
 def simulate(
-    output: Annotated[str, typer.Option("--output", "-o", help="Output .h5ad file.")],
-    groups: Annotated[int, typer.Option(help="Number of cell groups.")] = 3,
-    cells: Annotated[int, typer.Option(help="Cells per group.")] = 100,
-    genes: Annotated[int, typer.Option(help="Number of genes.")] = 1000,
-    deg: Annotated[int, typer.Option(help="Differentially expressed genes per group.")] = 100,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
+    output: Annotated[str, typer.Option("--output", "-o", help="Output .h5ad file.", metavar="FILE")],
+    groups: Annotated[int, typer.Option(help="Number of cell groups.", metavar="N")] = 3,
+    cells: Annotated[int, typer.Option(help="Cells per group.", metavar="N")] = 100,
+    genes: Annotated[int, typer.Option(help="Number of genes.", metavar="N")] = 1000,
+    deg: Annotated[int, typer.Option(help="Differentially expressed genes per group.", metavar="N")] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed.", metavar="N")] = 1,
     force: Force = False,
     track: Track = False,
 ) -> None:
@@ -298,7 +298,7 @@ def export(
             metavar="MODEL",
         ),
     ],
-    output: Annotated[str, typer.Option("--output", "-o", help="Bundle folder to write.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Bundle folder to write.", metavar="FOLDER")],
     force: Force = False,
     track: Track = False,
 ) -> None:
@@ -333,11 +333,18 @@ def generate(
     ],
     output: Annotated[
         str,
-        typer.Option("--output", "-o", help="Output: a .h5ad, .csv or .npy file, or a .zarr store (AnnData's layout)."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output: a .h5ad, .csv or .npy file, or a .zarr store (AnnData's layout).",
+            metavar="PATH",
+        ),
     ],
-    provider: Annotated[str, typer.Option(help="onnxruntime provider: auto, cpu or cuda.")] = "auto",
+    provider: Annotated[
+        str, typer.Option(help="onnxruntime provider: auto, cpu or cuda.", metavar="[auto|cpu|cuda]")
+    ] = "auto",
     threads: Annotated[
-        int | None, typer.Option(help="onnxruntime intra-op threads [default: onnxruntime's choice].")
+        int | None, typer.Option(help="onnxruntime intra-op threads [default: onnxruntime's choice].", metavar="N")
     ] = None,
     dask: Annotated[
         str | None,
@@ -383,13 +390,23 @@ def evaluate(
         str,
         typer.Argument(help="Generated cells (.h5ad/.csv/.npy), e.g. what `vaexprs generate` wrote.", metavar="GEN"),
     ],
-    label_key: Annotated[str, typer.Option(help="obs column with labels ('' = unlabelled).")] = "cell_type",
+    label_key: Annotated[
+        str, typer.Option(help="obs column with labels ('' = unlabelled).", metavar="COLUMN")
+    ] = "cell_type",
     real_space: Annotated[
-        str, typer.Option(help="Bring REAL into GEN's space: auto (from GEN's metadata), lognorm, log or none.")
+        str,
+        typer.Option(
+            help="Bring REAL into GEN's space: auto (from GEN's metadata), lognorm, log or none.",
+            metavar="[auto|lognorm|log|none]",
+        ),
     ] = "auto",
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the metrics as JSON.")] = None,
-    plots: Annotated[str | None, typer.Option(help="Write comparison plots (PNG) to this folder.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed of the subsampling and classifiers.")] = 0,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Write the metrics as JSON.", metavar="FILE")
+    ] = None,
+    plots: Annotated[
+        str | None, typer.Option(help="Write comparison plots (PNG) to this folder.", metavar="FOLDER")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the subsampling and classifiers.", metavar="N")] = 0,
     force: Force = False,
     track: Track = False,
 ) -> None:
@@ -410,8 +427,8 @@ def evaluate(
 @app.command()
 def promote(
     name: Annotated[str, typer.Argument(help="Registered model name.", metavar="NAME")],
-    version: Annotated[int, typer.Option(help="Model version to promote.")],
-    alias: Annotated[str, typer.Option(help="Alias to set (moved if it exists).")] = "champion",
+    version: Annotated[int, typer.Option(help="Model version to promote.", metavar="N")],
+    alias: Annotated[str, typer.Option(help="Alias to set (moved if it exists).", metavar="ALIAS")] = "champion",
 ) -> None:
     """Point an alias (e.g. champion) at a registered model version."""
     from vaexprs.registry.models import promote as promote_version
