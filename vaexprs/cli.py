@@ -199,7 +199,7 @@ def _job_parameters(name: str, exclude: Sequence[str] = ()) -> list[inspect.Para
 
 
 def _request_parameters() -> list[inspect.Parameter]:
-    from vaexprs.generate.request import GenerationRequest
+    from vaexprs.generate.options import GenerationRequest
 
     return config_parameters(GenerationRequest)
 
@@ -362,8 +362,8 @@ def generate(
     **options: Any,
 ) -> None:
     """Generate cells with onnxruntime from a bundle or a registered model, streamed to disk (or on Dask)."""
+    from vaexprs.generate.options import GenerationRequest
     from vaexprs.generate.pipeline import generate_to_file
-    from vaexprs.generate.request import GenerationRequest
 
     setup_logging(quiet)
     values = values_of(GenerationRequest, options)
