@@ -40,7 +40,7 @@ def figures(result: vaexprs.VAEResult, gen: vaexprs.GeneratedCells, out: Path, p
     """The vignette's figures (architecture, heatmap, PCA) plus the training curves the R version printed."""
     paths = [out / f"{prefix}_{name}.png" for name in ("architecture", "history", "heatmap", "augmentation_pca")]
     plots.plot_vae(result, paths[0])
-    plots.plot_history(result.history, paths[1], best_epoch=result.best_epoch)
+    plots.plot_history(result, paths[1])  # the monitored curve and its best epoch marked
     plots.plot_heatmap(gen, paths[2])
     plots.plot_aug(gen, "PCA", paths[3])
     for path in paths:

@@ -1,9 +1,9 @@
 """Figures: training history, the VAE/CVAE architecture, real-vs-generated heatmap and joint embedding.
 
     plot_vae(result, "architecture.png")          # boxes and arrows, like VAExprs' model_architecture.png
-    plot_aug(gen, "PCA", "augmentation_pca.png")  # real and generated cells embedded together
-    plot_heatmap(gen, "heatmap.png")              # genes x cells, real | generated, green -> red
-    plot_history(result.history, "history.png", best_epoch=result.best_epoch)
+    plot_aug(gen, "PCA", "augmentation_pca.png")  # real | generated | overlay panels, colour = cell type
+    plot_heatmap(gen, "heatmap.png")              # genes x cells, real | generated, blue - white - red
+    plot_history(result, "history.png")           # total, reconstruction and KL loss on their own axes
     save_all(result, gen, "figures")              # the four above with stable names
 
 Every function returns a matplotlib Figure and, given `path`, saves it (.png at 150 dpi, .svg or .pdf),
@@ -14,6 +14,12 @@ importing this module stays light (the generation-only install has no matplotlib
 
 plot_aug / plot_heatmap accept anything with GeneratedCells' attributes (x_gen, y_gen, x_train, y_train,
 genes) or an AnnData from `GeneratedCells.to_anndata()` (obs['origin'] in {real, generated}).
+
+Readability rules they share: colour always means the cell type (Okabe-Ito, colour-blind safe, up to 8 types;
+tab20 beyond), the same colour in every figure; real cells are filled markers drawn on top of hollow generated
+ones; when generated cells outnumber the real ones by a lot only a subsample is drawn, and every count is
+written "generated (300 of 900 shown)", identically in the PCA and the heatmap; the heatmap's diverging map is
+RdBu_r (blue - white - red), never red/green.
 """
 
 from __future__ import annotations
@@ -38,7 +44,19 @@ log = logging.getLogger(__name__)
 DPI = 150
 FORMATS = ("png", "svg", "pdf")
 METHODS = ("PCA", "UMAP", "TSNE")
-ORIGIN_COLORS = {"real": "#4C72B0", "generated": "#DD8452"}
+# Okabe & Ito's colour-blind-safe qualitative palette (yellow and black last: weakest on white, and darkest).
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+# Colour by origin when there are no labels (a VAE): Okabe-Ito blue and orange.
+ORIGIN_COLORS = {"real": "#0072B2", "generated": "#E69F00"}
+# The heatmap's origin strip: neutral greys (colour is the cell type's), with the words written on them.
+ORIGIN_GREYS = {"real": "#4D4D4D", "generated": "#D0D0D0"}
+# Colour-blind-safe diverging map for z-scores (blue low, white 0, red high); replaces the vignette's green/red.
+HEATMAP_CMAP = "RdBu_r"
+# Generated cells drawn: at most as many as the real cells drawn, but GEN_SHOWN_MIN when there are fewer real
+# ones, so 900 generated cells do not bury 90 real ones; the rest are left out of the drawing, and every title
+# says so ("generated (300 of 900 shown)"). With the heatmap's default 300 cells per side, the PCA and the
+# heatmap then draw the very same cells whenever there are at most 300 real ones.
+GEN_SHOWN_MIN = 300
 # Part colours of the architecture diagram (keras plot_model-like pastel boxes, one hue per part).
 PART_COLORS = {
     "data": "#E0E0E0",
@@ -47,9 +65,6 @@ PART_COLORS = {
     "decoder": "#98DF8A",
     "label": "#D5B8E8",
 }
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
-# The vignette's colorRampPalette(c("green", "red")): pure green through olive to pure red.
-GREEN_RED = ("#00FF00", "#808000", "#FF0000")
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -160,16 +175,23 @@ def _unpack(gen: Any, label_key: str, what: str) -> tuple[Any, np.ndarray | None
 
 
 def _subsample(n: int, limit: int, labels: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-    """At most `limit` sorted row indices, proportional per label so small groups stay visible."""
+    """`limit` sorted row indices (all rows when n <= limit), proportional per label (largest remainder), and at
+    least one per label so small groups stay visible (which may exceed `limit` only when it is below the
+    number of labels)."""
     if n <= limit:
         return np.arange(n)
     if labels is None:
         return np.sort(rng.choice(n, limit, replace=False))
-    keep = []
-    for value in np.unique(labels):
-        rows = np.flatnonzero(labels == value)
-        k = max(1, round(limit * len(rows) / n))
-        keep.append(rng.choice(rows, min(k, len(rows)), replace=False))
+    values, counts = np.unique(labels, return_counts=True)
+    quota = limit * counts / n
+    k = np.minimum(np.maximum(np.floor(quota).astype(int), 1), counts)
+    remainder = quota - np.floor(quota)
+    for i in np.argsort(-remainder, kind="stable"):  # hand out what flooring left, largest remainder first
+        if k.sum() >= limit:
+            break
+        if k[i] < counts[i]:
+            k[i] += 1
+    keep = [rng.choice(np.flatnonzero(labels == v), k_v, replace=False) for v, k_v in zip(values, k)]
     return np.sort(np.concatenate(keep))
 
 
@@ -183,10 +205,44 @@ def _label_order(*arrays: np.ndarray | None) -> list[str]:
 
 
 def _label_colors(names: Sequence[str]) -> dict[str, Any]:
+    """Okabe-Ito for up to 8 labels (colour-blind safe), tab20 beyond (cycled past 20)."""
+    if len(names) <= len(OKABE_ITO):
+        return {name: OKABE_ITO[i] for i, name in enumerate(names)}
     from matplotlib import colormaps
 
-    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    cmap = colormaps["tab20"]
     return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
+@dataclass
+class Shown:
+    """Which real and generated rows a figure draws, and how to say so (the same words in every figure)."""
+
+    rows_r: np.ndarray
+    rows_g: np.ndarray
+    n_real: int
+    n_gen: int
+
+    def count(self, side: str) -> str:
+        """'real (90 cells)' or 'generated (300 of 900 shown)'."""
+        shown, total = (len(self.rows_r), self.n_real) if side == "real" else (len(self.rows_g), self.n_gen)
+        return f"{side} ({total} cells)" if shown == total else f"{side} ({shown} of {total} shown)"
+
+
+def _shown(
+    n_real: int, y_real: np.ndarray | None, n_gen: int, y_gen: np.ndarray | None, max_cells: int, seed: int
+) -> Shown:
+    """At most max_cells per side, and at most max(GEN_SHOWN_MIN, real cells shown) generated ones.
+
+    One rule (and one seed) for plot_aug and plot_heatmap, so their counts agree; proportional per label.
+    """
+    if max_cells < 1:
+        raise InputError(f"max_cells must be at least 1; got {max_cells}")
+    rng = np.random.default_rng(seed)
+    rows_r = _subsample(n_real, max_cells, y_real, rng)
+    limit_g = min(max_cells, max(GEN_SHOWN_MIN, len(rows_r)))
+    rows_g = _subsample(n_gen, limit_g, y_gen, rng)
+    return Shown(rows_r, rows_g, n_real, n_gen)
 
 
 # ----------------------------------------------------------------------------------------- architecture
@@ -344,62 +400,99 @@ def plot_aug(
     max_cells: int = 5000,
     seed: int = 0,
 ) -> Figure:
-    """Real and generated cells embedded together (VAExprs' plot_aug): colour = origin, marker = label.
+    """Real and generated cells embedded together (VAExprs' plot_aug), in three panels sharing axes.
 
-    method: PCA | UMAP | TSNE (case-insensitive), fitted on the pooled cells so neither side defines the axes.
-    Labels are drawn only when both sides have them (a CVAE); `label_key` names the obs column for AnnData
-    input. At most `max_cells` per side are drawn (proportional per label), to keep t-SNE/UMAP fast.
+    real | generated | overlay. Colour = cell type (colour-blind-safe palette; by origin for a VAE, which has
+    no labels); real cells are filled, generated cells hollow, and in the overlay the real cells are drawn on
+    top so the generated cloud never hides them. The embedding (PCA | UMAP | TSNE, case-insensitive) is fitted
+    once on the pooled drawn cells, so neither side defines the axes. At most `max_cells` per side are drawn,
+    and at most max(300, the real cells drawn) generated ones (proportional per label): titles and legend
+    say "generated (300 of 900 shown)", in the same words and numbers as plot_heatmap. Labels are drawn only
+    when both sides have them (a CVAE); `label_key` names the obs column for AnnData input.
     """
     key = str(method).upper().replace("-", "")
     if key not in METHODS:
         raise InputError(f"plot_aug: method must be one of PCA, UMAP, TSNE; got {method!r}")
     real, y_real, generated, y_gen = _unpack(gen, label_key, "plot_aug")
-    rng = np.random.default_rng(seed)
-    rows_r = _subsample(real.shape[0], max_cells, y_real, rng)
-    rows_g = _subsample(generated.shape[0], max_cells, y_gen, rng)
+    shown = _shown(real.shape[0], y_real, generated.shape[0], y_gen, max_cells, seed)
+    rows_r, rows_g = shown.rows_r, shown.rows_g
     pool = np.vstack([_dense(real[rows_r]), _dense(generated[rows_g])])
     if not np.all(np.isfinite(pool)):
         raise InputError("plot_aug: the cells contain NaN or infinite values")
     z, (xlabel, ylabel) = _embed(pool, key, seed)
     n_r = len(rows_r)
-    origin = np.array(["real"] * n_r + ["generated"] * len(rows_g))
-    labels = np.concatenate([y_real[rows_r], y_gen[rows_g]]) if y_real is not None else None
+    z_side = {"real": z[:n_r], "generated": z[n_r:]}
+    labelled = y_real is not None and y_gen is not None
+    lab_side = {"real": y_real[rows_r], "generated": y_gen[rows_g]} if labelled else None
+    names: list[Any] = _label_order(y_real, y_gen) if labelled else [None]
+    colors = _label_colors(names) if labelled else {}
 
     from matplotlib.lines import Line2D
 
-    fig = _new_figure(7.6 if labels is not None else 6.6, 5.6)
-    ax = fig.add_subplot()
-    names = _label_order(y_real, y_gen) if labels is not None else [None]
-    marker = {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(names)}
-    size = float(np.clip(6000 / max(len(z), 1), 10, 40))
-    for side, alpha in (("real", 0.55), ("generated", 0.75)):
-        for name in names:
-            sel = origin == side if labels is None else (origin == side) & (labels == name)
-            if sel.any():
-                ax.scatter(
-                    z[sel, 0], z[sel, 1], s=size, marker=marker[name], c=ORIGIN_COLORS[side], alpha=alpha,
-                    linewidths=0.3, edgecolors="white",
-                )  # fmt: skip
+    fig = _new_figure(13.0, 5.3 if labelled else 4.9)
+    axes = fig.subplots(1, 3, sharex=True, sharey=True)
+    size = {side: float(np.clip(4000 / max(len(z_side[side]), 1), 10, 36)) for side in z_side}
 
-    # One legend with two sections (a second axes legend would be clipped by savefig's tight bounding box).
-    def header(text: str) -> Line2D:
-        return Line2D([], [], linestyle="", marker="", label=text)
+    def draw(ax: Any, side: str, zorder: float) -> None:
+        order = names  # largest group first, so a small group is drawn over a large one it shares a place with
+        if lab_side is not None:
+            order = sorted(names, key=lambda n: -int((lab_side[side] == n).sum()))
+        for name in order:
+            pts = z_side[side] if name is None else z_side[side][lab_side[side] == name]
+            if not len(pts):
+                continue
+            color = ORIGIN_COLORS[side] if name is None else colors[name]
+            style = (
+                {"facecolors": color, "edgecolors": "#1A1A1A", "linewidths": 0.5, "alpha": 0.95}
+                if side == "real"
+                else {"facecolors": "none", "edgecolors": color, "linewidths": 0.9, "alpha": 0.8}
+            )
+            ax.scatter(pts[:, 0], pts[:, 1], s=size[side], marker="o", zorder=zorder, label=f"{side} {name}", **style)
 
-    handles = [header("origin")] + [
-        Line2D([], [], marker="o", linestyle="", color=ORIGIN_COLORS[s], label=f"{s} ({int((origin == s).sum())})")
-        for s in ("real", "generated")
-    ]
-    if labels is not None:
-        handles += [header(""), header(label_key)]
-        handles += [Line2D([], [], marker=marker[n], linestyle="", color="#555555", label=str(n)) for n in names[:30]]
-    legend = ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), handletextpad=0.4)
-    for text, handle in zip(legend.get_texts(), handles):
-        if not handle.get_marker() or handle.get_marker() == "None":
-            text.set_fontweight("bold")
-            text.set_x(-20)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(f"{ {'PCA': 'PCA', 'TSNE': 't-SNE', 'UMAP': 'UMAP'}[key] } of real and generated cells")
+    draw(axes[0], "real", 3)
+    draw(axes[1], "generated", 2)
+    draw(axes[2], "generated", 2)
+    draw(axes[2], "real", 3)  # the real cells on top: the generated cloud never hides them
+    axes[0].set_title(shown.count("real"), fontsize=10.5)
+    axes[1].set_title(shown.count("generated"), fontsize=10.5)
+    axes[2].set_title("overlay: real (filled) drawn over generated (hollow)", fontsize=10.5)
+    for ax in axes:
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.25, linewidth=0.6)
+    axes[0].set_ylabel(ylabel)
+    pretty = {"PCA": "PCA", "TSNE": "t-SNE", "UMAP": "UMAP"}[key]
+    fig.suptitle(f"{pretty} of real and generated cells (one embedding fitted on both)", fontsize=12)
+
+    def handle(label: str, color: Any, filled: bool) -> Line2D:
+        return Line2D(
+            [], [], linestyle="", marker="o", markersize=7, label=label, markeredgewidth=1.2,
+            markerfacecolor=color if filled else "none", markeredgecolor="#1A1A1A" if filled else color,
+        )  # fmt: skip
+
+    if labelled:
+        from matplotlib.legend_handler import HandlerTuple
+
+        n_r_of = {n: int((y_real == n).sum()) for n in names}
+        n_g_of = {n: int((y_gen == n).sum()) for n in names}
+        entries = [
+            (
+                (handle("", colors[n], True), handle("", colors[n], False)),
+                f"{n}: {n_r_of[n]} real, {n_g_of[n]} generated",
+            )
+            for n in names[:30]
+        ]
+        fig.legend(
+            handles=[h for h, _ in entries], labels=[t for _, t in entries],
+            handler_map={tuple: HandlerTuple(ndivide=None, pad=0.4)}, handlelength=2.4,
+            title=f"{label_key} (all cells; filled = real, hollow = generated)", loc="outside lower center",
+            ncol=min(len(entries), 4), fontsize=9, frameon=False, handletextpad=0.4, columnspacing=1.8,
+        )  # fmt: skip
+    else:
+        handles = [
+            handle(shown.count("real"), ORIGIN_COLORS["real"], True),
+            handle(shown.count("generated"), ORIGIN_COLORS["generated"], False),
+        ]
+        fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     return _save(fig, path)
 
 
@@ -451,19 +544,21 @@ def plot_heatmap(
     label_key: str = "cell_type",
     seed: int = 0,
 ) -> Figure:
-    """Real cells beside generated cells, genes x cells, green -> red (the vignette's heatmap).
+    """Real cells beside generated cells, genes x cells, blue - white - red (the vignette's heatmap).
 
     Values are z-scored per gene with the real cells' mean and sd (R heatmap's scale="row", one transform
     for both blocks so they stay comparable) and clipped at +-3. The `max_genes` most variable genes of the
     real cells are shown, ordered by the label that expresses them most; cells are grouped by label and
-    clustered within a group. At most `max_cells` cells per side (proportional per label).
+    clustered within a group. At most `max_cells` cells per side, and at most max(300, the real cells shown)
+    generated ones (proportional per label); the origin strip says "generated (300 of 900 shown)", as in
+    plot_aug. The colour map is RdBu_r (colour-blind safe; the vignette's green/red is not).
     """
-    from matplotlib.colors import LinearSegmentedColormap, ListedColormap
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
 
     real, y_real, generated, y_gen = _unpack(gen, label_key, "plot_heatmap")
-    rng = np.random.default_rng(seed)
-    rows_r = _subsample(real.shape[0], max_cells, y_real, rng)
-    rows_g = _subsample(generated.shape[0], max_cells, y_gen, rng)
+    shown = _shown(real.shape[0], y_real, generated.shape[0], y_gen, max_cells, seed)
+    rows_r, rows_g = shown.rows_r, shown.rows_g
     xr, xg = _dense(real[rows_r]), _dense(generated[rows_g])
     yr = y_real[rows_r] if y_real is not None else None
     yg = y_gen[rows_g] if y_gen is not None else None
@@ -489,13 +584,14 @@ def plot_heatmap(
     fig = _new_figure(10.0, 6.2)
     strips = 2 if names else 1
     grid = fig.add_gridspec(strips + 1, 2, height_ratios=[0.28] * strips + [8], width_ratios=[50, 1])
-    cmap = LinearSegmentedColormap.from_list("green_red", GREEN_RED)
     ax = fig.add_subplot(grid[strips, 0])
+    # 12 bins of 0.5 z: a colour reads as a z range (and survives the PNG's 256-colour palette without banding)
+    cmap = colormaps[HEATMAP_CMAP].resampled(12)
     image = ax.imshow(matrix, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-3, vmax=3)
     ax.axvline(n_r - 0.5, color="white", linewidth=3)
     ax.axvline(n_r - 0.5, color="black", linewidth=1)
-    ax.set_xticks([(n_r - 1) / 2, n_r + (n_g - 1) / 2], [f"real ({n_r} cells)", f"generated ({n_g} cells)"])
-    ax.set_xlabel("cells")
+    ax.set_xticks([])  # the counts are written on the origin strip above
+    ax.set_xlabel(f"cells, grouped by {label_key} and clustered within each group" if names else "cells, clustered")
     genes = list(getattr(gen, "genes", None) or []) if not hasattr(gen, "var_names") else list(gen.var_names)
     if genes and len(top) <= 60:
         ax.set_yticks(np.arange(len(top)), [str(genes[i]) for i in top], fontsize=6)
@@ -507,8 +603,10 @@ def plot_heatmap(
     origin_ax = fig.add_subplot(grid[0, 0], sharex=ax)
     origin_ax.imshow(
         np.r_[np.zeros(n_r), np.ones(n_g)][None, :], aspect="auto", interpolation="nearest",
-        cmap=ListedColormap([ORIGIN_COLORS["real"], ORIGIN_COLORS["generated"]]), vmin=0, vmax=1,
+        cmap=ListedColormap([ORIGIN_GREYS["real"], ORIGIN_GREYS["generated"]]), vmin=0, vmax=1,
     )  # fmt: skip
+    for side, centre, ink in (("real", (n_r - 1) / 2, "white"), ("generated", n_r + (n_g - 1) / 2, "black")):
+        origin_ax.text(centre, 0, shown.count(side), ha="center", va="center", fontsize=8, color=ink)
     origin_ax.set_yticks([0], ["origin"], fontsize=8)
     origin_ax.tick_params(labelbottom=False, bottom=False)
     origin_ax.set_title("real vs generated expression (z-score per gene, real cells' mean and sd)", fontsize=11)
@@ -537,18 +635,39 @@ def plot_heatmap(
 # ---------------------------------------------------------------------------------------------- history
 
 
-def plot_history(
-    history: Sequence[Mapping[str, float]] | Any, path: str | Path | None = None, best_epoch: int | None = None
-) -> Figure:
-    """Training curves: loss and reconstruction (left), KL (right); validation dashed; best epoch marked.
+def _log_scale_helps(values: Sequence[np.ndarray]) -> bool:
+    """True when every value is positive and they span more than a factor of 20 (then a log axis reads better)."""
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
+    return bool(finite.size) and bool(finite.min() > 0) and bool(finite.max() / finite.min() > 20)
 
-    `history`: the per-epoch dicts of VAEResult.history, or a VAEResult (its best_epoch is then used).
-    The KL term is orders of magnitude below the reconstruction term, hence its own panel.
+
+HISTORY_PANELS = (
+    ("loss", "total loss", "loss = reconstruction + β·KL"),
+    ("recon_loss", "reconstruction loss", "reconstruction (negative log-likelihood)"),
+    ("kl_loss", "KL divergence", "KL to N(0, I)"),
+)
+
+
+def plot_history(
+    history: Sequence[Mapping[str, float]] | Any,
+    path: str | Path | None = None,
+    best_epoch: int | None = None,
+    monitor: str | None = None,
+) -> Figure:
+    """Training curves on separate axes: total loss, reconstruction, KL; validation dashed; best epoch marked.
+
+    `history`: the per-epoch dicts of VAEResult.history, or a VAEResult (its best_epoch and monitored curve,
+    loss or val_loss, are then used). Each term has its own panel and y-axis (the total and the reconstruction
+    differ by β·KL only, so on one axis the one line hides the other; KL is orders of magnitude smaller); an
+    axis switches to a log scale when its values span more than a factor of 20. The best epoch is a dotted
+    line in every panel, with the monitored value marked and written in the panel's title.
     """
     from matplotlib.ticker import MaxNLocator
 
     if hasattr(history, "history"):
         best_epoch = history.best_epoch if best_epoch is None else best_epoch
+        if monitor is None:
+            monitor = getattr(getattr(history, "train_config", None), "monitor", None)
         history = history.history
     rows = list(history)
     if not rows:
@@ -560,32 +679,53 @@ def plot_history(
             return None
         return np.array([r.get(key, np.nan) for r in rows], dtype=float)
 
-    fig = _new_figure(10.0, 4.0)
-    panels = (("loss", "recon_loss"), ("kl_loss",))
-    colors = {"loss": "#1f77b4", "recon_loss": "#2ca02c", "kl_loss": "#d62728"}
-    for i, keys in enumerate(panels):
-        ax = fig.add_subplot(1, 2, i + 1)
-        for key in keys:
-            for prefix, style in (("", "-"), ("val_", "--")):
-                values = series(prefix + key)
-                if values is not None:
-                    ax.plot(
-                        epochs,
-                        values,
-                        style,
-                        color=colors[key],
-                        label=prefix + key,
-                        marker="." if len(rows) < 30 else None,
-                    )
-        if best_epoch:
-            ax.axvline(best_epoch, color="#777777", linestyle=":", linewidth=1.2, label=f"best epoch ({best_epoch})")
+    panels = [
+        (k, ylabel, title)
+        for k, ylabel, title in HISTORY_PANELS
+        if series(k) is not None or series("val_" + k) is not None
+    ]
+    if not panels:
+        raise InputError(f"plot_history: no loss, recon_loss or kl_loss in the history (keys: {sorted(rows[0])})")
+    monitor = monitor if monitor and series(monitor) is not None else None
+    if monitor is None:
+        monitor = "val_loss" if series("val_loss") is not None else "loss"
+    best = int(best_epoch) if best_epoch else None
+    best_row = np.flatnonzero(epochs == best) if best is not None else np.zeros(0, dtype=int)
+
+    fig = _new_figure(4.3 * len(panels), 4.0)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    colors = {"": "#0072B2", "val_": "#D55E00"}  # Okabe-Ito blue (train) and vermillion (validation)
+    markers = len(rows) < 40
+    for ax, (key, ylabel, title) in zip(axes, panels):
+        drawn = []
+        for prefix, style, name in (("", "-", "training"), ("val_", "--", "validation")):
+            values = series(prefix + key)
+            if values is None:
+                continue
+            drawn.append(values)
+            ax.plot(
+                epochs, values, style, color=colors[prefix], label=name, linewidth=1.6,
+                marker="o" if markers else None, markersize=3,
+            )  # fmt: skip
+            if best_row.size and prefix + key == monitor and np.isfinite(values[best_row[0]]):
+                ax.plot(
+                    [best], [values[best_row[0]]], marker="*", markersize=14, color=colors[prefix],
+                    markeredgecolor="black", linestyle="", zorder=5, label=f"best ({monitor})",
+                )  # fmt: skip
+        if best is not None:
+            ax.axvline(best, color="#555555", linestyle=":", linewidth=1.2, label=f"best epoch ({best})")
+        if _log_scale_helps(drawn):
+            ax.set_yscale("log")
+            ylabel += " (log scale)"
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("per-cell loss" if i == 0 else "KL divergence")
-        ax.set_title("loss = reconstruction + β·KL" if i == 0 else "KL to N(0, I)", fontsize=10)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
+        ax.set_ylabel(ylabel)
+        if best_row.size and any(prefix + key == monitor for prefix in ("", "val_")):
+            value = float(series(monitor)[best_row[0]])
+            title += f"\nbest epoch {best}: {monitor} = " + (f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, which="major")
     return _save(fig, path)
 
 
@@ -620,7 +760,7 @@ def save_all(result: Any, gen: Any, out_dir: str | Path, formats: Sequence[str] 
     _names("check", formats)  # fail on a bad format before any work
     written: list[Path] = []
     if result is not None:
-        written += _write(plot_history(result.history, best_epoch=result.best_epoch), out, "history", formats)
+        written += _write(plot_history(result), out, "history", formats)  # its best epoch and monitored curve
         written += _write(plot_vae(result), out, "architecture", formats)
     if gen is not None:
         if getattr(gen, "x_train", None) is None and not hasattr(gen, "obs"):
