@@ -95,16 +95,20 @@ def test_light_side_never_imports_heavy_libraries():
 
 
 def test_generating_from_the_cli_loads_no_heavy_library(tmp_path: Path):
-    """At run time: `vaexprs --help` and a whole generation leave torch, scikit-learn and matplotlib unloaded
-    (and --help does not load anndata, onnxruntime or MLflow either)."""
+    """At run time: `vaexprs --help` and a whole generation leave torch, scikit-learn and matplotlib unloaded;
+    --help does not load numpy, anndata, onnxruntime or MLflow either, and writing .h5ad needs no anndata/pandas."""
     bundle = make_bundle(tmp_path / "b", conditional=True)
     code = textwrap.dedent(
         f"""
         import sys
         from vaexprs.cli import main
         main(["--help"]); main(["generate", "--help"]); main(["train", "--help"])
-        slow = [m for m in ("torch", "sklearn", "matplotlib", "mlflow", "anndata", "onnxruntime") if m in sys.modules]
+        slow = [m for m in ("torch", "sklearn", "matplotlib", "mlflow", "anndata", "onnxruntime", "numpy")
+                if m in sys.modules]
         assert not slow, f"--help imported {{slow}}"
+        assert main(["generate", {str(bundle)!r}, "-n", "30", "-q", "-o", {str(tmp_path)!r} + "/first.h5ad"]) == 0
+        slow = [m for m in ("anndata", "pandas") if m in sys.modules]  # a second of imports, not needed to write
+        assert not slow, f"writing .h5ad imported {{slow}}"
         for suffix in (".h5ad", ".csv", ".npy"):
             assert main(["generate", {str(bundle)!r}, "-n", "30", "-q", "-o", {str(tmp_path)!r} + "/out" + suffix]) == 0
         heavy = [m for m in {HEAVY!r} if m in sys.modules]

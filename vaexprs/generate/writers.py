@@ -227,9 +227,7 @@ class H5adWriter(Writer):
 
     def _open(self) -> None:
         import h5py
-        import pandas as pd
 
-        write_elem = _write_elem()
         self._h5py = h5py
         tmp = self._temp(self.path)
         h5py.File(tmp, "w").close()  # an empty HDF5 file (a few KB), so its blocks can be claimed before HDF5 writes
@@ -260,10 +258,13 @@ class H5adWriter(Writer):
             self._label_codes = self._categorical(obs, "cell_type", self.labels)
         self._categorical(obs, "origin", [ORIGIN])  # every code is 0: the dataset's fill value, never written
 
-        write_elem(f, "var", pd.DataFrame(index=pd.Index(self.genes)))
-        write_elem(f, "uns", _h5_safe(self.uns))
+        var = f.create_group("var")
+        var.attrs.update({"_index": "_index", "encoding-type": "dataframe", "encoding-version": "0.2.0"})
+        var.attrs.create("column-order", np.array([], dtype=object), dtype=h5py.string_dtype())
+        _string_array(var, "_index", self.genes)
+        write_plain(f, "uns", _h5_safe(self.uns))
         for key in ("obsm", "obsp", "varm", "varp", "layers"):
-            write_elem(f, key, {})
+            write_plain(f, key, {})
 
     def _categorical(self, obs: Any, name: str, categories: Sequence[str]) -> Any:
         h5py = self._h5py
@@ -308,6 +309,39 @@ def _code_dtype(categories: Sequence[str]) -> type:
 def _array_attrs(ds: Any) -> None:
     ds.attrs["encoding-type"] = "array"
     ds.attrs["encoding-version"] = "0.2.0"
+
+
+def _string_array(group: Any, name: str, values: Sequence[str]) -> Any:
+    import h5py
+
+    ds = group.create_dataset(name, data=np.array(list(values), dtype=object), dtype=h5py.string_dtype())
+    ds.attrs.update({"encoding-type": "string-array", "encoding-version": "0.2.0"})
+    return ds
+
+
+def write_plain(group: Any, key: str, value: Any) -> None:
+    """Write plain values (dicts, strings, numbers, lists of either) in AnnData's HDF5 encoding with h5py alone,
+    so that writing a generated file needs neither anndata nor pandas (about a second of imports); anything
+    else goes to anndata's write_elem."""
+    import h5py
+
+    if isinstance(value, Mapping):
+        sub = group.create_group(key)
+        sub.attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
+        for k, v in value.items():
+            write_plain(sub, str(k), v)
+    elif isinstance(value, str):
+        ds = group.create_dataset(key, data=value, dtype=h5py.string_dtype())
+        ds.attrs.update({"encoding-type": "string", "encoding-version": "0.2.0"})
+    elif isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+        ds = group.create_dataset(key, data=value)
+        ds.attrs.update({"encoding-type": "numeric-scalar", "encoding-version": "0.2.0"})
+    elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        _string_array(group, key, value)
+    elif isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        _array_attrs(group.create_dataset(key, data=np.asarray(value) if value else np.array([], dtype=np.float64)))
+    else:
+        _write_elem()(group, key, value)
 
 
 def _h5_safe(value: Any) -> Any:
