@@ -128,6 +128,49 @@ def file_uns(meta: dict[str, Any]) -> dict[str, Any]:
     return uns
 
 
+class BackgroundWrites:
+    """Write blocks on a second thread while the next ones are made: onnxruntime, numpy and h5py release the
+    GIL, so decoding block k+1 overlaps writing block k. The queue holds at most DEPTH blocks (memory stays
+    flat in n); a write error stops the producer at its next block and is raised in the caller's thread."""
+
+    DEPTH = 2
+
+    def __init__(self, writer: Any) -> None:
+        import queue
+        import threading
+
+        self.writer = writer
+        self.queue: Any = queue.Queue(maxsize=self.DEPTH)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="vaexprs-writer", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is None:  # after an error, drain (so the producer never blocks) without writing
+                try:
+                    self.writer.write_chunk(*item)
+                except BaseException as exc:  # handed to the caller's thread
+                    self.error = exc
+
+    def put(self, x: np.ndarray, codes: np.ndarray | None) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((x, codes))
+
+    def __enter__(self) -> BackgroundWrites:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
+
+
 def generate_to_file(
     model: Model,
     out: str | os.PathLike[str],
@@ -164,12 +207,15 @@ def generate_to_file(
         meta = provenance(source, plan)
         bar = ProgressBar(plan.n_total, "generating", unit="cells") if progress else None
         try:
-            with open_writer(
-                out_path, bundle.genes, plan.n_total, labels=plan.categories, force=force, uns=file_uns(meta),
-                chunk_rows=plan.batch_size,
-            ) as writer:  # fmt: skip
+            with (
+                open_writer(
+                    out_path, bundle.genes, plan.n_total, labels=plan.categories, force=force,
+                    uns=file_uns(meta), chunk_rows=plan.batch_size,
+                ) as writer,
+                BackgroundWrites(writer) as writes,
+            ):  # fmt: skip
                 for block in iter_blocks(bundle.spec, plan, source.decoder):
-                    writer.write_chunk(block.x, None if block.codes is None else positions[block.codes])
+                    writes.put(block.x, None if block.codes is None else positions[block.codes])
                     if bar is not None:
                         bar.advance(block.x.shape[0])
         finally:
