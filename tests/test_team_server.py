@@ -188,7 +188,19 @@ def trained(stack, work) -> Trained:
     assert simulate.wait(timeout=120) == 0, simulate.stdout.read()
     env = stack.client_env()
     began = time.monotonic()
-    train = [str(BIN / "vaexprs"), "train", "sim.h5ad", "--model", "cvae", "--epochs", "3", "--hidden", "32"]
+    train = [
+        str(BIN / "vaexprs"),
+        "train",
+        "sim.h5ad",
+        "--model",
+        "cvae",
+        "--epochs",
+        "3",
+        "--hidden",
+        "32",
+        "--likelihood",
+        "bce",
+    ]
     env = stack.client_env(OMP_NUM_THREADS="1")  # two trainers on two cores: one thread each
     results = run_all([([*train, "--seed", str(s), "-o", f"bundle{s}", "--register", NAME], env) for s in (1, 2)], work)
     stack.seconds["two trainings"] = time.monotonic() - began
