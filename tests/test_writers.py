@@ -290,3 +290,37 @@ def test_progress_bar_goes_to_stderr(cvae_dir, tmp_path, capsys):
     generate_to_file(cvae_dir, tmp_path / "p.npy", n=20, batch_size=5, provider="cpu", progress=True)
     captured = capsys.readouterr()
     assert captured.out == "" and "20/20" in captured.err
+
+
+@pytest.fixture(scope="module")
+def nb_bundle(tmp_path_factory) -> Path:
+    import vaexprs
+
+    data = vaexprs.simulate(groups=3, cells=30, genes=120, deg=20, seed=2)
+    data.X = np.random.default_rng(0).poisson(data.X / 20).astype(np.float32)  # UMI-like: mostly zeros
+    result = vaexprs.fit_vae(data, "cell_type", likelihood="nb", hidden=(16,), epochs=3, seed=1)
+    return vaexprs.export_bundle(result, tmp_path_factory.mktemp("writers") / "nb")
+
+
+def test_sampled_counts_are_written_as_csr(nb_bundle, tmp_path):
+    """Count cells are mostly zeros: X is CSR (same values as --dense), the file is smaller, AnnData reads it."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    generate_to_file(nb_bundle, tmp_path / "sparse.h5ad", n=20000, seed=4, batch_size=7000)
+    generate_to_file(nb_bundle, tmp_path / "dense.h5ad", n=20000, seed=4, batch_size=7000, dense=True)
+    generate_to_file(nb_bundle, tmp_path / "gzip.h5ad", n=20000, seed=4, batch_size=7000, compression="gzip")
+    sparse, dense = ad.read_h5ad(tmp_path / "sparse.h5ad"), ad.read_h5ad(tmp_path / "dense.h5ad")
+    assert sp.issparse(sparse.X) and sparse.X.format == "csr" and not sp.issparse(dense.X)
+    np.testing.assert_array_equal(sparse.X.toarray(), dense.X)
+    assert sparse.X.nnz < 0.6 * dense.X.size  # mostly zeros, none of them stored
+    assert (tmp_path / "sparse.h5ad").stat().st_size < (tmp_path / "dense.h5ad").stat().st_size
+    assert (tmp_path / "gzip.h5ad").stat().st_size < (tmp_path / "sparse.h5ad").stat().st_size
+    ad.AnnData(sparse.X, obs=sparse.obs, var=sparse.var).write_h5ad(tmp_path / "anndata.h5ad")  # AnnData's own CSR
+    assert (tmp_path / "sparse.h5ad").stat().st_size <= 1.5 * (tmp_path / "anndata.h5ad").stat().st_size
+    assert list(sparse.obs["cell_type"]) == list(dense.obs["cell_type"])
+    x, _ = generate_array(nb_bundle, n=20000, seed=4, batch_size=7000)
+    np.testing.assert_array_equal(sparse.X.toarray(), x)  # the same cells as in memory
+    mean_only = tmp_path / "mean.h5ad"
+    generate_to_file(nb_bundle, mean_only, n=50, seed=4, output_space="mean")
+    assert not sp.issparse(ad.read_h5ad(mean_only).X)  # expected values have no zeros: dense

@@ -207,6 +207,12 @@ def _request_parameters() -> list[inspect.Parameter]:
 # ------------------------------------------------------------------------------------------ commands
 
 
+def _compression(name: str) -> str | None:
+    if name not in ("none", "gzip", "lzf"):
+        raise OptionError("compression", f"must be one of none, gzip, lzf; got {name!r}")
+    return None if name == "none" else name
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"vaexprs {__version__}")
@@ -356,6 +362,15 @@ def generate(
             metavar="ADDRESS",
         ),
     ] = None,
+    dense: Annotated[
+        bool,
+        typer.Option(
+            "--dense", help="Write sampled cells to .h5ad as a dense X (default: CSR, as most values are zeros)."
+        ),
+    ] = False,
+    compression: Annotated[
+        str, typer.Option(help="Compress the .h5ad X: none, gzip or lzf.", metavar="[none|gzip|lzf]")
+    ] = "none",
     force: Force = False,
     quiet: Quiet = False,
     track: Track = False,
@@ -377,7 +392,8 @@ def generate(
 
     summary = generate_to_file(
         model, output, request, provider=provider, threads=threads, force=force,
-        progress=not quiet and interactive(), dask=dask or None,
+        progress=not quiet and interactive(), dask=dask or None, dense=dense,
+        compression=_compression(compression),
     )  # fmt: skip
     if track:
         _track({"generated": summary["out"]}, {"model_uri": summary["model_uri"], **request.to_dict()}, "generate")

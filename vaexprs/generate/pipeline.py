@@ -181,6 +181,8 @@ def generate_to_file(
     force: bool = False,
     progress: bool = False,
     dask: str | None = None,
+    dense: bool = False,
+    compression: str | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
     """Generate cells into a .h5ad/.csv/.npy file or a .zarr store, block by block; returns a summary of the run.
@@ -190,6 +192,8 @@ def generate_to_file(
     to make. Bad input raises InputError before any file exists.
     dask: "local", "local:W" or "tcp://HOST:PORT" to make the blocks on a Dask cluster, written straight into
     the .zarr output (vaexprs.generate.distributed; needs vaexprs[dask]). The cells are the same either way.
+    dense: write sampled cells (counts, or hurdle log values) to .h5ad as a dense X; by default they are
+    written as CSR, since most of their values are exact zeros (decoder means are always dense). compression: "gzip" or "lzf" for the .h5ad X (none by default: fastest).
     """
     request = as_request(request, fields)
     if dask is not None:
@@ -210,7 +214,8 @@ def generate_to_file(
             with (
                 open_writer(
                     out_path, bundle.genes, plan.n_total, labels=plan.categories, force=force,
-                    uns=file_uns(meta), chunk_rows=plan.batch_size,
+                    uns=file_uns(meta), chunk_rows=plan.batch_size, compression=compression,
+                    sparse=plan.space.sampled and not dense,  # sampled cells hold exact zeros (most values)
                 ) as writer,
                 BackgroundWrites(writer) as writes,
             ):  # fmt: skip

@@ -62,6 +62,7 @@ MIN_ZARR = (3, 1)
 CELL_PREFIX = "gen"
 ORIGIN = "generated"
 X_CHUNK_BYTES = 1 << 20  # h5ad X chunk: ~1 MiB of whole rows, so row slices read and write whole chunks
+CSR_CHUNK = 1 << 16  # values per HDF5 chunk of a sparse X's data and indices (256 KiB of float32)
 H5_METADATA_BYTES = 1 << 20  # HDF5's own structures (chunk index, heaps) beyond the data, plus 1% of the data
 CSV_BYTES_PER_VALUE = 8  # a typical `%.6g,` field; the real size depends on the values
 
@@ -216,12 +217,20 @@ class Writer:
 class H5adWriter(Writer):
     """AnnData on-disk layout, X filled row chunk by row chunk; obs columns likewise."""
 
-    def __init__(self, *args: Any, compression: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, compression: str | None = None, sparse: bool = False, **kwargs: Any
+    ) -> None:  # fmt: skip
         super().__init__(*args, **kwargs)
         self._compression = compression
+        self._sparse = sparse
         self._file: Any = None
+        self._nnz = 0
 
     def estimated_bytes(self) -> int:
+        """Dense: the whole X. Sparse (CSR): the row pointers and names; the values are claimed chunk by chunk
+        (their density is not known before they are made); the free-space check then sees only this much."""
+        if self._sparse:
+            return self.n_total * 24 + H5_METADATA_BYTES + sum(len(g) + 8 for g in self.genes)
         data = super().estimated_bytes()
         return data + H5_METADATA_BYTES + data // 100
 
@@ -238,11 +247,14 @@ class H5adWriter(Writer):
         f.attrs["encoding-type"] = "anndata"
         f.attrs["encoding-version"] = "0.1.0"
         n, g = self.n_total, len(self.genes)
-        rows = max(1, min(n, X_CHUNK_BYTES // (4 * g)))
-        self._x = f.create_dataset(
-            "X", shape=(n, g), dtype=np.float32, chunks=(rows, g) if n else None, compression=self._compression
-        )
-        _array_attrs(self._x)
+        if self._sparse:
+            self._open_csr(f, n, g)
+        else:
+            rows = max(1, min(n, X_CHUNK_BYTES // (4 * g)))
+            self._x = f.create_dataset(
+                "X", shape=(n, g), dtype=np.float32, chunks=(rows, g) if n else None, compression=self._compression
+            )
+            _array_attrs(self._x)
 
         obs = f.create_group("obs")
         columns = (["cell_type"] if self.labels is not None else []) + ["origin"]
@@ -266,6 +278,30 @@ class H5adWriter(Writer):
         for key in ("obsm", "obsp", "varm", "varp", "layers"):
             write_plain(f, key, {})
 
+    def _open_csr(self, f: Any, n: int, g: int) -> None:
+        """X as AnnData's csr_matrix: data and indices grow chunk by chunk, indptr is laid out up front."""
+        group = f.create_group("X")
+        group.attrs.update({"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": (n, g)})
+        grow = {"shape": (0,), "maxshape": (None,), "chunks": (CSR_CHUNK,), "compression": self._compression}
+        self._data = group.create_dataset("data", dtype=np.float32, **grow)
+        self._indices = group.create_dataset("indices", dtype=np.int32 if g < 2**31 else np.int64, **grow)
+        self._indptr = group.create_dataset("indptr", shape=(n + 1,), dtype=np.int64, fillvalue=0)
+
+    def _write_csr(self, x: np.ndarray, start: int) -> None:
+        rows, cols = np.nonzero(x)
+        values = x[rows, cols].astype(np.float32, copy=False)
+        stop, nnz = start + x.shape[0], self._nnz + values.size
+        # claim the values' blocks before HDF5 writes them (what a full disk must not interrupt): 8 bytes a value,
+        # plus a partly filled chunk of data and of indices
+        self._reserve.ensure(self.estimated_bytes() + nnz * 8 + 2 * CSR_CHUNK * 8)
+        if values.size:
+            self._data.resize((nnz,))
+            self._indices.resize((nnz,))
+            self._data[self._nnz : nnz] = values
+            self._indices[self._nnz : nnz] = cols
+        self._indptr[start + 1 : stop + 1] = self._nnz + np.cumsum(np.bincount(rows, minlength=x.shape[0]))
+        self._nnz = nnz
+
     def _categorical(self, obs: Any, name: str, categories: Sequence[str]) -> Any:
         h5py = self._h5py
         group = obs.create_group(name)
@@ -283,7 +319,10 @@ class H5adWriter(Writer):
 
     def _write(self, x: np.ndarray, codes: np.ndarray | None, start: int) -> None:
         stop = start + x.shape[0]
-        self._x[start:stop] = x if x.dtype == np.float32 else x.astype(np.float32)
+        if self._sparse:
+            self._write_csr(x, start)
+        else:
+            self._x[start:stop] = x if x.dtype == np.float32 else x.astype(np.float32)
         self._names[start:stop] = np.array(self._cell_names(start, stop), dtype=object)
         if codes is not None and self._label_codes is not None:
             self._label_codes[start:stop] = codes.astype(self._label_codes.dtype, copy=False)
@@ -570,7 +609,10 @@ class StoreBlocks:
         if _store_root(self.folder) is None:  # removed after a failure: write nothing, recreate nothing
             raise VaexprsRuntimeError(f"the output store {self.folder} is gone (the run was stopped)")
         stop = start + x.shape[0]
-        self._x[start:stop] = x if x.dtype == np.float32 else x.astype(np.float32)
+        if self._sparse:
+            self._write_csr(x, start)
+        else:
+            self._x[start:stop] = x if x.dtype == np.float32 else x.astype(np.float32)
         self._names[start:stop] = np.array(cell_names(start, stop), dtype=object)
         if self._codes is not None and codes is not None:
             self._codes[start:stop] = codes.astype(self._codes.dtype, copy=False)
@@ -637,12 +679,14 @@ def open_writer(
     uns: Mapping[str, Any] | None = None,
     compression: str | None = None,
     chunk_rows: int | None = None,
+    sparse: bool = False,
 ) -> Iterator[Writer]:
     """A writer for `path` (type from its suffix); commits on a clean exit, removes its temp files otherwise.
 
     labels: the label categories (codes given to write_chunk index into them); None for unlabelled cells.
     uns: stored in .h5ad and .zarr only. compression: h5py filter for the .h5ad X (e.g. "gzip"); None by default.
     chunk_rows: cells per .zarr chunk; give the generation block size, so each block fills exactly one chunk.
+    sparse: .h5ad X as CSR (what count data should be: mostly zeros); other formats stay dense.
     """
     out = check_output(path, force, with_labels=labels is not None)
     if n_total < 0:
@@ -650,7 +694,7 @@ def open_writer(
     cls = _WRITERS[out.suffix.lower()]
     kwargs: dict[str, Any] = {}
     if cls is H5adWriter:
-        kwargs["compression"] = compression
+        kwargs.update(compression=compression, sparse=sparse)
     elif cls is ZarrWriter:
         kwargs["chunk_rows"] = chunk_rows
     writer = cls(out, genes, n_total, labels, uns, force, **kwargs)
