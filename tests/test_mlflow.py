@@ -229,6 +229,13 @@ def test_mlflow_run_train_logs_everything_and_registers(store: str, tmp_path: Pa
     artifacts = set(all_artifacts(client, run.info.run_id))
     expected = {"checkpoint/model.pt", "bundle/decoder.onnx", "bundle/encoder.onnx", "bundle/bundle.json"}
     assert expected | {"history.csv", "plots/history.png", "plots/heatmap.png", "eval.json"} <= artifacts
+    # likelihood=auto (the default, the param as asked): the candidates' scores as metrics and selection.json,
+    # the head that was trained as the tag vaexprs.likelihood
+    assert params["likelihood"] == "auto"
+    assert tags["vaexprs.likelihood"] in {"hurdle", "bce"}
+    assert "selection.json" in artifacts and {"selection_hurdle_auc", "selection_bce_auc"} <= set(metrics)
+    selection = json.loads(Path(client.download_artifacts(run.info.run_id, "selection.json")).read_text())
+    assert [r["likelihood"] for r in selection if r.get("chosen")] == [tags["vaexprs.likelihood"]]
     # after training, generated cells are scored against the training cells (no validation split here)
     assert 0.0 <= metrics["eval_auc_real_vs_gen"] <= 1.0 and "eval_mean_corr" in metrics
     assert tags["eval_reference"].startswith("training cells")

@@ -155,7 +155,6 @@ def tracked_train_job(
     with run_scope(job.experiment, run_name="train") as run:
         run_id = run.info.run_id
         params = {**data_params(adata, label_key), "label_key": job.label_key, "model": job.model}
-        params["likelihood_requested"] = fit_options.get("likelihood", "auto")  # `likelihood` is what was trained
         callback = MlflowCallback(run_id, params)
         result = fit_vae(adata, label_key, callbacks=(callback,), progress=progress, **fit_options)
         outcome = TrainOutcome(result=result, run_id=run_id)
