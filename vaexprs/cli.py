@@ -272,7 +272,9 @@ def train(
 ) -> None:
     """Train a VAE or CVAE; write the ONNX bundle (-o) and/or log and register it in MLflow."""
     from vaexprs.jobs import TrainJob, train_job
+    from vaexprs.model.ddp import is_main_process
 
+    quiet = quiet or not is_main_process()  # under torchrun, rank 0 speaks for all
     setup_logging(quiet)
     job = TrainJob(**values_of(TrainJob, options))
     outcome = train_job(data or None, job, fit_options(options), progress=False if quiet else None)

@@ -122,10 +122,13 @@ def train_job(
     data: str | None, job: TrainJob, fit_options: dict[str, Any], progress: bool | None = None
 ) -> TrainOutcome:
     """Check, read, train, write the checkpoint and the bundle; track in MLflow when asked."""
+    from vaexprs.model.ddp import is_main_process
     from vaexprs.model.fit import fit_vae
 
     check_outputs(job, data)
     adata, label_key = load_training_data(data, job, fit_options.get("layer"))
+    if not is_main_process():  # under torchrun: every rank trains; rank 0 alone writes, logs and registers
+        return TrainOutcome(result=fit_vae(adata, label_key, progress=False, **fit_options))
     if not (job.track or job.register):
         result = fit_vae(adata, label_key, progress=progress, **fit_options)
         outcome = TrainOutcome(result=result)

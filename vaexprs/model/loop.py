@@ -24,6 +24,7 @@ import torch
 from vaexprs.config import TrainConfig
 from vaexprs.data.preprocess import Preprocessor, is_sparse
 from vaexprs.errors import OptionError, check_interrupted
+from vaexprs.model import ddp
 from vaexprs.model.network import VAE
 from vaexprs.progress import progress_bar
 
@@ -60,9 +61,16 @@ class Batches:
         return x, c
 
     def iterate(
-        self, batch_size: int, device: torch.device, rng: np.random.Generator | None = None
+        self,
+        batch_size: int,
+        device: torch.device,
+        rng: np.random.Generator | None = None,
+        shard: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Batches in a shuffled order (with `rng`), of this process's share of it (with `shard`, under torchrun)."""
         order = rng.permutation(len(self)) if rng is not None else np.arange(len(self))
+        if shard is not None:
+            order = shard(order)
         for start in range(0, len(order), batch_size):
             yield self.get(order[start : start + batch_size], device)
 
@@ -102,20 +110,25 @@ def _run_epoch(
     rng: np.random.Generator | None,
 ) -> dict[str, float]:
     """One pass; trains when an optimizer is given, else evaluates (dropout off, still one z sample)."""
-    totals = np.zeros(3)
+    totals = np.zeros(4)  # loss, recon, kl (summed over cells), cells
     model.train(optimizer is not None)
+    distributed = optimizer is not None and ddp.world()[1] > 1  # training under torchrun: this rank's share
     with torch.set_grad_enabled(optimizer is not None):
-        for x, c in batches.iterate(config.batch_size, device, rng):
+        for x, c in batches.iterate(config.batch_size, device, rng, ddp.shard if distributed else None):
             check_interrupted()
             if optimizer is not None and x.shape[0] == 1 and model.config.batch_norm:
-                continue  # batch-norm cannot train on a single cell
+                continue  # batch-norm cannot train on a single cell (the same batch sizes on every rank)
             out = model.loss(x, c, config.beta, sample=True)
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
+                if distributed:
+                    ddp.average_gradients(model)
                 optimizer.step()
-            totals += [out.loss.item() * x.shape[0], out.recon.sum().item(), out.kl.sum().item()]
-    n = len(batches)
+            totals += [out.loss.item() * x.shape[0], out.recon.sum().item(), out.kl.sum().item(), x.shape[0]]
+    if distributed:
+        totals = ddp.sum_across(totals)  # every rank records the same epoch
+    n = max(totals[3], 1.0)
     return {"loss": float(totals[0] / n), "recon_loss": float(totals[1] / n), "kl_loss": float(totals[2] / n)}
 
 
@@ -138,6 +151,7 @@ def fit(
         raise OptionError("monitor", "val_loss needs validation cells ({val_split} > 0, or x_val)")
     device = choose_device(config.device)
     model.to(device)
+    ddp.join(device)  # under torchrun: one process group for every rank (a no-op otherwise)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
