@@ -609,10 +609,7 @@ class StoreBlocks:
         if _store_root(self.folder) is None:  # removed after a failure: write nothing, recreate nothing
             raise VaexprsRuntimeError(f"the output store {self.folder} is gone (the run was stopped)")
         stop = start + x.shape[0]
-        if self._sparse:
-            self._write_csr(x, start)
-        else:
-            self._x[start:stop] = x if x.dtype == np.float32 else x.astype(np.float32)
+        self._x[start:stop] = x if x.dtype == np.float32 else x.astype(np.float32)
         self._names[start:stop] = np.array(cell_names(start, stop), dtype=object)
         if self._codes is not None and codes is not None:
             self._codes[start:stop] = codes.astype(self._codes.dtype, copy=False)
