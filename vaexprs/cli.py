@@ -43,6 +43,28 @@ from vaexprs.errors import (
     note_signal,
 )
 
+
+def _plain_argument_help() -> None:
+    """Typer 0.29 shows a required argument as `{MODEL}` in usage lines and as `MODEL <str>` in the help; every
+    vaexprs argument names its metavar, so show it plainly (`MODEL`, `[DATA]`), as click and man pages do."""
+    argument = getattr(getattr(typer, "core", None), "TyperArgument", None)
+    if argument is None or not hasattr(argument, "_usage_display_name"):
+        return
+    typed = argument.display_type_rich
+
+    def usage_name(self: Any) -> str:
+        name = self.display_name_raw
+        return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
+
+    def type_in_help(self: Any, ctx: Any) -> str | None:
+        return None if self.metavar is not None else typed(self, ctx)
+
+    argument._usage_display_name = usage_name
+    argument.display_type_rich = type_in_help
+
+
+_plain_argument_help()
+
 app = typer.Typer(
     name="vaexprs",
     help="Learn single-cell expression data with a (conditional) VAE and generate realistic cells.",
