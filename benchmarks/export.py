@@ -106,12 +106,11 @@ def main(argv: list[str] | None = None) -> int:
             "date": time.strftime("%Y-%m-%d"),
         },
     }
-    text = json.dumps(report, indent=2)
-    print(text)
+    from vaexprs.files import write_json_atomic
+
+    print(json.dumps(report, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".json.tmp")
-    tmp_out.write_text(text + "\n")
-    os.replace(tmp_out, args.out)
+    write_json_atomic(args.out, report)
     return 0
 
 

@@ -600,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help=f"write the JSON here too (default {DEFAULT_OUT})")
     ap.add_argument("--workdir", type=Path, default=None, help="scratch folder for bundles and the big output files")
     ap.add_argument("--skip-e2e", action="store_true", help="decoding throughput only")
+    ap.add_argument("--e2e-n", type=str, default=None, help="comma-separated N for the end-to-end runs, e.g. 300000")
     ap.add_argument("--reps", type=int, default=None, help="repetitions per method and config (default 3; quick 2)")
     ap.add_argument("--markdown", type=Path, metavar="JSON", help="print the tables of an earlier run and exit")
     args = ap.parse_args(argv)
@@ -608,7 +609,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     logging.getLogger("vaexprs").setLevel(logging.WARNING)
-    plan = QUICK if args.quick else FULL
+    plan = dict(QUICK if args.quick else FULL)
+    if args.e2e_n:
+        plan["e2e_n"] = [int(v) for v in args.e2e_n.split(",")]
     out_path = args.out or (HERE / "results" / "generate_quick.json" if args.quick else DEFAULT_OUT)
     info = machine_info()
     t_start = time.perf_counter()

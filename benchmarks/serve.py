@@ -134,12 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_served_over_cli": best_cli / best_served,
         "environment": {"python": platform.python_version(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")},
     }
-    text = json.dumps(report, indent=2)
-    print(text)
+    from vaexprs.files import write_json_atomic
+
+    print(json.dumps(report, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".json.tmp")
-    tmp_out.write_text(text + "\n")
-    os.replace(tmp_out, args.out)
+    write_json_atomic(args.out, report)
     return 0
 
 
