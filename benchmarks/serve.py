@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+        env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # mlflow models serve starts uvicorn from PATH
         os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
         rng = np.random.default_rng(0)
         x = rng.poisson(1.0, (200, args.genes)).astype(np.float32)
