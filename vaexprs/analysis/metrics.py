@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vaexprs.data.preprocess import column_mean_var
 from vaexprs.data.preprocess import is_sparse as _is_sparse
 from vaexprs.errors import InputError
 
@@ -89,17 +90,8 @@ class _GeneStats:
 def _gene_stats(x: Any) -> _GeneStats:
     """Per-gene mean and population variance, and the fraction of exact zeros, without densifying sparse x."""
     n, g = x.shape
-    if _is_sparse(x):
-        mean = np.asarray(x.sum(axis=0, dtype=np.float64)).ravel() / n
-        sq = x.copy()
-        sq.data = sq.data.astype(np.float64) ** 2
-        var = np.asarray(sq.sum(axis=0)).ravel() / n - mean**2
-        var = np.clip(var, 0.0, None)
-        zeros = n * g - np.count_nonzero(x.data)
-    else:
-        mean = x.mean(axis=0, dtype=np.float64)
-        var = x.var(axis=0, dtype=np.float64)
-        zeros = x.size - np.count_nonzero(x)
+    mean, var = column_mean_var(x)
+    zeros = n * g - (np.count_nonzero(x.data) if _is_sparse(x) else np.count_nonzero(x))
     return _GeneStats(mean=mean, var=var, zero_frac=float(zeros) / float(n * g))
 
 

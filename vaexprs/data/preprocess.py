@@ -183,17 +183,17 @@ def column_min_max(x: Any) -> tuple[np.ndarray, np.ndarray]:
     return x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
 
 
-def column_mean_sd(x: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per-gene mean and standard deviation (over all cells, zeros included), without densifying."""
+def column_mean_var(x: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene mean and population variance (over all cells, zeros included) in float64, without densifying
+    a sparse matrix."""
     n = max(x.shape[0], 1)
     if is_sparse(x):
-        x = x.tocsc().astype(np.float64)
-        mean = np.asarray(x.sum(axis=0), dtype=np.float64).ravel() / n
-        sq = np.asarray(x.multiply(x).sum(axis=0), dtype=np.float64).ravel() / n
-    else:
-        arr = np.asarray(x, dtype=np.float64)
-        mean, sq = arr.mean(axis=0), (arr * arr).mean(axis=0)
-    return mean, np.sqrt(np.maximum(sq - mean * mean, 0.0))
+        mean = np.asarray(x.sum(axis=0, dtype=np.float64)).ravel() / n
+        sq = x.copy()
+        sq.data = sq.data.astype(np.float64) ** 2
+        return mean, np.clip(np.asarray(sq.sum(axis=0)).ravel() / n - mean**2, 0.0, None)
+    arr = np.asarray(x)
+    return arr.mean(axis=0, dtype=np.float64), arr.var(axis=0, dtype=np.float64)
 
 
 def plausible_maxima(x: Any, counts: bool) -> np.ndarray:
@@ -205,8 +205,8 @@ def plausible_maxima(x: Any, counts: bool) -> np.ndarray:
     """
     logged = apply_normalization(x, "log") if counts else x
     _, high = column_min_max(logged)
-    _, sd = column_mean_sd(logged)
-    cap = high + sd
+    _, var = column_mean_var(logged)
+    cap = high + np.sqrt(var)
     return np.floor(np.exp2(cap) - 1.0) if counts else cap
 
 

@@ -237,7 +237,6 @@ class H5adWriter(Writer):
     def _open(self) -> None:
         import h5py
 
-        self._h5py = h5py
         tmp = self._temp(self.path)
         h5py.File(tmp, "w").close()  # an empty HDF5 file (a few KB), so its blocks can be claimed before HDF5 writes
         self._reserve = SpaceReserve(tmp)
@@ -303,16 +302,11 @@ class H5adWriter(Writer):
         self._nnz = nnz
 
     def _categorical(self, obs: Any, name: str, categories: Sequence[str]) -> Any:
-        h5py = self._h5py
         group = obs.create_group(name)
         group.attrs["encoding-type"] = "categorical"
         group.attrs["encoding-version"] = "0.2.0"
         group.attrs["ordered"] = False
-        cats = group.create_dataset(
-            "categories", data=np.array(list(categories), dtype=object), dtype=h5py.string_dtype()
-        )
-        cats.attrs["encoding-type"] = "string-array"
-        cats.attrs["encoding-version"] = "0.2.0"
+        _string_array(group, "categories", categories)
         codes = group.create_dataset("codes", shape=(self.n_total,), dtype=_code_dtype(categories), fillvalue=0)
         _array_attrs(codes)
         return codes

@@ -18,6 +18,14 @@ from vaexprs.errors import InputError
 from vaexprs.model.fit import gen_exprs
 
 
+def generate_like(result: Any, n: int, labels: Any, seed: int) -> Any:
+    """As many cells as a reference has, label for label (`labels`: the reference's; None for a VAE)."""
+    if labels is None:
+        return gen_exprs(result, num_samples=n, seed=seed)
+    names, counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
+    return gen_exprs(result, labels={str(k): int(v) for k, v in zip(names, counts, strict=True)}, seed=seed)
+
+
 def evaluate_model(result: Any, seed: int = 0) -> tuple[dict[str, Any], Any]:
     """Score a freshly trained model: generate as many cells as there are reference cells, label for label.
 
@@ -30,12 +38,7 @@ def evaluate_model(result: Any, seed: int = 0) -> tuple[dict[str, Any], Any]:
     real_y = result.y_val if held_out else result.y_train
     if real_x is None:
         raise InputError("no reference cells to evaluate against (a model loaded from disk keeps none)")
-    if result.labels:
-        names, counts = np.unique(np.asarray(real_y, dtype=str), return_counts=True)
-        request: Any = {str(k): int(v) for k, v in zip(names, counts, strict=True)}
-        gen = gen_exprs(result, labels=request, seed=seed + 1)
-    else:
-        gen = gen_exprs(result, num_samples=int(real_x.shape[0]), seed=seed + 1)
+    gen = generate_like(result, int(real_x.shape[0]), real_y if result.labels else None, seed + 1)
     gen_x = gen.x_gen
     if gen.value_space == "counts":
         mean_library = result.library_size.train_mean if result.library_size is not None else None

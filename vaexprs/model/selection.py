@@ -34,7 +34,6 @@ VAL_FRACTION = 0.2  # of each label with at least MIN_VAL_LABEL cells
 MIN_VAL_LABEL = 5  # smaller labels stay whole in training (a CVAE must learn every label)
 MAX_TRAIN_CELLS = 600
 MAX_VAL_CELLS = 400
-MAX_JUDGE_CELLS = 2000  # training cells the label-keep classifier learns from
 EPOCH_SHARE = 0.5  # of the final model's epochs, per candidate
 KEEP_MIN = 0.9
 ZERO_GAP = 0.05
@@ -107,7 +106,8 @@ def select_likelihood(
 ) -> tuple[str, list[dict[str, Any]]]:
     """Train each applicable head on part of `data` (a TrainingData), score its cells against held-out cells,
     and return the winner with the whole table (one row per head, `chosen` marking the winner)."""
-    from vaexprs.model.fit import TrainingData, fit_head, gen_exprs
+    from vaexprs.model.fit import TrainingData, fit_head
+    from vaexprs.model.scoring import generate_like
 
     heads, excluded = candidate_heads(data.matrix)
     skipped = [{"likelihood": h, "skipped": why} for h, why in excluded.items()]
@@ -134,8 +134,7 @@ def select_likelihood(
     space, _ = choose_normalization(data.matrix, data_config.normalize)
     mean_lib = float(np.mean(library_size(train_x))) if space == "lognorm" else None
     real_val = apply_normalization(val_x, space, mean_library=mean_lib)
-    judge_rows = np.arange(min(train_x.shape[0], MAX_JUDGE_CELLS))
-    judge_x = apply_normalization(train_x[judge_rows], space, mean_library=mean_lib)
+    judge_x = apply_normalization(train_x, space, mean_library=mean_lib)  # the label judge learns from these
     final = train.resolved(data.matrix.shape[0])
     cand_train = replace(final, epochs=max(1, math.ceil(final.epochs * EPOCH_SHARE)), val_split=0.0, monitor="loss")
     n_val = int(val_x.shape[0])
@@ -150,18 +149,14 @@ def select_likelihood(
             subset, {**model_options, "likelihood": head}, cand_train, data_config, progress=progress,
             what=f"selection: {head}",
         )  # fmt: skip
-        if val_y is not None:
-            names, counts = np.unique(np.asarray(val_y).astype(str), return_counts=True)
-            gen = gen_exprs(result, labels={str(k): int(v) for k, v in zip(names, counts)}, seed=train.seed)
-        else:
-            gen = gen_exprs(result, num_samples=n_val, seed=train.seed)
+        gen = generate_like(result, n_val, val_y, train.seed)
         gen_x = gen.x_gen
         if gen.value_space == "counts":
             gen_x = apply_normalization(gen_x, space, mean_library=mean_lib)
         m = evaluate(real_val, gen_x, val_y, gen.y_gen if val_y is not None else None, seed=train.seed)
         keep = None
         if train_y is not None:
-            keep = label_keep_rate(judge_x, train_y[judge_rows], gen_x, gen.y_gen, seed=train.seed)
+            keep = label_keep_rate(judge_x, train_y, gen_x, gen.y_gen, seed=train.seed)
         row = {
             "likelihood": head,
             "auc": m["auc_real_vs_gen"],
