@@ -177,6 +177,36 @@ def test_disk_full_mid_write_is_one_clean_line_and_keeps_the_old_output(tiny_dis
     assert sorted(p.name for p in tiny_disk.iterdir()) == [out.name] and out.read_bytes() == b"old"
 
 
+@pytest.fixture(scope="module")
+def counts_bundle(tmp_path_factory, small_sim) -> Path:
+    """A bundle whose cells are sampled counts: written as a growing CSR matrix."""
+    import numpy as np
+
+    import vaexprs
+
+    data = small_sim.copy()
+    data.X = np.random.default_rng(0).poisson(data.X / 20).astype(np.float32)
+    result = vaexprs.fit_vae(data, "cell_type", likelihood="nb", hidden=(16,), epochs=2, seed=1)
+    return vaexprs.export_bundle(result, tmp_path_factory.mktemp("guarantees") / "nb")
+
+
+def test_disk_full_while_a_sparse_x_grows_is_one_clean_line(tiny_disk: Path, counts_bundle: Path):
+    """Sparse .h5ad output claims its disk blocks chunk by chunk: a disk that fills meanwhile is still one
+    clean line, exit 1, no temp file, the old output intact."""
+    out = tiny_disk / "g.h5ad"
+    out.write_bytes(b"old")
+    code = (
+        "import sys, vaexprs.files as f, vaexprs.generate.writers as w\n"
+        "f.check_free_space = w.check_free_space = lambda path, needed: None\n"
+        "from vaexprs.cli import main\n"
+        f"sys.exit(main(['generate', {str(counts_bundle)!r}, '-n', '200000', '-o', {str(out)!r}, '--force', '-q']))\n"
+    )
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert one_error_line(done.stderr).startswith(f"error: could not write {out}: No space left on device")
+    assert sorted(p.name for p in tiny_disk.iterdir()) == [out.name] and out.read_bytes() == b"old"
+
+
 def test_simulate_on_a_full_disk_fails_cleanly(tiny_disk: Path):
     code = (
         "import sys, vaexprs.data.io as io\n"
