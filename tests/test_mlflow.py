@@ -15,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+import types
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -409,6 +411,61 @@ def test_registered_pyfunc_generates_per_row(use_registry: dict[str, str]) -> No
 # --------------------------------------------------------------------------------------------- serving
 
 
+def test_compact_answers_hold_the_records_cells(use_registry: dict[str, str], vae_bundle: Path) -> None:
+    """params {"format": "npz"|"csr"}: one base64 .npz that numpy (and scipy) decode to the records' cells."""
+    import mlflow.pyfunc
+    import pandas as pd
+    import scipy.sparse
+    from mlflow.exceptions import MlflowException
+
+    from vaexprs.generate.pyfunc import VaexprsGenerator
+
+    model = mlflow.pyfunc.load_model("models:/vx/2")
+    request = pd.DataFrame({"label": ["group2", None], "n": [4, 30], "seed": [5, 6]})
+    records = model.predict(request)
+    x, labels = records.iloc[:, :-1].to_numpy(np.float32), records["cell_type"].to_numpy(str)
+    dense = np.load(answer_file(model.predict(request, params={"format": "npz"})))
+    assert dense["x"].dtype == np.float32 and list(dense["genes"]) == list(records.columns[:-1])
+    np.testing.assert_array_equal(dense["x"], x)
+    np.testing.assert_array_equal(dense["cell_type"], labels)
+    compact = answer_file(model.predict(request, params={"format": "csr"}))
+    csr, archive = scipy.sparse.load_npz(compact), np.load(compact)
+    assert csr.format == "csr" and csr.dtype == np.float32
+    np.testing.assert_array_equal(csr.toarray(), x)
+    np.testing.assert_array_equal(archive["cell_type"], labels)
+    with pytest.raises(MlflowException, match="format must be one of records, npz, csr; got 'xml'") as info:
+        model.predict(request, params={"format": "xml"})
+    assert info.value.get_http_status_code() == 400
+
+    vae = VaexprsGenerator()  # a VAE: no labels in either answer
+    vae.load_context(types.SimpleNamespace(artifacts={"bundle": str(vae_bundle)}))
+    plain = np.load(answer_file(vae.predict(None, pd.DataFrame({"n": [7]}), params={"format": "npz"})))
+    assert sorted(plain.files) == ["genes", "x"]
+    np.testing.assert_array_equal(plain["x"], vae.predict(None, pd.DataFrame({"n": [7]})).to_numpy(np.float32))
+
+
+def invoke(port: int, body: dict) -> tuple[int, dict]:
+    """POST /invocations; the status and the parsed JSON answer (errors included)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def answer_file(answer: str):
+    """A compact answer as a client reads it: base64 -> an in-memory .npz for np.load (or scipy's load_npz)."""
+    import base64
+    import io
+
+    return io.BytesIO(base64.b64decode(answer))
+
+
 def test_models_serve_generates_over_http(use_registry: dict[str, str], tmp_path: Path) -> None:
     from vaexprs.cli import main
     from vaexprs.generate.pipeline import generate_array
@@ -417,17 +474,20 @@ def test_models_serve_generates_over_http(use_registry: dict[str, str], tmp_path
     port = free_port()
     cmd = [MLFLOW, "models", "serve", "-m", "models:/vx@champion", "--env-manager", "local"]
     cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    body = {"dataframe_split": {"columns": ["label", "n", "seed"], "data": [["group1", 50, 1]]}}
     with server(cmd, f"http://127.0.0.1:{port}/ping", tmp_path, subprocess_env()):
-        body = {"dataframe_split": {"columns": ["label", "n", "seed"], "data": [["group1", 50, 1]]}}
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            rows = json.loads(response.read())["predictions"]
+        status, answer = invoke(port, body)
+        npz_status, npz = invoke(port, {**body, "params": {"format": "npz"}})
+        bad_status, bad = invoke(port, {**body, "params": {"format": "xml"}})
+    assert status == 200 and npz_status == 200
+    rows = answer["predictions"]
     assert len(rows) == 50 and {row["cell_type"] for row in rows} == {"group1"}
     genes = [f"gene{i + 1}" for i in range(120)]
     assert list(rows[0]) == [*genes, "cell_type"]
     x, _ = generate_array("models:/vx/2", n=50, label="group1", seed=1)
     np.testing.assert_allclose(np.array([[row[g] for g in genes] for row in rows]), x, rtol=1e-6)
+    cells = np.load(answer_file(npz["predictions"]))  # the compact answer: the same cells, bit for bit
+    np.testing.assert_array_equal(cells["x"], np.array([[row[g] for g in genes] for row in rows], dtype=np.float32))
+    assert list(cells["genes"]) == genes and list(cells["cell_type"]) == ["group1"] * 50
+    assert bad_status == 400 and bad["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "format must be one of records, npz, csr; got 'xml'" in bad["message"]

@@ -324,3 +324,66 @@ def test_sampled_counts_are_written_as_csr(nb_bundle, tmp_path):
     mean_only = tmp_path / "mean.h5ad"
     generate_to_file(nb_bundle, mean_only, n=50, seed=4, output_space="mean")
     assert not sp.issparse(ad.read_h5ad(mean_only).X)  # expected values have no zeros: dense
+
+
+def test_sampled_counts_are_written_to_zarr_as_csr(nb_bundle, tmp_path):
+    """A .zarr store holds count cells as AnnData's csr_matrix too: the same values as --dense (the CLI flag) and as
+    in memory, about the size of AnnData's own CSR store."""
+    pytest.importorskip("zarr")
+    import anndata as ad
+    import scipy.sparse as sp
+    import zarr
+
+    from vaexprs.cli import main
+
+    generate_to_file(nb_bundle, tmp_path / "sparse.zarr", n=20000, seed=4, batch_size=7000)
+    dense_cmd = ["generate", str(nb_bundle), "-n", "20000", "--seed", "4", "--batch-size", "7000", "-q", "--dense"]
+    assert main([*dense_cmd, "-o", str(tmp_path / "dense.zarr")]) == 0
+    sparse, dense = ad.read_zarr(tmp_path / "sparse.zarr"), ad.read_zarr(tmp_path / "dense.zarr")
+    assert sp.issparse(sparse.X) and sparse.X.format == "csr" and sparse.X.dtype == np.float32
+    assert not sp.issparse(dense.X)
+    np.testing.assert_array_equal(sparse.X.toarray(), dense.X)
+    assert sparse.X.nnz < 0.6 * dense.X.size  # mostly zeros, none of them stored
+    x, _ = generate_array(nb_bundle, n=20000, seed=4, batch_size=7000)
+    np.testing.assert_array_equal(sparse.X.toarray(), x)
+    assert list(sparse.obs["cell_type"]) == list(dense.obs["cell_type"]) and sparse.uns["vaexprs"]["seed"] == 4
+    group = zarr.open_group(str(tmp_path / "sparse.zarr"), mode="r")["X"]
+    assert dict(group.attrs) == {"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": [20000, 120]}
+    assert group["indptr"][-1] == sparse.X.nnz
+
+    def size(folder: Path) -> int:
+        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+    ad.AnnData(sparse.X, obs=sparse.obs, var=sparse.var).write_zarr(tmp_path / "anndata.zarr")  # AnnData's CSR
+    assert size(tmp_path / "sparse.zarr") <= 1.5 * size(tmp_path / "anndata.zarr")
+    assert size(tmp_path / "sparse.zarr") < size(tmp_path / "dense.zarr")
+    assert _files(tmp_path) == ["anndata.zarr", "dense.zarr", "sparse.zarr"]  # no temp folders left
+
+
+def test_failure_mid_write_leaves_no_sparse_store(nb_bundle, tmp_path, monkeypatch):
+    """A crash after some CSR blocks: no temp folder, no store, and an existing store stays as it was."""
+    pytest.importorskip("zarr")
+    import anndata as ad
+
+    import vaexprs.generate.loop as loop
+
+    out = tmp_path / "gen.zarr"
+    generate_to_file(nb_bundle, out, n=30, seed=1, batch_size=10)
+    before = ad.read_zarr(out).X.toarray()
+    real = loop.outputs_to_cells
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "outputs_to_cells", flaky)
+    with pytest.raises(RuntimeError, match="boom"):
+        generate_to_file(nb_bundle, tmp_path / "new.zarr", n=50, seed=2, batch_size=10)
+    calls["n"] = 0
+    with pytest.raises(RuntimeError, match="boom"):
+        generate_to_file(nb_bundle, out, n=50, seed=2, batch_size=10, force=True)
+    assert _files(tmp_path) == ["gen.zarr"]
+    np.testing.assert_array_equal(ad.read_zarr(out).X.toarray(), before)

@@ -389,7 +389,9 @@ def generate(
     dense: Annotated[
         bool,
         typer.Option(
-            "--dense", help="Write sampled cells to .h5ad as a dense X (default: CSR, as most values are zeros)."
+            "--dense",
+            help="Write sampled cells to .h5ad or .zarr as a dense X (default: CSR, as most values are zeros; "
+            "a --dask .zarr is always dense).",
         ),
     ] = False,
     compression: Annotated[

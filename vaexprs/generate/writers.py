@@ -27,7 +27,11 @@ Formats:
   chunk per generation block (`chunk_rows` cells x all genes), uncompressed like the .h5ad; obs_names and the
   label codes are chunked alike, so block k touches chunk k of each array and nothing else: blocks can be
   written by any process, in any order (`create_store` / `StoreBlocks` / `finish_store`, which the Dask path
-  uses). `--force` replaces only a store vaexprs wrote. zarr (>= 3.1) is imported only here, when needed.
+  uses). With `sparse` (the single-process writer only) X is AnnData's csr_matrix group instead, as in the
+  .h5ad: `data` and `indices` grow block by block, in row order (a block's offset is the values of all blocks
+  before it, so the Dask path, whose blocks finish in any order, keeps X dense); they are compressed with
+  zarr's default codec, as anndata's write_zarr does. `--force` replaces only a
+  store vaexprs wrote. zarr (>= 3.1) is imported only here, when needed.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ CELL_PREFIX = "gen"
 ORIGIN = "generated"
 X_CHUNK_BYTES = 1 << 20  # h5ad X chunk: ~1 MiB of whole rows, so row slices read and write whole chunks
 CSR_CHUNK = 1 << 16  # values per HDF5 chunk of a sparse X's data and indices (256 KiB of float32)
+ZARR_CSR_CHUNK = 1 << 20  # values per zarr chunk of a sparse X's data and indices: one file each, 4 MiB of float32
 H5_METADATA_BYTES = 1 << 20  # HDF5's own structures (chunk index, heaps) beyond the data, plus 1% of the data
 CSV_BYTES_PER_VALUE = 8  # a typical `%.6g,` field; the real size depends on the values
 
@@ -283,12 +288,11 @@ class H5adWriter(Writer):
         group.attrs.update({"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": (n, g)})
         grow = {"shape": (0,), "maxshape": (None,), "chunks": (CSR_CHUNK,), "compression": self._compression}
         self._data = group.create_dataset("data", dtype=np.float32, **grow)
-        self._indices = group.create_dataset("indices", dtype=np.int32 if g < 2**31 else np.int64, **grow)
+        self._indices = group.create_dataset("indices", dtype=_index_dtype(g), **grow)
         self._indptr = group.create_dataset("indptr", shape=(n + 1,), dtype=np.int64, fillvalue=0)
 
     def _write_csr(self, x: np.ndarray, start: int) -> None:
-        rows, cols = np.nonzero(x)
-        values = x[rows, cols].astype(np.float32, copy=False)
+        values, cols, row_nnz = csr_parts(x)
         stop, nnz = start + x.shape[0], self._nnz + values.size
         # claim the values' blocks before HDF5 writes them (what a full disk must not interrupt): 8 bytes a value,
         # plus a partly filled chunk of data and of indices
@@ -298,7 +302,7 @@ class H5adWriter(Writer):
             self._indices.resize((nnz,))
             self._data[self._nnz : nnz] = values
             self._indices[self._nnz : nnz] = cols
-        self._indptr[start + 1 : stop + 1] = self._nnz + np.cumsum(np.bincount(rows, minlength=x.shape[0]))
+        self._indptr[start + 1 : stop + 1] = self._nnz + np.cumsum(row_nnz)
         self._nnz = nnz
 
     def _categorical(self, obs: Any, name: str, categories: Sequence[str]) -> Any:
@@ -331,6 +335,18 @@ class H5adWriter(Writer):
                 tmp = self._temps[self.path]
                 os.truncate(tmp, hdf5_end_of_allocation(tmp))
             self._reserve = None
+
+
+def csr_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A block's CSR pieces: its non-zero values (float32) and their columns in row order, and each row's count."""
+    rows, cols = np.nonzero(x)
+    values = x[rows, cols].astype(np.float32, copy=False)
+    return values, cols, np.bincount(rows, minlength=x.shape[0])
+
+
+def _index_dtype(n_genes: int) -> type:
+    """A sparse X's column indices: int32 as anndata writes them, int64 only beyond 2**31 genes."""
+    return np.int32 if n_genes < 2**31 else np.int64
 
 
 def _code_dtype(categories: Sequence[str]) -> type:
@@ -519,18 +535,27 @@ def default_chunk_rows(n_genes: int) -> int:
     return max(1, (64 << 20) // (4 * max(n_genes, 1)))
 
 
-def store_bytes(n_total: int, n_genes: int) -> int:
-    """About how large an uncompressed store is: X, plus the cell names and codes (~16 bytes a cell)."""
-    return n_total * n_genes * 4 + n_total * 16 + n_genes * 16 + (1 << 20)
+def store_bytes(n_total: int, n_genes: int, sparse: bool = False) -> int:
+    """About how large an uncompressed store is: X, plus the cell names and codes (~16 bytes a cell). A sparse
+    X counts only its row pointers: the values' density is not known before they are made."""
+    x = n_total * 8 if sparse else n_total * n_genes * 4
+    return x + n_total * 16 + n_genes * 16 + (1 << 20)
 
 
 def create_store(
-    folder: Path, genes: Sequence[str], n_total: int, chunk_rows: int, labels: Sequence[str] | None
+    folder: Path,
+    genes: Sequence[str],
+    n_total: int,
+    chunk_rows: int,
+    labels: Sequence[str] | None,
+    sparse: bool = False,
 ) -> None:
     """AnnData's zarr layout in `folder` with X, obs_names and label codes allocated but not yet written.
 
     Every per-cell array is chunked by `chunk_rows` cells, so writing rows k*chunk_rows.. (a generation block)
     touches one chunk of each. obs['origin'] is all "generated": its codes are the fill value, never written.
+    sparse: X as AnnData's csr_matrix group, with empty `data` and `indices` that grow as blocks are written (in
+    row order) and `indptr` laid out up front (its first value, 0, is the fill value).
     """
     import pandas as pd
 
@@ -542,8 +567,17 @@ def create_store(
     root.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
     array = {"encoding-type": "array", "encoding-version": "0.2.0"}
     strings = {"encoding-type": "string-array", "encoding-version": "0.2.0"}
-    root.create_array("X", shape=(n, g), chunks=(rows, g), dtype="float32", fill_value=0.0, compressors=None,
-                      attributes=array)  # fmt: skip
+    if sparse:
+        csr = {"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": [n, g]}
+        x = root.create_group("X", attributes=csr)
+        # compressed with zarr's default codec, as anndata's write_zarr does (Blosc lz4 with byte shuffle: counts
+        # and column indices shrink several-fold at GB/s; it also squeezes the last chunk's padding)
+        for name, dtype in (("data", np.float32), ("indices", _index_dtype(g))):
+            x.create_array(name, shape=(0,), chunks=(ZARR_CSR_CHUNK,), dtype=dtype, fill_value=0)
+        x.create_array("indptr", shape=(n + 1,), chunks=(rows,), dtype=np.int64, fill_value=0)
+    else:
+        root.create_array("X", shape=(n, g), chunks=(rows, g), dtype="float32", fill_value=0.0, compressors=None,
+                          attributes=array)  # fmt: skip
     columns = (["cell_type"] if labels is not None else []) + ["origin"]
     frame = {"_index": "_index", "column-order": columns, "encoding-type": "dataframe", "encoding-version": "0.2.0"}
     obs = root.create_group("obs", attributes=frame)
@@ -584,29 +618,53 @@ def _store_root(folder: Path) -> Path | None:
 
 
 class StoreBlocks:
-    """Writes blocks of cells into a store made by `create_store`: X rows, obs_names, label codes."""
+    """Writes blocks of cells into a store made by `create_store`: X rows, obs_names, label codes.
+
+    A dense X takes blocks in any order; a sparse (CSR) X only in row order, each block appended to the values.
+    """
 
     def __init__(self, folder: Path) -> None:
         zarr = import_zarr()
         self.folder = folder
         root = zarr.open_group(str(folder), mode="r+")
-        self._x = root["X"]
+        x = root["X"]
+        self._x = x if isinstance(x, zarr.Array) else None
+        self._csr = None if self._x is not None else (x["data"], x["indices"], x["indptr"])
+        self._nnz = 0  # values written so far (sparse X)
+        self._rows = 0  # rows written so far (sparse X)
         self._names = root["obs/_index"]
         self._codes = root["obs/cell_type/codes"] if "cell_type" in root["obs"] else None
 
     @property
     def chunk_rows(self) -> int:
-        return int(self._x.chunks[0])
+        return int(self._names.chunks[0])
 
     def write(self, start: int, x: np.ndarray, codes: np.ndarray | None) -> None:
         """Rows start..start + len(x); codes index the store's categories (None for unlabelled cells)."""
         if _store_root(self.folder) is None:  # removed after a failure: write nothing, recreate nothing
             raise VaexprsRuntimeError(f"the output store {self.folder} is gone (the run was stopped)")
         stop = start + x.shape[0]
-        self._x[start:stop] = x if x.dtype == np.float32 else x.astype(np.float32)
+        if self._x is not None:
+            self._x[start:stop] = x if x.dtype == np.float32 else x.astype(np.float32)
+        else:
+            self._append_csr(start, x)
         self._names[start:stop] = np.array(cell_names(start, stop), dtype=object)
         if self._codes is not None and codes is not None:
             self._codes[start:stop] = codes.astype(self._codes.dtype, copy=False)
+
+    def _append_csr(self, start: int, x: np.ndarray) -> None:
+        """Append a block's values and columns, and fill its rows' pointers (rows start+1..stop of indptr)."""
+        assert self._csr is not None
+        if start != self._rows:
+            raise VaexprsRuntimeError(f"a sparse X is written in row order: got rows from {start}, not {self._rows}")
+        data, indices, indptr = self._csr
+        values, cols, row_nnz = csr_parts(x)
+        if values.size:
+            data.append(values)
+            indices.append(cols.astype(indices.dtype, copy=False))
+        indptr[start + 1 : start + x.shape[0] + 1] = self._nnz + np.cumsum(row_nnz)
+        self._nnz += values.size
+        self._rows += x.shape[0]
 
 
 def finish_store(folder: Path, uns: Mapping[str, Any]) -> None:
@@ -619,22 +677,24 @@ def finish_store(folder: Path, uns: Mapping[str, Any]) -> None:
 
 
 class ZarrWriter(Writer):
-    """AnnData's zarr layout, filled block by block in a temp folder that becomes the target at the end."""
+    """AnnData's zarr layout, filled block by block in a temp folder that becomes the target at the end; X dense,
+    or CSR with `sparse` (appended block by block, as in the .h5ad)."""
 
-    def __init__(self, *args: Any, chunk_rows: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, chunk_rows: int | None = None, sparse: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.chunk_rows = int(chunk_rows or default_chunk_rows(len(self.genes)))
+        self._sparse = sparse
         self._stack: contextlib.ExitStack | None = None
         self._blocks: StoreBlocks | None = None
 
     def estimated_bytes(self) -> int:
-        return store_bytes(self.n_total, len(self.genes))
+        return store_bytes(self.n_total, len(self.genes), self._sparse)
 
     def _open(self) -> None:
         import_zarr()
         self._stack = contextlib.ExitStack()
         folder = self._stack.enter_context(atomic_folder(self.path, self.force))
-        create_store(folder, self.genes, self.n_total, self.chunk_rows, self.labels)
+        create_store(folder, self.genes, self.n_total, self.chunk_rows, self.labels, sparse=self._sparse)
         self._blocks = StoreBlocks(folder)
 
     def _write(self, x: np.ndarray, codes: np.ndarray | None, start: int) -> None:
@@ -677,7 +737,7 @@ def open_writer(
     labels: the label categories (codes given to write_chunk index into them); None for unlabelled cells.
     uns: stored in .h5ad and .zarr only. compression: h5py filter for the .h5ad X (e.g. "gzip"); None by default.
     chunk_rows: cells per .zarr chunk; give the generation block size, so each block fills exactly one chunk.
-    sparse: .h5ad X as CSR (what count data should be: mostly zeros); other formats stay dense.
+    sparse: .h5ad and .zarr X as CSR (what count data should be: mostly zeros); .csv and .npy stay dense.
     """
     out = check_output(path, force, with_labels=labels is not None)
     if n_total < 0:
@@ -687,7 +747,7 @@ def open_writer(
     if cls is H5adWriter:
         kwargs.update(compression=compression, sparse=sparse)
     elif cls is ZarrWriter:
-        kwargs["chunk_rows"] = chunk_rows
+        kwargs.update(chunk_rows=chunk_rows, sparse=sparse)
     writer = cls(out, genes, n_total, labels, uns, force, **kwargs)
     check_free_space(out, writer.estimated_bytes())
     try:
