@@ -40,6 +40,11 @@ class TrainJob(Config):
     force: bool = opt(
         False, "Replace an existing bundle or checkpoint written by vaexprs (never other files).", envvar=FORCE_ENV
     )
+    backed: bool = opt(
+        False,
+        "Leave the .h5ad's X on disk and stream minibatches from it (data larger than memory; X stored as CSR "
+        "or dense).",
+    )
 
     def __post_init__(self) -> None:
         for name in ("output", "checkpoint", "experiment", "register"):
@@ -86,7 +91,9 @@ def load_training_data(data: str | None, job: TrainJob, layer: str | None) -> tu
     from vaexprs.data.io import read_expression
     from vaexprs.data.simulate import simulate
 
-    adata = simulate() if not data else read_expression(data, layer=layer)
+    if job.backed and not data:
+        raise OptionError("backed", "needs a DATA file (.h5ad) to read from disk")
+    adata = simulate() if not data else read_expression(data, layer=layer, backed=job.backed)
     has_labels = job.label_key in adata.obs
     if job.model == "cvae" and not has_labels:
         known = ", ".join(map(str, adata.obs.columns)) or "none"

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vaexprs.data.backed import OnDiskCells, is_on_disk
+from vaexprs.data.preprocess import value_summary
 from vaexprs.errors import InputError
 from vaexprs.files import atomic_output, check_free_space, file_sha256
 
@@ -32,12 +34,14 @@ def read_expression(
     label_key: str | None = None,
     labels_path: str | Path | None = None,
     genes_as_rows: bool = False,
+    backed: bool = False,
 ) -> AnnData:
     """Read cells x genes expression into AnnData, with labels (if any) in obs['cell_type'].
 
     .h5ad: X or `layer`, labels from obs[`label_key`]. .csv/.tsv/.txt: first column = names, header = names;
     cells as rows unless `genes_as_rows`. .npy: a 2-D matrix (genes named gene1..). `labels_path`: a text file
-    with one label per cell (or a CSV whose last column is the label).
+    with one label per cell (or a CSV whose last column is the label). `backed`: .h5ad only; X stays on disk
+    (anndata's backed mode, read-only) for training out of core.
     """
     import anndata as ad
     import pandas as pd
@@ -48,8 +52,15 @@ def read_expression(
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise InputError(f"unsupported data format {suffix!r} for {path}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
+    if backed and (suffix != ".h5ad" or layer is not None):
+        raise InputError(
+            f"training from disk (--backed) reads the X of an .h5ad file; {path.name} is "
+            + ("not one" if suffix != ".h5ad" else f"asked for layer {layer!r}: write it as X first")
+        )
     try:
-        if suffix == ".h5ad":
+        if suffix == ".h5ad" and backed:
+            adata = ad.read_h5ad(path, backed="r")
+        elif suffix == ".h5ad":
             adata = ad.read_h5ad(path)
             if layer is not None:
                 if layer not in adata.layers:
@@ -125,9 +136,13 @@ def as_matrix(
     """
     genes: list[str]
     if hasattr(x, "obs") and hasattr(x, "var_names"):
-        matrix = x.layers[layer] if layer is not None else x.X
         if layer is not None and layer not in x.layers:
             raise InputError(f"layer {layer!r} not found (layers: {', '.join(x.layers.keys()) or 'none'})")
+        matrix = x.layers[layer] if layer is not None else x.X
+        if getattr(x, "isbacked", False):
+            if layer is not None:
+                raise InputError("training from disk (a backed AnnData) reads X only; write the layer as X first")
+            matrix = OnDiskCells.of(matrix)
         genes = [str(g) for g in x.var_names]
         if isinstance(labels, str):
             if labels not in x.obs:
@@ -141,7 +156,7 @@ def as_matrix(
         genes = []
     if matrix is None:
         raise InputError("the expression matrix is empty (None)")
-    if not hasattr(matrix, "tocsr"):
+    if not hasattr(matrix, "tocsr") and not is_on_disk(matrix):
         matrix = np.asarray(matrix)
         if matrix.dtype == object or not np.issubdtype(matrix.dtype, np.number):
             raise InputError(f"expression values must be numeric; got dtype {matrix.dtype}")
@@ -154,8 +169,7 @@ def as_matrix(
         genes = [f"gene{j + 1}" for j in range(n_genes)]
     if len(set(genes)) != len(genes):
         raise InputError("gene names are not unique; make them unique (e.g. AnnData.var_names_make_unique())")
-    values = matrix.data if hasattr(matrix, "tocsr") else matrix
-    bad = int(np.count_nonzero(~np.isfinite(values)))
+    bad = value_summary(matrix).non_finite  # cells on disk: one streaming pass
     if bad:
         raise InputError(f"the expression matrix has {bad} NaN/inf value(s); remove or impute them first")
     label_array = None

@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
 
 from vaexprs.config import Normalize, choices
+from vaexprs.data.backed import blocks_of, is_on_disk
 from vaexprs.errors import InputError, OptionError
 
 log = logging.getLogger(__name__)
@@ -39,12 +41,57 @@ def is_sparse(x: Any) -> bool:
     return hasattr(x, "tocsr") and hasattr(x, "nnz")
 
 
+@dataclass
+class ValueSummary:
+    """What the checks and the normalisation choice need to know of a matrix's stored values, in one pass."""
+
+    size: int = 0
+    non_finite: int = 0
+    negative: int = 0
+    fractional: int = 0
+    minimum: float = np.inf
+    maximum: float = -np.inf
+    example_fraction: float | None = None  # one non-integer value, for the error message
+
+    def add(self, values: np.ndarray) -> None:
+        values = np.asarray(values).ravel()
+        if not values.size:
+            return
+        finite = np.isfinite(values)
+        self.size += values.size
+        self.non_finite += int(values.size - np.count_nonzero(finite))
+        self.negative += int(np.count_nonzero(values < 0))
+        fractional = finite & (values != np.round(values))
+        n_frac = int(np.count_nonzero(fractional))
+        if n_frac and self.example_fraction is None:
+            self.example_fraction = float(values[fractional][0])
+        self.fractional += n_frac
+        if finite.any():
+            kept = values[finite]
+            self.minimum = min(self.minimum, float(kept.min()))
+            self.maximum = max(self.maximum, float(kept.max()))
+
+    @property
+    def counts(self) -> bool:
+        """Every value a non-negative whole number (raw UMI or read counts)."""
+        return bool(self.size and not (self.non_finite or self.negative or self.fractional))
+
+
+def value_summary(x: Any) -> ValueSummary:
+    """The summary of a matrix in memory, or of cells on disk (one streaming pass, kept with the view)."""
+    if is_on_disk(x) and "values" in x.cache:
+        return x.cache["values"]
+    summary = ValueSummary()
+    for block in blocks_of(x):
+        summary.add(_values(block))
+    if is_on_disk(x):
+        x.cache["values"] = summary
+    return summary
+
+
 def looks_like_counts(x: Any) -> bool:
     """True when every value is a non-negative whole number (raw UMI or read counts)."""
-    values = _values(x)
-    if values.size == 0:
-        return False
-    return bool(np.all(values >= 0) and np.all(values == np.round(values)))
+    return value_summary(x).counts
 
 
 def choose_normalization(x: Any, requested: str = "auto") -> tuple[Normalization, str]:
@@ -57,11 +104,11 @@ def choose_normalization(x: Any, requested: str = "auto") -> tuple[Normalization
         raise OptionError("normalize", f"must be one of {', '.join(choices(Normalize))}; got {requested!r}")
     if requested != "auto":
         return requested, f"normalize={requested} (as requested)"  # type: ignore[return-value]
-    values = _values(x)
-    vmax = float(values.max()) if values.size else 0.0
-    if looks_like_counts(x):
+    summary = value_summary(x)
+    vmax = summary.maximum if summary.size else 0.0
+    if summary.counts:
         return "lognorm", "normalize=auto chose lognorm: the values are non-negative integers (counts)"
-    if values.size and float(values.min()) >= 0 and vmax > LOG_SCALE_MAX:
+    if summary.size and summary.minimum >= 0 and vmax > LOG_SCALE_MAX:
         return "log", (
             f"normalize=auto chose log (log2(x + 1)): values are non-integer and reach {vmax:.4g}, "
             "so they are not counts and not yet on a log scale"
@@ -70,7 +117,11 @@ def choose_normalization(x: Any, requested: str = "auto") -> tuple[Normalization
 
 
 def library_size(x: Any) -> np.ndarray:
-    """Per-cell totals, (N,) float64."""
+    """Per-cell totals, (N,) float64 (cells on disk: one streaming pass, kept with the view)."""
+    if is_on_disk(x):
+        if "library" not in x.cache:
+            x.cache["library"] = np.concatenate([library_size(b) for b in x.chunks()])
+        return x.cache["library"]
     return np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
 
 
@@ -91,7 +142,13 @@ def apply_normalization(x: Any, method: Normalization, mean_library: float | Non
     """Return log-scale float32 values; sparse stays sparse (log2(0 + 1) = 0 keeps zeros).
 
     mean_library (lognorm only): size factors relative to this library size instead of the cells' own mean.
+    Cells on disk get a view that normalises each block as it is read (lognorm: with the view's mean library).
     """
+    if is_on_disk(x):
+        if method == "lognorm" and mean_library is None:
+            lib = library_size(x)
+            mean_library = float(lib.mean()) if lib.size and lib.mean() > 0 else 1.0
+        return x.map(partial(apply_normalization, method=method, mean_library=mean_library))
     if method == "none":
         return x.astype(np.float32) if is_sparse(x) else np.asarray(x, dtype=np.float32)
     if method == "lognorm":
@@ -117,21 +174,20 @@ def check_counts(x: Any, likelihood: str, round_counts: bool = False) -> Any:
     NaN/inf and negative values are always refused; non-integer values are rounded to the nearest integer
     only when `round_counts` (e.g. expected counts from a pseudo-aligner), else refused.
     """
-    values = _values(x)
-    n_bad = int(values.size - np.count_nonzero(np.isfinite(values)))
-    if n_bad:
-        raise OptionError("likelihood", f"{likelihood!r} needs raw counts; the data has {n_bad} NaN/inf value(s)")
-    n_neg = int(np.count_nonzero(values < 0))
-    if n_neg:
+    summary = value_summary(x)
+    if summary.non_finite:
+        raise OptionError(
+            "likelihood", f"{likelihood!r} needs raw counts; the data has {summary.non_finite} NaN/inf value(s)"
+        )
+    if summary.negative:
         raise OptionError(
             "likelihood",
-            f"{likelihood!r} needs raw counts (non-negative integers); the data has {n_neg} negative value(s) "
-            f"(min {float(values.min()):.4g})",
+            f"{likelihood!r} needs raw counts (non-negative integers); the data has {summary.negative} negative "
+            f"value(s) (min {summary.minimum:.4g})",
         )
-    fractional = values != np.round(values)
-    n_frac = int(np.count_nonzero(fractional))
+    n_frac = summary.fractional
     if n_frac and not round_counts:
-        example = float(values[fractional][0])
+        example = summary.example_fraction
         raise OptionError(
             "likelihood",
             f"{likelihood!r} needs raw counts (integers); the data has {n_frac} non-integer value(s) "
@@ -139,13 +195,20 @@ def check_counts(x: Any, likelihood: str, round_counts: bool = False) -> Any:
         )
     if n_frac:
         log.info("round_counts: rounded %d non-integer value(s) to the nearest integer", n_frac)
-        if is_sparse(x):
-            x = x.tocsr(copy=True)
-            x.data = np.round(x.data)
-            x.eliminate_zeros()
-            return x
-        return np.round(np.asarray(x))
+        if is_on_disk(x):
+            return x.map(_rounded)
+        return _rounded(x)
     return x
+
+
+def _rounded(x: Any) -> Any:
+    """Values rounded to whole numbers (a sparse matrix stays sparse and drops the new zeros)."""
+    if is_sparse(x):
+        x = x.tocsr(copy=True)
+        x.data = np.round(x.data)
+        x.eliminate_zeros()
+        return x
+    return np.round(np.asarray(x))
 
 
 def highly_variable_genes(x: Any, n_top: int = 2000, min_cells_frac: float = 0.01) -> np.ndarray:
@@ -173,7 +236,10 @@ def highly_variable_genes(x: Any, n_top: int = 2000, min_cells_frac: float = 0.0
 
 
 def column_min_max(x: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per-gene min and max of a dense or sparse matrix, without densifying it."""
+    """Per-gene min and max of a dense or sparse matrix, without densifying it (on disk: chunk by chunk)."""
+    if is_on_disk(x):
+        parts = [column_min_max(block) for block in x.chunks()]
+        return np.min([p[0] for p in parts], axis=0), np.max([p[1] for p in parts], axis=0)
     if is_sparse(x):
         x = x.tocsc()
         return (
@@ -185,8 +251,16 @@ def column_min_max(x: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def column_mean_var(x: Any) -> tuple[np.ndarray, np.ndarray]:
     """Per-gene mean and population variance (over all cells, zeros included) in float64, without densifying
-    a sparse matrix."""
+    a sparse matrix (on disk: from per-chunk sums)."""
     n = max(x.shape[0], 1)
+    if is_on_disk(x):
+        total, squares = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+        for block in x.chunks():
+            mean, var = column_mean_var(block)
+            total += mean * block.shape[0]
+            squares += (var + mean**2) * block.shape[0]
+        mean = total / n
+        return mean, np.clip(squares / n - mean**2, 0.0, None)
     if is_sparse(x):
         mean = np.asarray(x.sum(axis=0, dtype=np.float64)).ravel() / n
         sq = x.copy()

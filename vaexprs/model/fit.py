@@ -23,6 +23,7 @@ import numpy as np
 
 from vaexprs.bundle.heads import HEADS, LibrarySize
 from vaexprs.config import FIT_CONFIGS, DataConfig, ModelConfig, TrainConfig, config_defaults, split_options
+from vaexprs.data.backed import is_on_disk, sample_rows, subset_rows
 from vaexprs.data.io import as_matrix
 from vaexprs.data.preprocess import (
     Preprocessor,
@@ -30,6 +31,7 @@ from vaexprs.data.preprocess import (
     check_counts,
     library_size,
     plausible_maxima,
+    value_summary,
 )
 from vaexprs.errors import InputError, OptionError
 from vaexprs.generate.loop import iter_blocks, one_hot
@@ -39,6 +41,7 @@ from vaexprs.model.result import GeneratedCells, VAEResult
 log = logging.getLogger("vaexprs")
 
 DATA_FIELDS = ("n_genes", "n_labels")  # ModelConfig fields the data decides, not the caller
+REFERENCE_CELLS = 10_000  # real cells a result trained from disk keeps in memory, for plots and evaluation
 
 
 @dataclass
@@ -91,10 +94,19 @@ def prepare_data(
     if train.val_split > 0:
         train_rows, val_rows = split_validation(matrix.shape[0], train.val_split, labels, train.seed)
         return TrainingData(
-            matrix[train_rows], genes, None if labels is None else labels[train_rows],
-            matrix[val_rows], None if labels is None else labels[val_rows], source,
+            subset_rows(matrix, train_rows), genes, None if labels is None else labels[train_rows],
+            subset_rows(matrix, val_rows), None if labels is None else labels[val_rows], source,
         )  # fmt: skip
     return TrainingData(matrix, genes, labels, source=source)
+
+
+def in_memory_reference(x: Any, labels: np.ndarray | None, seed: int) -> tuple[Any, np.ndarray | None]:
+    """The cells a result keeps for plots and evaluation: all of them in memory, or a seeded sample of
+    REFERENCE_CELLS read from disk (the result of training out of core must not hold the data set)."""
+    if x is None or not is_on_disk(x):
+        return x, labels
+    rows = sample_rows(x.shape[0], REFERENCE_CELLS, seed)
+    return x[rows], None if labels is None else np.asarray(labels)[rows]
 
 
 def fit_head(
@@ -128,7 +140,8 @@ def fit_head(
     if head.count_input:
         note = f"likelihood {likelihood} models raw counts: no normalisation, no scaling"
     elif not head.scaled_input:
-        low = float(normalized.min()) if normalized.size else 0.0
+        summary = value_summary(normalized)
+        low = summary.minimum if summary.size else 0.0
         if low < 0:
             raise OptionError(
                 "likelihood",
@@ -154,6 +167,7 @@ def fit_head(
         "n_val_cells": int(val_matrix.shape[0]) if val_matrix is not None else 0,
         "label_counts": preprocessor.label_counts,
         "normalize": preprocessor.normalize,
+        **({"on_disk": True, "reference_cells": REFERENCE_CELLS} if is_on_disk(matrix) else {}),
         **({"path": data.source.get("path"), "sha256": data.source.get("sha256")} if data.source else {}),
     }
 
@@ -165,11 +179,13 @@ def fit_head(
         sampler = fit_latent_sampler(latent, codes, classes, seed=train.seed)
         library = LibrarySize.fit(library_size(matrix), codes, n_labels) if head.count_input else None
         cap = plausible_maxima(matrix if head.count_input else normalized, head.count_input) if head.sampled else None
+        x_train, y_train = in_memory_reference(normalized, data.labels, train.seed)
+        x_val, y_val = in_memory_reference(val_normalized, data.val_labels, train.seed)
         return VAEResult(
             model=model, model_config=model_config, train_config=train, data_config=data_config,
             preprocessor=preprocessor, sampler=sampler, history=state.history, best_epoch=state.best_epoch,
-            normalize_note=note, x_train=normalized, y_train=data.labels, latent=latent, data_info=data_info,
-            device=state.device, library_size=library, x_val=val_normalized, y_val=data.val_labels, value_cap=cap,
+            normalize_note=note, x_train=x_train, y_train=y_train, latent=latent, data_info=data_info,
+            device=state.device, library_size=library, x_val=x_val, y_val=y_val, value_cap=cap,
         )  # fmt: skip
 
     def partial(state: Any) -> VAEResult:
@@ -243,7 +259,9 @@ def _fit_doc() -> str:
         "Parameters",
         "----------",
         "x_train : AnnData, numpy array or scipy.sparse matrix",
-        "    Cells x genes (AnnData: X, or `layer`).",
+        "    Cells x genes (AnnData: X, or `layer`). A backed AnnData (`anndata.read_h5ad(path, backed='r')`)",
+        "    trains out of core: X stays on disk, statistics are streamed, and the result keeps a sample of",
+        "    REFERENCE_CELLS cells (10,000) as x_train/x_val for plots and evaluation.",
         "y_train : sequence or str, optional",
         "    One label per cell, or an obs column name of x_train. Labels make a CVAE.",
         "x_val, y_val : optional",

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 MAX_COMPONENTS = 9  # mclust's default G = 1:9
 COVARIANCE_TYPES = ("full", "diag")
 MIN_CELLS_FOR_MIXTURE = 10
+MAX_MIXTURE_CELLS = 5_000  # per mixture (per label): a seeded sample of the latent means beyond this
 VARIANCE_FLOOR = 1e-2  # latent units; keeps a one-component fit on a handful of cells from collapsing
 
 
@@ -33,11 +34,14 @@ def _single_gaussian(z: np.ndarray) -> GaussianMixture:
 
 
 def fit_mixture(z: np.ndarray, seed: int = 1, max_components: int = MAX_COMPONENTS, name: str = "") -> GaussianMixture:
-    """BIC-selected Gaussian mixture over (N, D) latent means; a single floored Gaussian when N is small."""
+    """BIC-selected Gaussian mixture over (N, D) latent means (a sample of MAX_MIXTURE_CELLS when N is larger);
+    a single floored Gaussian when N is small."""
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
     from threadpoolctl import threadpool_limits
 
     z = np.asarray(z, dtype=np.float64)
+    if z.shape[0] > MAX_MIXTURE_CELLS:  # EM time grows with the cells; a sample describes the shape as well
+        z = z[np.random.default_rng(seed).choice(z.shape[0], MAX_MIXTURE_CELLS, replace=False)]
     if z.shape[0] < MIN_CELLS_FOR_MIXTURE:
         log.warning(
             "label %r has %d cells (< %d): its latent sampler is one Gaussian with a variance floor of %g, "

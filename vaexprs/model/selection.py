@@ -26,7 +26,7 @@ import numpy as np
 
 from vaexprs.analysis.metrics import MIN_CELLS, evaluate, label_keep_rate
 from vaexprs.config import DataConfig, TrainConfig
-from vaexprs.data.preprocess import apply_normalization, choose_normalization, library_size, looks_like_counts
+from vaexprs.data.preprocess import apply_normalization, choose_normalization, library_size, value_summary
 
 log = logging.getLogger("vaexprs")
 
@@ -43,9 +43,9 @@ PREFERENCE = ("hurdle", "nb", "zinb", "bce")  # the order of wins in the study; 
 
 def candidate_heads(matrix: Any) -> tuple[list[str], dict[str, str]]:
     """The heads that apply to these values, and why each other one does not."""
-    values = matrix.data if hasattr(matrix, "nnz") else np.asarray(matrix)
-    non_negative = values.size == 0 or float(values.min()) >= 0
-    counts = looks_like_counts(matrix)
+    summary = value_summary(matrix)
+    non_negative = summary.size == 0 or summary.minimum >= 0
+    counts = summary.counts
     heads, excluded = ["bce"], {"mse": "the decoder mean, like bce (choose it explicitly)"}
     if non_negative:
         heads.insert(0, "hurdle")
