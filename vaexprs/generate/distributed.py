@@ -168,8 +168,11 @@ def connect(cluster: ClusterAddress) -> Iterator[Any]:
         if cluster.is_local:
             try:
                 with _sigint_ignored():  # the workers inherit it: Ctrl-C stops this process, which stops them
+                    # the CPUs shared out: one worker gets two task threads on two CPUs, so decoding one block
+                    # overlaps writing another (as the single-process writer thread does)
+                    threads = max(1, max_threads() // cluster.workers)
                     local = distributed.LocalCluster(
-                        n_workers=cluster.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                        n_workers=cluster.workers, threads_per_worker=threads, processes=True, host="127.0.0.1",
                         dashboard_address=None, silence_logs=logging.CRITICAL,
                     )  # fmt: skip
             except Exception as exc:
