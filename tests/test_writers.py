@@ -187,9 +187,9 @@ def test_missing_model_path(tmp_path):
     assert _files(tmp_path) == []
 
 
-@pytest.mark.parametrize("suffix", SUPPORTED_SUFFIXES)
-def test_failure_mid_write_leaves_nothing(cvae_dir, tmp_path, monkeypatch, suffix):
-    """A crash after some chunks: no temp file, no output, and an existing output stays as it was."""
+def fail_on_third_block(monkeypatch) -> dict[str, int]:
+    """Generation raises RuntimeError("boom") at its third block, after two have been written; the returned
+    counter, set back to 0, arms it again."""
     import vaexprs.generate.loop as loop
 
     real = loop.outputs_to_cells
@@ -202,6 +202,13 @@ def test_failure_mid_write_leaves_nothing(cvae_dir, tmp_path, monkeypatch, suffi
         return real(*args, **kwargs)
 
     monkeypatch.setattr(loop, "outputs_to_cells", flaky)
+    return calls
+
+
+@pytest.mark.parametrize("suffix", SUPPORTED_SUFFIXES)
+def test_failure_mid_write_leaves_nothing(cvae_dir, tmp_path, monkeypatch, suffix):
+    """A crash after some chunks: no temp file, no output, and an existing output stays as it was."""
+    calls = fail_on_third_block(monkeypatch)
     out = tmp_path / f"gen{suffix}"
     with pytest.raises(RuntimeError, match="boom"):
         generate_to_file(cvae_dir, out, n=50, batch_size=10, provider="cpu")
@@ -365,21 +372,10 @@ def test_failure_mid_write_leaves_no_sparse_store(nb_bundle, tmp_path, monkeypat
     pytest.importorskip("zarr")
     import anndata as ad
 
-    import vaexprs.generate.loop as loop
-
     out = tmp_path / "gen.zarr"
     generate_to_file(nb_bundle, out, n=30, seed=1, batch_size=10)
     before = ad.read_zarr(out).X.toarray()
-    real = loop.outputs_to_cells
-    calls = {"n": 0}
-
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("boom")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "outputs_to_cells", flaky)
+    calls = fail_on_third_block(monkeypatch)
     with pytest.raises(RuntimeError, match="boom"):
         generate_to_file(nb_bundle, tmp_path / "new.zarr", n=50, seed=2, batch_size=10)
     calls["n"] = 0
