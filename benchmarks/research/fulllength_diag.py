@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +242,36 @@ GRID = (
 )
 
 
+@dataclass
+class SavedFit:
+    """A data set, its real cells in the study's log space, and the checkpoint `do_fit` saved for it."""
+
+    adata: Any
+    kind: str
+    labels: np.ndarray
+    mean_lib: float
+    real: np.ndarray
+    result: Any
+    codes: np.ndarray
+    mu: np.ndarray
+    logvar: np.ndarray
+
+
+def load_saved_fit(name: str, seed: int, tag: str = "") -> SavedFit:
+    from vaexprs.model.result import VAEResult
+
+    adata = datasets.build(name)
+    kind = adata.uns["bench"]["kind"]
+    labels = adata.obs["cell_type"].astype(str).to_numpy()
+    mean_lib = harness.mean_library(adata.X)
+    result = VAEResult.load(OUT / f"{name}_s{seed}{tag}.pt")
+    mu, logvar = latent_stats(result, adata)
+    return SavedFit(
+        adata, kind, labels, mean_lib, harness.log_space(adata.X, kind, mean_lib), result,
+        result.preprocessor.labels.transform(labels), mu, logvar,
+    )  # fmt: skip
+
+
 def do_eval(
     name: str,
     seed: int,
@@ -252,20 +283,14 @@ def do_eval(
     import torch
 
     from benchmarks import quality
-    from vaexprs.model.result import VAEResult
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    adata = datasets.build(name)
-    kind = adata.uns["bench"]["kind"]
-    labels = adata.obs["cell_type"].astype(str).to_numpy()
-    mean_lib = harness.mean_library(adata.X)
-    real = harness.log_space(adata.X, kind, mean_lib)
+    fit = load_saved_fit(name, seed, tag)
+    adata, kind, labels, mean_lib, real = fit.adata, fit.kind, fit.labels, fit.mean_lib, fit.real
+    result, codes, mu, logvar = fit.result, fit.codes, fit.mu, fit.logvar
     judge = harness.label_classifier(EVAL_SEED).fit(real, labels)
-    result = VAEResult.load(OUT / f"{name}_s{seed}{tag}.pt")
     assert result.preprocessor.normalize in ("lognorm", "none", "log"), result.preprocessor.normalize
-    codes = result.preprocessor.labels.transform(labels)
-    mu, logvar = latent_stats(result, adata)
     rec: dict[str, Any] = {
         "dataset": name,
         "fit_seed": seed,

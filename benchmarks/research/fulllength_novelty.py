@@ -15,8 +15,8 @@ import warnings
 
 import numpy as np
 
-from benchmarks import datasets, harness
-from benchmarks.research.fulllength_diag import OUT, decode, latent_stats, latent_variants
+from benchmarks import harness
+from benchmarks.research.fulllength_diag import OUT, decode, latent_variants, load_saved_fit
 
 
 def nn_dist(a: np.ndarray, b: np.ndarray, same: bool = False) -> np.ndarray:
@@ -29,17 +29,10 @@ def nn_dist(a: np.ndarray, b: np.ndarray, same: bool = False) -> np.ndarray:
 
 if __name__ == "__main__":
     warnings.filterwarnings("ignore")
-    from vaexprs.model.result import VAEResult
-
     name, seed = sys.argv[1], int(sys.argv[2])
     tag = sys.argv[3] if len(sys.argv) > 3 else ""
-    adata = datasets.build(name)
-    kind = adata.uns["bench"]["kind"]
-    labels = adata.obs["cell_type"].astype(str).to_numpy()
-    real = harness.log_space(adata.X, kind, harness.mean_library(adata.X))
-    result = VAEResult.load(OUT / f"{name}_s{seed}{tag}.pt")
-    codes = result.preprocessor.labels.transform(labels)
-    mu, lv = latent_stats(result, adata)
+    fit = load_saved_fit(name, seed, tag)
+    labels, real, result, codes, mu, lv = fit.labels, fit.real, fit.result, fit.codes, fit.mu, fit.logvar
     base = float(np.median(nn_dist(real, real, same=True)))
     out = {}
     for gs in (11, 12):

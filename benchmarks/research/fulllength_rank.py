@@ -13,8 +13,7 @@ import warnings
 
 import numpy as np
 
-from benchmarks import datasets, harness
-from benchmarks.research.fulllength_diag import OUT, decode, latent_stats, latent_variants
+from benchmarks.research.fulllength_diag import decode, latent_variants, load_saved_fit
 
 
 def top_share(x: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 3, 10)) -> list[float]:
@@ -27,17 +26,10 @@ def top_share(x: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 3, 10
 
 if __name__ == "__main__":
     warnings.filterwarnings("ignore")
-    from vaexprs.model.result import VAEResult
-
     name, seed = sys.argv[1], int(sys.argv[2])
     tag = sys.argv[3] if len(sys.argv) > 3 else ""
-    adata = datasets.build(name)
-    kind = adata.uns["bench"]["kind"]
-    labels = adata.obs["cell_type"].astype(str).to_numpy()
-    real = harness.log_space(adata.X, kind, harness.mean_library(adata.X))
-    result = VAEResult.load(OUT / f"{name}_s{seed}{tag}.pt")
-    codes = result.preprocessor.labels.transform(labels)
-    mu, lv = latent_stats(result, adata)
+    fit = load_saved_fit(name, seed, tag)
+    labels, real, result, codes, mu, lv = fit.labels, fit.real, fit.result, fit.codes, fit.mu, fit.logvar
     print(f"{name} s{seed}{tag}: share of within-label variance in top 1/3/10 residual PCs")
     print("  real", top_share(real, labels))
     rng = np.random.default_rng(11)
