@@ -56,10 +56,8 @@ class Batches:
     def __len__(self) -> int:
         return self.matrix.shape[0]
 
-    def get(self, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self._tensors(self.matrix[rows], rows, device)
-
     def _tensors(self, block: Any, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One batch (the block holds the cells of `rows`) as model-space tensors, with its one-hot labels."""
         block = block.toarray() if is_sparse(block) else np.asarray(block)
         x = torch.from_numpy(self.preprocessor.scale_batch(block)).to(device)
         c = None
@@ -74,16 +72,19 @@ class Batches:
         rng: np.random.Generator | None = None,
         shard: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        """Batches in a shuffled order (with `rng`), of this process's share of it (with `shard`, under torchrun)."""
-        if not is_on_disk(self.matrix):
-            order = rng.permutation(len(self)) if rng is not None else np.arange(len(self))
-            if shard is not None:
-                order = shard(order)
-            for start in range(0, len(order), batch_size):
-                yield self.get(order[start : start + batch_size], device)
-            return
-        window = batch_size * max(1, min(WINDOW_BATCHES, self.matrix.chunk_rows // batch_size))  # <= a chunk
-        order = block_shuffled_order(len(self), rng, window=window) if rng is not None else np.arange(len(self))
+        """Batches in a shuffled order (with `rng`), of this process's share of it (with `shard`, under torchrun).
+
+        In memory: a permutation, one batch read at a time. On disk: a block-shuffled order, read a window
+        (up to WINDOW_BATCHES batches, at most a streaming chunk) at a time.
+        """
+        on_disk = is_on_disk(self.matrix)
+        window = batch_size
+        if on_disk:
+            window *= max(1, min(WINDOW_BATCHES, self.matrix.chunk_rows // batch_size))
+        if rng is None:
+            order = np.arange(len(self))
+        else:
+            order = block_shuffled_order(len(self), rng, window=window) if on_disk else rng.permutation(len(self))
         if shard is not None:
             order = shard(order)  # under torchrun: each rank reads only its own share of the epoch
         for first in range(0, len(order), window):
