@@ -190,21 +190,36 @@ def counts_bundle(tmp_path_factory, small_sim) -> Path:
     return vaexprs.export_bundle(result, tmp_path_factory.mktemp("guarantees") / "nb")
 
 
+def generate_with_the_space_check_fooled(bundle: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`vaexprs generate -n 200000` in a child whose free-space checks always pass (another process filling the
+    disk meanwhile), so the writer meets the full disk itself."""
+    args = ["generate", str(bundle), "-n", "200000", "-o", str(out), *extra, "-q"]
+    code = (
+        "import sys, vaexprs.files as f, vaexprs.generate.writers as w\n"
+        "f.check_free_space = w.check_free_space = lambda path, needed: None\n"
+        f"from vaexprs.cli import main\nsys.exit(main({args!r}))\n"
+    )
+    return subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=120)
+
+
 def test_disk_full_while_a_sparse_x_grows_is_one_clean_line(tiny_disk: Path, counts_bundle: Path):
     """Sparse .h5ad output claims its disk blocks chunk by chunk: a disk that fills meanwhile is still one
     clean line, exit 1, no temp file, the old output intact."""
     out = tiny_disk / "g.h5ad"
     out.write_bytes(b"old")
-    code = (
-        "import sys, vaexprs.files as f, vaexprs.generate.writers as w\n"
-        "f.check_free_space = w.check_free_space = lambda path, needed: None\n"
-        "from vaexprs.cli import main\n"
-        f"sys.exit(main(['generate', {str(counts_bundle)!r}, '-n', '200000', '-o', {str(out)!r}, '--force', '-q']))\n"
-    )
-    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=120)
+    done = generate_with_the_space_check_fooled(counts_bundle, out, "--force")
     assert done.returncode == 1, done.stderr[-2000:]
     assert one_error_line(done.stderr).startswith(f"error: could not write {out}: No space left on device")
     assert sorted(p.name for p in tiny_disk.iterdir()) == [out.name] and out.read_bytes() == b"old"
+
+
+def test_disk_full_while_a_sparse_zarr_store_grows_is_one_clean_line(tiny_disk: Path, counts_bundle: Path):
+    """Sparse .zarr output appends its values chunk by chunk: a disk that fills meanwhile is one clean line,
+    exit 1, and no store (not even its temp folder) is left."""
+    done = generate_with_the_space_check_fooled(counts_bundle, tiny_disk / "g.zarr")
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "No space left on device" in one_error_line(done.stderr)
+    assert list(tiny_disk.iterdir()) == []
 
 
 def test_simulate_on_a_full_disk_fails_cleanly(tiny_disk: Path):
