@@ -17,6 +17,7 @@ from vaexprs.data.preprocess import (
     column_mean_var,
     column_min_max,
     library_size,
+    nonzero_moments,
     plausible_maxima,
     value_summary,
 )
@@ -78,6 +79,23 @@ def test_streamed_statistics_equal_the_in_memory_ones(on_disk, small_chunks):
     logged = apply_normalization(cells, "lognorm")  # the view's own mean library, as in memory
     np.testing.assert_allclose(dense(logged[np.arange(240)]), dense(apply_normalization(x, "lognorm")), rtol=1e-6)
     np.testing.assert_array_equal(plausible_maxima(cells, counts=True), plausible_maxima(x, counts=True))
+    codes = memory.obs["cell_type"].cat.codes.to_numpy()
+    streamed, whole = nonzero_moments(cells, codes, 3), nonzero_moments(dense(x), codes, 3)
+    for name in ("count", "total", "squares"):
+        np.testing.assert_allclose(getattr(streamed, name), getattr(whole, name), rtol=1e-12)
+
+
+def test_nonzero_moments_are_the_per_label_statistics_of_the_detected_values():
+    x = np.array([[0, 2, 1], [4, 0, 1], [0, 6, 0], [3, 0, 5]], dtype=np.float32)
+    labels = np.array([0, 0, 1, 1])
+    moments = nonzero_moments(sp.csr_matrix(x), labels, 2)
+    np.testing.assert_array_equal(moments.count, [[1, 1, 2], [1, 1, 1]])
+    np.testing.assert_allclose(moments.zero_fraction(), [0.5, 0.5, 0.25])
+    np.testing.assert_allclose(moments.mean(), [3.5, 4.0, 7 / 3])
+    # only gene 2 of label 0 has two detections (1, 1: spread 0); genes 0 and 1 have no label with two
+    np.testing.assert_allclose(moments.pooled_sd(), [np.nan, np.nan, 0.0])
+    x[0, 2] = 3  # label 0, gene 2: values 3 and 1, sd sqrt(2)
+    np.testing.assert_allclose(nonzero_moments(x, labels, 2).pooled_sd()[2], np.sqrt(2))
 
 
 def test_non_integer_values_on_disk_are_refused_or_rounded_as_in_memory(tmp_path, small_chunks):

@@ -57,8 +57,54 @@ def patch_cell_sigma() -> None:
     HurdleGaussianHead.forward = forward
 
 
+def patch_sigma_init() -> None:
+    """Research prototype (env FLDIAG_SIGMA_INIT=1): start the hurdle head's per-gene log sigma at the log of the
+    pooled within-label sd of each gene's non-zero model-space values, instead of 0 (sigma 1) whatever the
+    data's scale. Adam moves log sigma by about lr per step, so sigma 5 (the vignette) is out of reach in 300
+    epochs of 10 steps."""
+    import torch
+
+    from vaexprs.model import loop
+
+    fit = loop.fit
+
+    def patched(model: Any, train: Any, *args: Any, **kwargs: Any) -> Any:
+        head = model.head
+        if hasattr(head, "log_sigma"):
+            x = train.preprocessor.scale_batch(np.asarray(train.matrix.toarray() if hasattr(train.matrix, "toarray")
+                                                          else train.matrix, dtype=np.float32))  # fmt: skip
+            codes = train.codes if train.codes is not None else np.zeros(x.shape[0], int)
+            ss, dof = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+            for c in np.unique(codes):
+                xc = x[codes == c]
+                nz = xc > 0
+                k = nz.sum(0)
+                s = np.where(nz, xc, 0).sum(0)
+                mean = np.divide(s, k, out=np.zeros_like(s, dtype=float), where=k > 0)
+                ss += (np.where(nz, xc - mean, 0) ** 2).sum(0)
+                dof += np.maximum(k - 1, 0)
+            sd = np.sqrt(np.divide(ss, dof, out=np.full(x.shape[1], np.nan), where=dof > 0))
+            fill = np.nanmedian(sd) if np.isfinite(sd).any() else 1.0
+            sd = np.clip(np.where(np.isfinite(sd) & (sd > 0), sd, fill), 1e-2, None)
+            with torch.no_grad():
+                head.log_sigma.copy_(torch.from_numpy(np.log(sd).astype(np.float32)))
+                if os.environ.get("FLDIAG_BIAS_INIT") == "1":  # output biases at the genes' non-zero mean, zero rate
+                    nz = x > 0
+                    k = nz.sum(0)
+                    m = np.divide(np.where(nz, x, 0).sum(0), k, out=np.zeros(x.shape[1]), where=k > 0)
+                    p0 = np.clip(1 - k / x.shape[0], 1e-3, 1 - 1e-3)
+                    head.loc.bias.copy_(torch.from_numpy(m.astype(np.float32)))
+                    head.dropout.bias.copy_(torch.from_numpy(np.log(p0 / (1 - p0)).astype(np.float32)))
+            print(f"sigma init median {np.median(sd):.3g}", flush=True)
+        return fit(model, train, *args, **kwargs)
+
+    loop.fit = patched
+
+
 if os.environ.get("FLDIAG_CELL_SIGMA") == "1":
     patch_cell_sigma()
+if os.environ.get("FLDIAG_SIGMA_INIT") == "1":
+    patch_sigma_init()
 EVAL_SEED = 0
 
 

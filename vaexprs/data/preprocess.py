@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 Normalization = Literal["lognorm", "log", "none"]  # what `normalize="auto"` resolves to
 # Values above this cannot be on a log scale (log2 of 1e30); such non-count data (RPKM/FPKM/TPM) get log2(x + 1).
 LOG_SCALE_MAX = 100.0
+MOMENT_VALUES = 8_000_000  # values per pass of nonzero_moments (64 MB as float64)
 
 
 def _values(x: Any) -> np.ndarray:
@@ -268,6 +269,66 @@ def column_mean_var(x: Any) -> tuple[np.ndarray, np.ndarray]:
         return mean, np.clip(np.asarray(sq.sum(axis=0)).ravel() / n - mean**2, 0.0, None)
     arr = np.asarray(x)
     return arr.mean(axis=0, dtype=np.float64), arr.var(axis=0, dtype=np.float64)
+
+
+@dataclass
+class NonzeroMoments:
+    """Per label and gene: how many cells detect the gene, and the sum and sum of squares of its non-zero
+    values. Enough for a hurdle model's starting point (zero rate, non-zero mean, within-label spread)."""
+
+    n_cells: int
+    count: np.ndarray  # (L, G)
+    total: np.ndarray  # (L, G)
+    squares: np.ndarray  # (L, G)
+
+    def zero_fraction(self) -> np.ndarray:
+        return 1.0 - self.count.sum(0) / max(self.n_cells, 1)
+
+    def mean(self) -> np.ndarray:
+        """Mean of each gene's non-zero values over all cells (0 where a gene is never detected)."""
+        k = self.count.sum(0)
+        return np.divide(self.total.sum(0), k, out=np.zeros(k.shape), where=k > 0)
+
+    def pooled_sd(self) -> np.ndarray:
+        """Within-label sd of each gene's non-zero values, pooled over labels (NaN where no label has two)."""
+        k = self.count
+        within = self.squares - np.divide(self.total**2, k, out=np.zeros(k.shape), where=k > 0)
+        dof = np.clip(k - 1, 0, None).sum(0)
+        return np.sqrt(np.divide(np.clip(within.sum(0), 0, None), dof, out=np.full(dof.shape, np.nan), where=dof > 0))
+
+
+def nonzero_moments(x: Any, codes: np.ndarray | None, n_labels: int = 0) -> NonzeroMoments:
+    """NonzeroMoments of a dense, sparse or on-disk matrix (one streaming pass; memory: labels x genes)."""
+    n_groups = max(n_labels, 1)
+    shape = (n_groups, x.shape[1])
+    count, total, squares = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    step = max(1, MOMENT_VALUES // max(x.shape[1], 1))  # rows per pass: a dense float64 copy stays ~64 MB
+    start = 0
+    for whole in blocks_of(x):
+        for offset in range(0, whole.shape[0], step):
+            block = whole[offset : offset + step]
+            rows = block.shape[0]
+            groups = np.zeros(rows, dtype=np.int64) if codes is None else np.asarray(codes[start : start + rows])
+            start += rows
+            _add_moments(block, groups, count, total, squares)
+    return NonzeroMoments(int(x.shape[0]), count, total, squares)
+
+
+def _add_moments(block: Any, groups: np.ndarray, count: np.ndarray, total: np.ndarray, squares: np.ndarray) -> None:
+    """Add one block's cells (their label codes in `groups`) to the running sums, in place."""
+    for g in np.unique(groups):
+        part = block[groups == g]
+        if is_sparse(part):
+            part = part.tocsr()
+            values = part.data.astype(np.float64)
+            count[g] += np.bincount(part.indices[values != 0], minlength=count.shape[1])
+            total[g] += np.bincount(part.indices, weights=values, minlength=count.shape[1])
+            squares[g] += np.bincount(part.indices, weights=values**2, minlength=count.shape[1])
+        else:
+            part = np.asarray(part, dtype=np.float64)
+            count[g] += np.count_nonzero(part, axis=0)
+            total[g] += part.sum(0)
+            squares[g] += (part**2).sum(0)
 
 
 def plausible_maxima(x: Any, counts: bool) -> np.ndarray:

@@ -30,6 +30,7 @@ from vaexprs.data.preprocess import (
     apply_normalization,
     check_counts,
     library_size,
+    nonzero_moments,
     plausible_maxima,
     value_summary,
 )
@@ -161,6 +162,8 @@ def fit_head(
     model_config = ModelConfig(**model_options, n_genes=len(data.genes), n_labels=n_labels)
     torch.manual_seed(train.seed)
     model = VAE(model_config)
+    if model.head.starts_from_data:
+        model.head.start_from(nonzero_moments(normalized, codes, n_labels))
     data_info = {
         "n_cells": int(matrix.shape[0]),
         "n_genes": len(data.genes),

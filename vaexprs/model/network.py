@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -28,6 +29,9 @@ from torch.nn import functional as F
 from vaexprs.bundle.heads import HEADS, HeadFacts
 from vaexprs.config import ModelConfig
 from vaexprs.errors import InputError, OptionError
+
+if TYPE_CHECKING:
+    from vaexprs.data.preprocess import NonzeroMoments
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -74,6 +78,7 @@ class LikelihoodHead(nn.Module):
     scaled_input: ClassVar[bool] = True
     count_input: ClassVar[bool] = False
     output_names: ClassVar[tuple[str, ...]] = ("x_mean",)
+    starts_from_data: ClassVar[bool] = False  # fit_vae calls start_from(moments) before training
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A head's input kind and outputs come from its facts (vaexprs.bundle.heads.HEADS), written once."""
@@ -95,6 +100,10 @@ class LikelihoodHead(nn.Module):
     def export_outputs(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """What the ONNX decoder returns, keyed by `output_names` (in model space, before de-scaling)."""
         return {"x_mean": self.mean(params)}
+
+    def start_from(self, moments: NonzeroMoments) -> None:
+        """Set the output layer's starting point from the training data (before the first step); most heads
+        need none."""
 
 
 class BernoulliHead(LikelihoodHead):
@@ -138,6 +147,7 @@ def register_head(head: type[LikelihoodHead], facts: HeadFacts | None = None) ->
     return head
 
 
+SIGMA_FLOOR = 1e-2  # the hurdle's starting sigma for a gene whose non-zero values hardly vary
 EPS = 1e-8  # as scvi-tools: keeps log(mu) and log(theta) finite
 
 
@@ -267,6 +277,7 @@ class HurdleGaussianHead(LikelihoodHead):
     """
 
     name = "hurdle"
+    starts_from_data = True
 
     def __init__(self, n_hidden: int, config: ModelConfig) -> None:
         super().__init__(n_hidden, config)
@@ -276,6 +287,21 @@ class HurdleGaussianHead(LikelihoodHead):
 
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log1p(x)
+
+    def start_from(self, moments: NonzeroMoments) -> None:
+        """Start at the data's scale: sigma at each gene's within-label sd of its non-zero values, mu at their
+        mean, the zero logit at the gene's zero rate. From sigma 1, Adam moves log sigma by about lr a step,
+        so data whose values spread by 5 (the vignette's) kept sigma near 3 after 3,000 steps: too little
+        noise, and cells a classifier told apart (AUC 0.99 -> 0.74 with this start)."""
+        sd = moments.pooled_sd()
+        known = np.isfinite(sd) & (sd > 0)
+        fill = float(np.median(sd[known])) if known.any() else 1.0
+        sd = np.clip(np.where(known, sd, fill), SIGMA_FLOOR, None)
+        zero = np.clip(moments.zero_fraction(), 1e-3, 1 - 1e-3)
+        with torch.no_grad():
+            self.log_sigma.copy_(torch.from_numpy(np.log(sd)))
+            self.loc.bias.copy_(torch.from_numpy(moments.mean()))
+            self.dropout.bias.copy_(torch.from_numpy(np.log(zero / (1 - zero))))
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return {"mu": self.loc(h), "sigma": torch.exp(self.log_sigma), "pi_logit": self.dropout(h)}
