@@ -261,3 +261,23 @@ def test_hurdle_starts_at_the_scale_of_the_data():
     assert 0.7 * within < np.median(sigma) < 1.3 * within
     bias = result.model.head.loc.bias.detach().numpy()
     np.testing.assert_allclose(np.median(bias), np.nanmedian(np.nanmean(nonzero, axis=0)), rtol=0.1)
+
+
+def test_hurdle_checkpoint_from_before_the_cell_noise_factor_loads_as_trained(results, tmp_path):
+    """A checkpoint saved without the per-cell noise factor (vaexprs <= this change) still loads, and its
+    cells are what its per-gene sigma gives: the factor is 1 (log 0) for it."""
+    import torch
+
+    from vaexprs.model.result import VAEResult
+
+    payload = results["hurdle"].to_checkpoint()
+    old = {k: v for k, v in payload["state_dict"].items() if "cell_log_sigma" not in k}
+    assert len(old) == len(payload["state_dict"]) - 2
+    path = tmp_path / "old.pt"
+    torch.save({**payload, "state_dict": old}, path)
+    loaded = VAEResult.load(path)
+    head = loaded.model.head
+    assert not head.cell_log_sigma.weight.any() and not head.cell_log_sigma.bias.any()
+    with torch.no_grad():
+        params = head(torch.randn(5, head.loc.in_features))
+    np.testing.assert_allclose(params["sigma"].numpy(), np.exp(head.log_sigma.detach().numpy())[None].repeat(5, 0), rtol=1e-6)

@@ -48,8 +48,9 @@ def patch_cell_sigma() -> None:
 
     def forward(self: Any, h: Any, library: Any = None) -> dict[str, Any]:
         cell = self.cell_log_sigma(h)
-        if os.environ.get("FLDIAG_CELL_SIGMA_CLAMP", "1") == "1":  # bounded: a factor within e^-3..e^3
-            cell = 3.0 * torch.tanh(cell / 3.0)
+        if os.environ.get("FLDIAG_CELL_SIGMA_CLAMP", "1") == "1":  # bounded: a factor within e^-b..e^b
+            bound = float(os.environ.get("FLDIAG_CELL_SIGMA_BOUND", "3"))
+            cell = bound * torch.tanh(cell / bound)
         sigma = torch.exp(self.log_sigma[None, :] + cell)
         return {"mu": self.loc(h), "sigma": sigma, "pi_logit": self.dropout(h)}
 

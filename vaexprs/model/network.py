@@ -148,6 +148,7 @@ def register_head(head: type[LikelihoodHead], facts: HeadFacts | None = None) ->
 
 
 SIGMA_FLOOR = 1e-2  # the hurdle's starting sigma for a gene whose non-zero values hardly vary
+CELL_NOISE_BOUND = 1.0  # the hurdle's per-cell noise factor stays within e^-1 .. e^1 (tanh-bounded)
 EPS = 1e-8  # as scvi-tools: keeps log(mu) and log(theta) finite
 
 
@@ -272,7 +273,9 @@ class HurdleGaussianHead(LikelihoodHead):
     """Hurdle Gaussian on log-scale normalised values (log2(RPKM + 1), lognorm), for data that are not counts.
 
     A value is exactly 0 with probability sigmoid(pi_logit) (per cell and gene), else N(mu, sigma^2) truncated
-    to (0, inf) with a learnt per-gene sigma. The model sees the normalised values unscaled (the zeros stay
+    to (0, inf), sigma = a learnt per-gene sigma times a per-cell factor within e^-1 .. e^1 (from the decoder's
+    hidden layer): cells whose library sizes differ 20-fold differ in how noisy their values are, and a
+    per-gene sigma alone made the latent memorise that per cell. The model sees the normalised values unscaled (the zeros stay
     exact zeros); the encoder gets log1p of them to tame large log values (treutlein reaches 31).
     """
 
@@ -284,6 +287,10 @@ class HurdleGaussianHead(LikelihoodHead):
         self.loc = nn.Linear(n_hidden, config.n_genes)
         self.dropout = nn.Linear(n_hidden, config.n_genes)
         self.log_sigma = nn.Parameter(torch.zeros(config.n_genes))
+        self.cell_log_sigma = nn.Linear(n_hidden, 1)  # starts at 0: the per-gene sigma alone
+        self.cell_noise_bound = CELL_NOISE_BOUND
+        nn.init.zeros_(self.cell_log_sigma.weight)
+        nn.init.zeros_(self.cell_log_sigma.bias)
 
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log1p(x)
@@ -304,7 +311,18 @@ class HurdleGaussianHead(LikelihoodHead):
             self.dropout.bias.copy_(torch.from_numpy(np.log(zero / (1 - zero))))
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        return {"mu": self.loc(h), "sigma": torch.exp(self.log_sigma), "pi_logit": self.dropout(h)}
+        bound = self.cell_noise_bound
+        cell = bound * torch.tanh(self.cell_log_sigma(h) / bound)  # (B, 1)
+        return {"mu": self.loc(h), "sigma": torch.exp(self.log_sigma + cell), "pi_logit": self.dropout(h)}
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        """Checkpoints from before the per-cell noise factor load as they were trained (a factor of 1)."""
+        if f"{prefix}log_sigma" in state_dict:
+            for name in ("weight", "bias"):
+                state_dict.setdefault(
+                    f"{prefix}cell_log_sigma.{name}", torch.zeros_like(getattr(self.cell_log_sigma, name))
+                )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reconstruction_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return -hurdle_log_prob(x, params["mu"], params["sigma"], params["pi_logit"]).sum(-1)
@@ -316,8 +334,7 @@ class HurdleGaussianHead(LikelihoodHead):
         return torch.sigmoid(-params["pi_logit"]) * torch.clamp(mu + sigma * mills, min=0.0)
 
     def export_outputs(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        mu = params["mu"]
-        return {"mu": mu, "sigma": params["sigma"].expand_as(mu), "pi_logit": params["pi_logit"]}
+        return {"mu": params["mu"], "sigma": params["sigma"], "pi_logit": params["pi_logit"]}
 
 
 class VAE(nn.Module):

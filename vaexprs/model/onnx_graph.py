@@ -150,8 +150,13 @@ def decoder_graph(result: VAEResult) -> Any:
         if cfg.likelihood == "zinb":
             graph.op("Identity", [_linear(graph, h, head.dropout, "head.dropout")], output="pi_logit")
     elif cfg.likelihood == "hurdle":
-        mu = graph.op("Identity", [_linear(graph, h, head.loc, "head.loc")], output="mu")
-        _per_gene(graph, mu, np.exp(_numpy(head.log_sigma)), "sigma_values", "sigma")
+        graph.op("Identity", [_linear(graph, h, head.loc, "head.loc")], output="mu")
+        # sigma = exp(log_sigma + b tanh(cell / b)): per gene, times the cell's bounded noise factor
+        bound = graph.const("cell_noise_bound", np.array(head.cell_noise_bound))
+        cell = _linear(graph, h, head.cell_log_sigma, "head.cell_log_sigma")  # (B, 1)
+        factor = graph.op("Mul", [graph.op("Tanh", [graph.op("Div", [cell, bound])]), bound])
+        log_sigma = graph.op("Add", [factor, graph.const("log_sigma", _numpy(head.log_sigma))])
+        graph.op("Exp", [log_sigma], output="sigma")
         graph.op("Identity", [_linear(graph, h, head.dropout, "head.dropout")], output="pi_logit")
     else:
         raise VaexprsRuntimeError(f"no ONNX graph for the {cfg.likelihood!r} head")
