@@ -280,4 +280,6 @@ def test_hurdle_checkpoint_from_before_the_cell_noise_factor_loads_as_trained(re
     assert not head.cell_log_sigma.weight.any() and not head.cell_log_sigma.bias.any()
     with torch.no_grad():
         params = head(torch.randn(5, head.loc.in_features))
-    np.testing.assert_allclose(params["sigma"].numpy(), np.exp(head.log_sigma.detach().numpy())[None].repeat(5, 0), rtol=1e-6)
+    np.testing.assert_allclose(
+        params["sigma"].numpy(), np.exp(head.log_sigma.detach().numpy())[None].repeat(5, 0), rtol=1e-6
+    )
