@@ -78,11 +78,16 @@ def test_cvae_learns_and_keeps_the_planted_signal(cvae_result):
 def test_vae_on_the_vignette_data_falls_and_generates_in_range(sim):
     result = vaexprs.fit_vae(sim.X, hidden=(512,), epochs=30, batch_size=32, seed=1)
     assert result.model_type == "vae"
-    assert result.history[-1]["loss"] < 0.95 * result.history[0]["loss"]
+    # the hurdle head starts at the data's scale, so the first epoch is already close: it still falls
+    assert result.history[-1]["loss"] < 0.98 * result.history[0]["loss"]
     gen = vaexprs.gen_exprs(result, num_samples=300)
     assert gen.y_gen is None and gen.x_gen.shape == (300, 1000)
     assert np.isfinite(gen.x_gen).all()
-    assert gen.x_gen.min() >= sim.X.min() - 1e-4 and gen.x_gen.max() <= sim.X.max() + 1e-3
+    x = np.asarray(sim.X)
+    # plausible: no gene beyond its training maximum plus its own spread (what value_cap holds)
+    assert gen.x_gen.min() >= 0 and (gen.x_gen.max(0) <= x.max(0) + x.std(0) + 1e-3).all()
+    # as noisy as the data (a hurdle started at sigma 1 gave 0.7 of the variance: too smooth to pass as real)
+    assert 0.8 < np.median(gen.x_gen.var(0) / x.var(0)) < 1.2
     # a VAE also separates the groups: the mixture finds several latent modes
     gmm_gen = gen.x_gen
     block_means = np.stack([gmm_gen[:, i * 100 : (i + 1) * 100].mean(1) for i in range(3)], axis=1)
@@ -132,7 +137,9 @@ def test_early_stopping_restores_best_weights(small_sim):
 
 def test_explicit_validation_data_uses_training_scaler(small_sim):
     half = small_sim[::2].copy()
-    result = vaexprs.fit_vae(small_sim, "cell_type", half, "cell_type", hidden=(16,), epochs=2, monitor="val_loss")
+    result = vaexprs.fit_vae(  # the min-max scaler belongs to the bce/mse heads (auto may choose another)
+        small_sim, "cell_type", half, "cell_type", likelihood="bce", hidden=(16,), epochs=2, monitor="val_loss"
+    )
     assert "val_loss" in result.history[0]
     assert result.preprocessor.scaler.minimum.shape == (120,)
 
@@ -141,7 +148,7 @@ def test_constant_genes_train_without_nan(small_sim):
     x = small_sim.X.copy()
     x[:, :5] = 3.0
     x[:, 5] = 0.0
-    result = vaexprs.fit_vae(x, hidden=(16,), epochs=3)
+    result = vaexprs.fit_vae(x, likelihood="bce", hidden=(16,), epochs=3)  # the scaler's constant genes
     assert all(np.isfinite(h["loss"]) for h in result.history)
     assert result.preprocessor.scaler.constant[:6].all()
     gen = vaexprs.gen_exprs(result, num_samples=10)

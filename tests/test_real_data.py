@@ -23,5 +23,6 @@ def test_cvae_on_rpkm_fpkm_data(name):
     assert np.isfinite(gen.x_gen).all()
     logged = np.log2(np.asarray(adata.X, dtype=np.float64) + 1)
     assert gen.x_gen.min() >= logged.min() - 1e-4
-    assert gen.x_gen.max() <= logged.max() + 1e-3
+    # plausible: no gene beyond its real maximum plus its own spread (log scale), the value cap of issue 10
+    assert (gen.x_gen.max(0) <= logged.max(0) + logged.std(0) + 1e-3).all()
     assert result.data_info["sha256"] and result.data_info["n_cells"] == adata.n_obs

@@ -102,10 +102,21 @@ def patch_sigma_init() -> None:
     loop.fit = patched
 
 
-if os.environ.get("FLDIAG_CELL_SIGMA") == "1":
-    patch_cell_sigma()
-if os.environ.get("FLDIAG_SIGMA_INIT") == "1":
-    patch_sigma_init()
+# Both prototypes are in the package now (the start: ac7e13c; the factor, bounded to e^+-1: faac77a). Patched on
+# top of it they would apply twice; to rerun the comparisons, check out ac7e13c^ (both) or faac77a^ (the factor).
+if os.environ.get("FLDIAG_CELL_SIGMA") == "1" or os.environ.get("FLDIAG_SIGMA_INIT") == "1":
+    import inspect
+
+    from vaexprs.model.network import HurdleGaussianHead
+
+    if os.environ.get("FLDIAG_CELL_SIGMA") == "1":
+        if "cell_log_sigma" in inspect.getsource(HurdleGaussianHead.__init__):
+            sys.exit("fulllength_diag: this vaexprs has the per-cell factor already; check out faac77a^")
+        patch_cell_sigma()
+    if os.environ.get("FLDIAG_SIGMA_INIT") == "1":
+        if getattr(HurdleGaussianHead, "starts_from_data", False):
+            sys.exit("fulllength_diag: this vaexprs starts the hurdle from the data already; check out ac7e13c^")
+        patch_sigma_init()
 EVAL_SEED = 0
 
 
