@@ -103,7 +103,8 @@ def patch_sigma_init() -> None:
 
 
 # Both prototypes are in the package now (the start: ac7e13c; the factor, bounded to e^+-1: faac77a). Patched on
-# top of it they would apply twice; to rerun the comparisons, check out ac7e13c^ (both) or faac77a^ (the factor).
+# top of it they would apply twice. To rerun the comparisons, run this script against the package of an older
+# commit, e.g. in a scratch copy: `git checkout ac7e13c^ -- vaexprs` (both) or `git checkout faac77a^ -- vaexprs`.
 if os.environ.get("FLDIAG_CELL_SIGMA") == "1" or os.environ.get("FLDIAG_SIGMA_INIT") == "1":
     import inspect
 
@@ -111,11 +112,13 @@ if os.environ.get("FLDIAG_CELL_SIGMA") == "1" or os.environ.get("FLDIAG_SIGMA_IN
 
     if os.environ.get("FLDIAG_CELL_SIGMA") == "1":
         if "cell_log_sigma" in inspect.getsource(HurdleGaussianHead.__init__):
-            sys.exit("fulllength_diag: this vaexprs has the per-cell factor already; check out faac77a^")
+            sys.exit("fulllength_diag: this vaexprs has the per-cell factor already; use the package of faac77a^")
         patch_cell_sigma()
     if os.environ.get("FLDIAG_SIGMA_INIT") == "1":
         if getattr(HurdleGaussianHead, "starts_from_data", False):
-            sys.exit("fulllength_diag: this vaexprs starts the hurdle from the data already; check out ac7e13c^")
+            sys.exit(
+                "fulllength_diag: this vaexprs starts the hurdle from the data already; use the package of ac7e13c^"
+            )
         patch_sigma_init()
 EVAL_SEED = 0
 

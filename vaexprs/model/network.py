@@ -275,8 +275,8 @@ class HurdleGaussianHead(LikelihoodHead):
     A value is exactly 0 with probability sigmoid(pi_logit) (per cell and gene), else N(mu, sigma^2) truncated
     to (0, inf), sigma = a learnt per-gene sigma times a per-cell factor within e^-1 .. e^1 (from the decoder's
     hidden layer): cells whose library sizes differ 20-fold differ in how noisy their values are, and a
-    per-gene sigma alone made the latent memorise that per cell. The model sees the normalised values unscaled (the zeros stay
-    exact zeros); the encoder gets log1p of them to tame large log values (treutlein reaches 31).
+    per-gene sigma alone made the latent memorise that per cell. The model sees the normalised values unscaled
+    (the zeros stay exact zeros); the encoder gets log1p of them to tame large log values (treutlein reaches 31).
     """
 
     name = "hurdle"
