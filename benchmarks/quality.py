@@ -245,6 +245,7 @@ def model_info(result: Any) -> dict[str, Any]:
         "likelihood": mc.likelihood,
         "latent_dim": mc.latent_dim,
         "hidden": list(mc.hidden),
+        "dropout": getattr(mc, "dropout", None),
         "epochs_run": len(hist),
         "best_epoch": getattr(result, "best_epoch", None),
         "max_epochs": getattr(tc, "epochs", None),
@@ -467,7 +468,7 @@ def _selection(sel: Any) -> str:
         if not isinstance(c, dict):
             parts.append(str(c))
             continue
-        name = c.get("likelihood") or c.get("head") or c.get("name") or "?"
+        name = c.get("candidate") or c.get("likelihood") or c.get("head") or c.get("name") or "?"
         nums = [f"{k} {v:.3f}" for k, v in c.items() if isinstance(v, float) and k in ("auc", "score", "val_auc")]
         flags = [k for k in ("chosen", "selected", "winner") if c.get(k)]
         extra = f" ({', '.join(nums + flags)})" if nums or flags else ""
@@ -575,14 +576,14 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## What the models chose, and diagnostics",
         "",
-        "In-sample fit. **epochs** run (best); **batch**, **latent**, **hidden**: from the fitted model; **space** the "
+        "In-sample fit. **epochs** run (best); **batch**, **latent**, **hidden**, **dropout**: from the fitted model; **space** the "
         "generated values' space; **var ratio** median gene variance gen/real; **detected** mean per-cell share "
         "of detected genes gen (real); **tell** the single per-cell summary whose AUC is furthest from 0.5 "
         "(what gives generated cells away); **held-out max over** mean over seeds (real A vs B in brackets).",
         "",
-        "| data set | setting | head | epochs (best) | batch | latent | hidden | space | fit s (CPU s) | var ratio "
+        "| data set | setting | head | epochs (best) | batch | latent | hidden | dropout | space | fit s (CPU s) | var ratio "
         "| detected gen (real) | tell | held-out max over (ref) | selection |",
-        "|---|---|---|---|---:|---:|---|---|---|---:|---|---|---|---|",
+        "|---|---|---|---|---:|---:|---|---:|---|---|---:|---|---|---|---|",
     ]
     for row in rows_sorted:
         ins = row["insample"]
@@ -594,7 +595,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {row['dataset']} | {row['setting']} | {info['likelihood']} | {info['epochs_run']} "
             f"({info.get('best_epoch')}) | {info.get('batch_size')} | {info.get('latent_dim')} | "
-            f"{','.join(str(v) for v in info.get('hidden') or [])} | {info.get('value_space')} | "
+            f"{','.join(str(v) for v in info.get('hidden') or [])} | {_f(info.get('dropout'), 1)} | "
+            f"{info.get('value_space')} | "
             f"{info['fit_s']:.0f} ({info.get('fit_cpu_s', 0):.0f}) | {_f(m.get('var_ratio_median'))} | "
             f"{_f(m.get('detect_cell_mean_gen'))} ({_f(m.get('detect_cell_mean_real'))}) | "
             f"{tell[4:] + ' ' + _f(tells[tell]) if tell else ''} | "

@@ -75,10 +75,18 @@ def test_auto_on_counts_trains_every_head_and_records_the_choice():
     data = _counts()
     result = vaexprs.fit_vae(data, "cell_type", epochs=30, hidden=(32,), seed=2)
     scored = [r for r in result.selection if "score" in r]
-    assert {r["likelihood"] for r in scored} == {"hurdle", "nb", "zinb", "bce"}
+    heads = [r for r in scored if r["dropout"] == 0.0]
+    assert [r["candidate"] for r in heads] == ["hurdle", "nb", "zinb", "bce"]
+    best_head = selection.pick(heads)
+    # dropout = auto: the winning head (sampled here: bce never wins on counts) tries again with dropout
+    assert scored[-1]["candidate"] == f"{best_head}_dropout" and scored[-1]["likelihood"] == best_head
+    assert scored[-1]["dropout"] == selection.CANDIDATE_DROPOUT
+    first = next(r for r in heads if r["candidate"] == best_head)
+    clearly_better = scored[-1]["score"] < first["score"] - selection.TIE  # else the network without dropout
     chosen = [r for r in scored if r["chosen"]]
-    assert len(chosen) == 1 and chosen[0]["likelihood"] == result.model_config.likelihood
-    assert chosen[0]["likelihood"] == selection.pick(scored)
+    assert chosen == [scored[-1] if clearly_better else first]
+    assert chosen[0]["likelihood"] == result.model_config.likelihood == best_head
+    assert chosen[0]["dropout"] == result.model_config.dropout
     for r in scored:
         assert 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["keep"] <= 1.0 and r["epochs"] == 15 and r["val_cells"] == 24
     assert next(r for r in result.selection if r["likelihood"] == "mse")["skipped"]
@@ -92,11 +100,31 @@ def test_auto_on_counts_trains_every_head_and_records_the_choice():
 
 def test_auto_never_trains_a_count_head_on_non_integers(small_sim):
     result = vaexprs.fit_vae(small_sim, "cell_type", epochs=4, hidden=(16,), seed=1)
-    rows = {r["likelihood"]: r for r in result.selection}
+    rows = {r.get("candidate", r["likelihood"]): r for r in result.selection}
     assert "score" not in rows["nb"] and "score" not in rows["zinb"] and "integer" in rows["nb"]["skipped"]
-    assert result.model_config.likelihood in {"hurdle", "bce"} and result.model_config.likelihood == next(
-        h for h, r in rows.items() if r.get("chosen")
+    chosen = next(r for r in rows.values() if r.get("chosen"))
+    assert (
+        result.model_config.likelihood in {"hurdle", "bce"} and result.model_config.likelihood == chosen["likelihood"]
     )
+    assert result.model_config.dropout == chosen["dropout"]
+
+
+def test_dropout_auto_is_decided_with_the_likelihood():
+    """auto (the default) stays open while the likelihood is; an explicit likelihood means VAExprs' network."""
+    from vaexprs.config import ModelConfig
+
+    assert ModelConfig().dropout is None and ModelConfig(likelihood="hurdle").dropout == 0.0
+    assert ModelConfig(likelihood="nb", dropout="auto").dropout == 0.0 and ModelConfig(dropout=0.3).dropout == 0.3
+    with pytest.raises(OptionError, match="dropout"):
+        ModelConfig(dropout=1.5)
+
+
+def test_selection_with_a_fixed_dropout_trains_no_second_try():
+    data = _counts(n_per_label=25, genes=60, seed=5)
+    result = vaexprs.fit_vae(data, "cell_type", epochs=6, hidden=(16,), seed=1, dropout=0.1)
+    scored = [r for r in result.selection if "score" in r]
+    assert [r["candidate"] for r in scored] == ["hurdle", "nb", "zinb", "bce"]
+    assert all(r["dropout"] == 0.1 for r in scored) and result.model_config.dropout == 0.1
 
 
 def test_explicit_likelihood_skips_selection(small_sim):

@@ -105,6 +105,18 @@ def parse_auto_int(spec: str | int | None) -> int | None:
         raise OptionError("value", f"must be a whole number or auto; got {spec!r}") from None
 
 
+def parse_auto_float(spec: str | float | None) -> float | None:
+    """'auto' (or None) -> None, decided from the likelihood later; '0.2' -> 0.2."""
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "auto"):
+        return None
+    if isinstance(spec, bool):
+        raise OptionError("value", f"must be a number or auto; got {spec!r}")
+    try:
+        return float(spec)
+    except (TypeError, ValueError):
+        raise OptionError("value", f"must be a number or auto; got {spec!r}") from None
+
+
 def show_auto(value: Any) -> str:
     return "auto" if value is None else str(value)
 
@@ -254,13 +266,21 @@ class ModelConfig(Config):
         "the one whose cells are hardest to tell from held-out cells).",
     )
     activation: Activation = opt("relu", "Hidden-layer activation.")
-    dropout: float = opt(0.0, "Dropout after each hidden layer.", bounds=(0.0, 0.95))
+    dropout: float | None = opt(
+        None, "Dropout after each hidden layer; auto = chosen with likelihood=auto (0 or 0.2 for a sampled head, by "
+        "the held-out cells), else 0.",
+        bounds=(0.0, 0.95), parse=parse_auto_float, show=show_auto,
+    )  # fmt: skip
     batch_norm: bool = opt(False, "Batch normalisation after each hidden layer.")
     n_genes: int = opt(1, "Genes (from the data).", bounds=(1, None), cli=False)
     n_labels: int = opt(0, "Labels (from the data): 0 = VAE, > 0 = CVAE.", bounds=(0, None), cli=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.dropout, str) and self.dropout.strip().lower() == "auto":
+            self.dropout = None
         super().__post_init__()
+        if self.dropout is None and self.likelihood != "auto":  # likelihood=auto: model selection decides
+            self.dropout = 0.0
         if len(self.hidden) > 8:
             raise OptionError("hidden", f"allows at most 8 layers; got {len(self.hidden)}")
 

@@ -228,8 +228,8 @@ def fit_vae(
     if model_options["likelihood"] == "auto":
         from vaexprs.model.selection import select_likelihood
 
-        winner, selection = select_likelihood(data, model_options, train, data_config, progress)
-        model_options = {**model_options, "likelihood": winner}
+        choice, selection = select_likelihood(data, model_options, train, data_config, progress)
+        model_options = {**model_options, **choice}
     result = fit_head(data, model_options, train, data_config, callbacks, progress)
     result.selection = selection
     return result

@@ -39,6 +39,8 @@ KEEP_MIN = 0.9
 ZERO_GAP = 0.05
 TIE = 0.02
 PREFERENCE = ("hurdle", "nb", "zinb", "bce")  # the order of wins in the study; breaks near-ties
+SAMPLED_HEADS = ("hurdle", "nb", "zinb")  # heads whose cells carry sampling noise (bce/mse: the decoder mean)
+CANDIDATE_DROPOUT = 0.2  # dropout = auto: the winner's second try (benchmarks/results/quality.md)
 
 
 def candidate_heads(matrix: Any) -> tuple[list[str], dict[str, str]]:
@@ -103,13 +105,16 @@ def select_likelihood(
     train: TrainConfig,
     data_config: DataConfig,
     progress: bool | None = None,
-) -> tuple[str, list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Train each applicable head on part of `data` (a TrainingData), score its cells against held-out cells,
-    and return the winner with the whole table (one row per head, `chosen` marking the winner)."""
+    and return the winner's options ({"likelihood", "dropout"}) with the whole table (one row per candidate,
+    `chosen` marking the winner). With dropout auto (None), the winning sampled head competes once more with
+    CANDIDATE_DROPOUT."""
     from vaexprs.model.fit import TrainingData, fit_head
     from vaexprs.model.scoring import generate_like
 
     heads, excluded = candidate_heads(data.matrix)
+    fixed = model_options.get("dropout")  # None = auto: selection decides
     skipped = [{"likelihood": h, "skipped": why} for h, why in excluded.items()]
     fallback = "hurdle" if "hurdle" in heads else "bce"
     labels = data.labels
@@ -126,7 +131,8 @@ def select_likelihood(
     if len(heads) == 1 or val_x.shape[0] < MIN_CELLS:
         why = "only one head applies" if len(heads) == 1 else f"fewer than {MIN_CELLS} cells to hold out"
         log.warning("likelihood=auto: %s; using %s", why, fallback)
-        return fallback, [{"likelihood": fallback, "chosen": True, "note": why}, *skipped]
+        choice = {"likelihood": fallback, "dropout": fixed or 0.0}
+        return choice, [{**choice, "candidate": fallback, "chosen": True, "note": why}, *skipped]
 
     train_x = data.matrix[train_rows]
     train_y = None if labels is None else labels[train_rows]
@@ -142,13 +148,11 @@ def select_likelihood(
         "likelihood=auto: %s on %d cells for %d epochs each, judged on %d held-out cells",
         ", ".join(heads), train_x.shape[0], cand_train.epochs, n_val,
     )  # fmt: skip
-    rows = []
-    for head in heads:
+
+    def score(options: dict[str, Any], name: str) -> dict[str, Any]:
+        """Train one candidate on the selection's training cells; score its cells against the held-out ones."""
         started = time.perf_counter()
-        result = fit_head(
-            subset, {**model_options, "likelihood": head}, cand_train, data_config, progress=progress,
-            what=f"selection: {head}",
-        )  # fmt: skip
+        result = fit_head(subset, options, cand_train, data_config, progress=progress, what=f"selection: {name}")
         gen = generate_like(result, n_val, val_y, train.seed)
         gen_x = gen.x_gen
         if gen.value_space == "counts":
@@ -158,7 +162,9 @@ def select_likelihood(
         if train_y is not None:
             keep = label_keep_rate(judge_x, train_y, gen_x, gen.y_gen, seed=train.seed)
         row = {
-            "likelihood": head,
+            "candidate": name,
+            "likelihood": options["likelihood"],
+            "dropout": float(options["dropout"]),
             "auc": m["auc_real_vs_gen"],
             "keep": keep,
             "corr": m["label_centroid_corr_mean"] if val_y is not None else m["mean_corr"],
@@ -172,14 +178,25 @@ def select_likelihood(
             "seconds": round(time.perf_counter() - started, 2),
         }
         row["score"] = realism_score(row)
-        rows.append(row)
         log.info(
-            "  %-6s AUC %.3f  keep %s  corr %.3f  zeros %.2f/%.2f  score %.3f",
-            head, row["auc"], "n/a" if keep is None else f"{keep:.2f}", row["corr"] or 0.0,
+            "  %-14s AUC %.3f  keep %s  corr %.3f  zeros %.2f/%.2f  score %.3f",
+            name, row["auc"], "n/a" if keep is None else f"{keep:.2f}", row["corr"] or 0.0,
             row["zero_frac_gen"], row["zero_frac_real"], row["score"],
         )  # fmt: skip
-    winner = pick(rows)
+        return row
+
+    rows = [score({**model_options, "likelihood": head, "dropout": fixed or 0.0}, head) for head in heads]
+    winner = rows[[r["likelihood"] for r in rows].index(pick(rows))]
+    if fixed is None and winner["likelihood"] in SAMPLED_HEADS:
+        # dropout = auto: the winning head again with dropout, kept only when its cells are clearly more real
+        # (it stops the latent code from memorising each training cell's noise; on some data it blurs labels)
+        name = f"{winner['likelihood']}_dropout"
+        options = {**model_options, "likelihood": winner["likelihood"], "dropout": CANDIDATE_DROPOUT}
+        rows.append(score(options, name))
+        if rows[-1]["score"] < winner["score"] - TIE:
+            winner = rows[-1]
     for row in rows:
-        row["chosen"] = row["likelihood"] == winner
-    log.info("likelihood=auto chose %s", winner)
-    return winner, [*rows, *skipped]
+        row["chosen"] = row is winner
+    choice = {"likelihood": winner["likelihood"], "dropout": winner["dropout"]}
+    log.info("likelihood=auto chose %s (dropout %g)", choice["likelihood"], choice["dropout"])
+    return choice, [*rows, *skipped]

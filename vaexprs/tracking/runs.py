@@ -273,10 +273,10 @@ def log_training(
             if isinstance(entry, dict) and "parity_max_abs_diff" in entry
         },
     }
-    for row in result.selection:  # likelihood=auto: every candidate's scores, e.g. selection_nb_auc
+    for row in result.selection:  # likelihood=auto: every candidate's scores, e.g. selection_hurdle_dropout_auc
         for key in ("auc", "keep", "corr", "zero_gap", "score", "seconds"):
             if isinstance(row.get(key), (int, float)):
-                metrics[f"selection_{row['likelihood']}_{key}"] = float(row[key])
+                metrics[f"selection_{row.get('candidate', row['likelihood'])}_{key}"] = float(row[key])
     mlflow.log_metrics(metrics)
     with tempfile.TemporaryDirectory(prefix="vaexprs-run-") as tmp_name:
         tmp = Path(tmp_name)
