@@ -52,6 +52,10 @@ def test_pick_prefers_realism_then_the_studys_order():
     assert selection.pick(rows) == "hurdle"  # within 0.02 of zinb: the study's order decides
     rows[3]["score"] = 0.70
     assert selection.pick(rows) == "zinb"
+    # chance is best: an AUC below 0.5 (generated cells that copy real ones) is as far from real as one above
+    copies = {"likelihood": "hurdle", "auc": 0.30, "keep": 1.0, "zero_gap": 0.0}
+    assert selection.realism_score(copies) == pytest.approx(selection.realism_score({**copies, "auc": 0.70}))
+    assert selection.realism_score({**copies, "auc": 0.5}) == pytest.approx(0.5)
 
 
 def test_selection_rows_are_stratified_and_capped():

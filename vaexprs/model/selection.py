@@ -6,7 +6,8 @@ A type rule alone ("nb for counts, hurdle for normalised values") fails on data 
 on full-length read counts nb loses both the zeros and the cell identity, and VAExprs' bce decoder mean is
 told from real cells every time (benchmarks/research). So the candidates are trained on part of the cells, each
 generates as many cells as a held-out part has (label for label), and the package's own metrics compare them
-with those held-out cells in one log space: the real-vs-generated AUC (lower is better), penalised when the
+with those held-out cells in one log space: the real-vs-generated AUC (its distance from 0.5: cells that copy
+real ones score below 0.5, benchmarks/results/calibration.md), penalised when the
 label keep rate falls below 0.9 or the zero fraction misses the real one by more than 0.05. Near-ties (0.02)
 go to the head that won most often in the study (hurdle, then the count heads, then bce).
 
@@ -86,10 +87,12 @@ def _capped(groups: list[np.ndarray], cap: int, floor: int) -> np.ndarray:
 
 
 def realism_score(row: dict[str, Any]) -> float:
-    """Lower is better: the AUC, plus what the keep rate and the zero fraction miss of their targets."""
+    """Lower is better, 0.5 at best: 0.5 + the AUC's distance from chance (an AUC below 0.5 is no more real
+    than one as far above it: copies of real cells score 0.27-0.36 in the calibration), plus what the keep
+    rate and the zero fraction miss of their targets."""
     keep = row.get("keep")
     penalty = max(0.0, KEEP_MIN - keep) if keep is not None else 0.0
-    return float(row["auc"] + penalty + max(0.0, abs(row["zero_gap"]) - ZERO_GAP))
+    return float(0.5 + abs(row["auc"] - 0.5) + penalty + max(0.0, abs(row["zero_gap"]) - ZERO_GAP))
 
 
 def pick(rows: list[dict[str, Any]]) -> str:
