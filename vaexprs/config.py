@@ -93,28 +93,26 @@ def show_hidden(sizes: Any) -> str:
     return ",".join(str(int(s)) for s in sizes)
 
 
-def parse_auto_int(spec: str | int | None) -> int | None:
-    """'auto' (or None) -> None, decided from the data later; '100' -> 100."""
+def _parse_auto(spec: Any, kind: type, what: str) -> Any:
+    """'auto' (or None) -> None, decided from the data later; else `kind(spec)`."""
     if spec is None or (isinstance(spec, str) and spec.strip().lower() == "auto"):
         return None
     if isinstance(spec, bool):
-        raise OptionError("value", f"must be a whole number or auto; got {spec!r}")
+        raise OptionError("value", f"must be {what} or auto; got {spec!r}")
     try:
-        return int(spec)
+        return kind(spec)
     except (TypeError, ValueError):
-        raise OptionError("value", f"must be a whole number or auto; got {spec!r}") from None
+        raise OptionError("value", f"must be {what} or auto; got {spec!r}") from None
+
+
+def parse_auto_int(spec: str | int | None) -> int | None:
+    """'auto' (or None) -> None, decided from the data later; '100' -> 100."""
+    return _parse_auto(spec, int, "a whole number")
 
 
 def parse_auto_float(spec: str | float | None) -> float | None:
-    """'auto' (or None) -> None, decided from the likelihood later; '0.2' -> 0.2."""
-    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "auto"):
-        return None
-    if isinstance(spec, bool):
-        raise OptionError("value", f"must be a number or auto; got {spec!r}")
-    try:
-        return float(spec)
-    except (TypeError, ValueError):
-        raise OptionError("value", f"must be a number or auto; got {spec!r}") from None
+    """'auto' (or None) -> None, decided by model selection; '0.2' -> 0.2."""
+    return _parse_auto(spec, float, "a number")
 
 
 def show_auto(value: Any) -> str:
