@@ -331,6 +331,31 @@ def _accuracies(clf: Any, x_train: np.ndarray, y_train: np.ndarray, x_test: np.n
     }
 
 
+def label_counts(labels: np.ndarray) -> dict[str, int]:
+    return {str(k): int(v) for k, v in zip(*np.unique(np.asarray(labels).astype(str), return_counts=True))}
+
+
+def topup_counts(counts: dict[str, int]) -> dict[str, int]:
+    """How many cells each label needs to reach the largest label's count (labels already there: none): the
+    augmentation a small, unbalanced study asks a conditional generator for."""
+    top = max(counts.values())
+    return {k: top - v for k, v in counts.items() if top > v}
+
+
+def classifier_gains(real: np.ndarray, labels: np.ndarray, tr: np.ndarray, te: np.ndarray, gen: np.ndarray,
+                     gl: np.ndarray, seed: int) -> dict[str, Any]:  # fmt: skip
+    """LR and RF trained on the real rows `tr` with and without the generated cells, tested on the real rows
+    `te`: {"lr"|"rf": {"base", "aug", "gain"}}, each of acc, bal_acc and macro_f1."""
+    labels = np.asarray(labels).astype(str)
+    gl = np.asarray(gl).astype(str)
+    out: dict[str, Any] = {}
+    for name, make in (("lr", label_classifier), ("rf", rf_classifier)):
+        base = _accuracies(make(seed), real[tr], labels[tr], real[te], labels[te])
+        aug = _accuracies(make(seed), np.vstack([real[tr], gen]), np.r_[labels[tr], gl], real[te], labels[te])
+        out[name] = {"base": base, "aug": aug, "gain": {k: aug[k] - base[k] for k in base}}
+    return out
+
+
 def augmentation_run(
     real: np.ndarray,
     labels: np.ndarray,
@@ -345,21 +370,17 @@ def augmentation_run(
     labels = np.asarray(labels).astype(str)
     tr, te = stratified_split(labels, train_frac, seed, min_first=2)
     y_tr = labels[tr]
-    counts = {str(k): int(v) for k, v in zip(*np.unique(y_tr, return_counts=True))}
+    counts = label_counts(y_tr)
     if n_gen == "same":
         want = counts
     elif n_gen == "balanced":
-        top = max(counts.values())
-        want = {k: top - v for k, v in counts.items() if top - v > 0} or counts
+        want = topup_counts(counts) or counts
     else:
         want = n_gen(counts)
     gen, gl = generate(train_adata(tr), seed, want)
     gl = np.asarray(gl).astype(str)
     run: dict[str, Any] = {"seed": seed, "n_train": int(tr.size), "n_test": int(te.size), "n_gen": int(gl.size)}
-    for name, make in (("lr", label_classifier), ("rf", rf_classifier)):
-        base = _accuracies(make(seed), real[tr], y_tr, real[te], labels[te])
-        aug = _accuracies(make(seed), np.vstack([real[tr], gen]), np.r_[y_tr, gl], real[te], labels[te])
-        run[name] = {"base": base, "aug": aug, "gain": {k: aug[k] - base[k] for k in base}}
+    run.update(classifier_gains(real, labels, tr, te, gen, gl, seed))
     if realism:
         run["heldout"] = {k: v for k, v in score(real[te], labels[te], gen, gl, seed=seed).items()
                           if not isinstance(v, dict)}  # fmt: skip

@@ -50,7 +50,7 @@ from benchmarks import datasets, harness  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = RESULTS / "quality_runs"
-STUDY_VERSION = 1  # bump when what a unit measures changes: cached units of other versions are redone
+STUDY_VERSION = 2  # bump when what a unit measures changes: cached units of other versions are redone
 # small and fast first, pbmc3k (2,638 x 13,714) last: a long study has its small rows early
 ORDER = ("vignette", "trajectory", "umi_hvg", "yan", "treutlein", "rare_label", "fulllength", "scanpy_log", "pbmc3k")
 QUICK_DATASETS = ("vignette", "trajectory")
@@ -365,10 +365,13 @@ def run_aug(ds: Dataset, kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
     def gen_fn(train_ad: Any, s: int, want: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
         result, timing = fit(train_ad, kwargs, s)
         seen["info"] = {**model_info(result), **timing}
-        gen, gl, raw, ginfo = generate(result, s, ds.kind, ds.mean_lib, harness.mean_library(train_ad.X),
-                                       labels=want)  # fmt: skip
+        train_lib = harness.mean_library(train_ad.X)
+        gen, gl, raw, ginfo = generate(result, s, ds.kind, ds.mean_lib, train_lib, labels=want)
         seen["info"].update(ginfo)
         seen.update(gen=gen, gl=gl, raw=raw)
+        topup = harness.topup_counts(want)
+        if topup:  # the same model asked for what a small, unbalanced study wants: its smaller labels topped up
+            seen["topup"] = generate(result, s, ds.kind, ds.mean_lib, train_lib, labels=topup)[:2]
         return gen, gl
 
     try:
@@ -384,9 +387,14 @@ def run_aug(ds: Dataset, kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
         ds.real[te], ds.labels[te], seen["gen"], seen["gl"], seen["raw"], seen["info"]["count_output"], ref
     )
     run.update(info=seen["info"], heldout=held, heldout_reference=ref)
-    log.info("%s aug seed %d: %s held-out auc %.3f keep %.3f; gain bal-acc LR %+.3f RF %+.3f; fit %.0f s",
-             ds.name, seed, seen["info"]["likelihood"], held["auc"], held["keep"], run["lr"]["gain"]["bal_acc"],
-             run["rf"]["gain"]["bal_acc"], seen["info"]["fit_s"])  # fmt: skip
+    if "topup" in seen:
+        gen, gl = seen["topup"]
+        run["topup"] = {"n_gen": len(gl), **harness.classifier_gains(ds.real, ds.labels, tr, te, gen, gl, seed)}
+    log.info("%s aug seed %d: %s held-out auc %.3f keep %.3f; gain bal-acc LR %+.3f RF %+.3f (top-up %s); "
+             "fit %.0f s", ds.name, seed, seen["info"]["likelihood"], held["auc"], held["keep"],
+             run["lr"]["gain"]["bal_acc"], run["rf"]["gain"]["bal_acc"],
+             " / ".join(f"{run['topup'][c]['gain']['bal_acc']:+.3f}" for c in ("lr", "rf")) if "topup" in run
+             else "none: balanced labels", seen["info"]["fit_s"])  # fmt: skip
     return run
 
 
@@ -396,6 +404,8 @@ def summarize_row(name: str, setting: str, insample: dict[str, Any], aug_runs: l
     row: dict[str, Any] = {"dataset": name, "setting": setting, "insample": insample, "aug_runs": aug_runs}
     ok_runs = [r for r in aug_runs if "lr" in r]
     row["aug"] = harness.summarize_augmentation(ok_runs) if ok_runs else None
+    topups = [r["topup"] for r in ok_runs if "topup" in r]
+    row["aug_topup"] = harness.summarize_augmentation(topups) if topups else None
     row["aug_failed"] = [r.get("refused") or r.get("error") for r in aug_runs if "lr" not in r]
     held: dict[str, Any] = {"n_seeds": len(ok_runs)}
     for k in ("auc", "keep", "corr", "zero_gap", "zero_frac_gen", "max_share_over"):
@@ -445,6 +455,7 @@ def flat(row: dict[str, Any], ds: dict[str, Any]) -> dict[str, Any]:
     """One line of the stdout summary."""
     ins = row["insample"]
     m, info, a, h = ins.get("metrics") or {}, ins.get("info") or {}, row.get("aug") or {}, row["heldout"]
+    t = row.get("aug_topup") or {}
     return clean({
         "dataset": row["dataset"], "setting": row["setting"], "head": info.get("likelihood"),
         "refused": ins.get("refused"), "error": ins.get("error"),
@@ -454,6 +465,8 @@ def flat(row: dict[str, Any], ds: dict[str, Any]) -> dict[str, Any]:
         "max_share_over": m.get("max_share_over"), "max_share_over_ref": ds["reference"].get("max_share_over"),
         "aug_lr_mean": a.get("lr_bal_acc_gain_mean"), "aug_lr_sd": a.get("lr_bal_acc_gain_std"),
         "aug_rf_mean": a.get("rf_bal_acc_gain_mean"), "aug_rf_sd": a.get("rf_bal_acc_gain_std"),
+        "aug_topup_lr_mean": t.get("lr_bal_acc_gain_mean"), "aug_topup_lr_sd": t.get("lr_bal_acc_gain_std"),
+        "aug_topup_rf_mean": t.get("rf_bal_acc_gain_mean"), "aug_topup_rf_sd": t.get("rf_bal_acc_gain_std"),
         "aug_seeds": a.get("n_seeds"), "fit_s": info.get("fit_s"), "pass": row["pass"], "misses": row["misses"],
     })  # fmt: skip
 
@@ -500,7 +513,9 @@ def markdown(report: dict[str, Any]) -> str:
         "`benchmarks/harness.py` against all real cells (in-sample) next to the real data's split-half "
         "reference. Held-out and augmentation: per seed k, fit on a label-stratified 50% split A (seed k), "
         "generate A's label counts, score against the other half B (reference: real A against real B) and "
-        "train a classifier (LR, RF on a PCA) on A vs A + generated cells, tested on B.",
+        "train a classifier (LR, RF on a PCA) on A vs A + generated cells, tested on B; the same model then "
+        "tops up A's smaller labels to its largest label's count (what a small, unbalanced study asks of a "
+        "conditional generator) and the classifiers are trained on A + those cells.",
         "",
         "Columns: **AUC in / out** random-forest real-vs-generated AUC (5-fold, PCA of pooled balanced cells), "
         "in-sample / held-out mean over seeds (target <= "
@@ -511,13 +526,14 @@ def markdown(report: dict[str, Any]) -> str:
         f"**zeros gen (real)** overall zero fraction (within {t['zero_gap']}); **max over (ref)** share of genes "
         "whose generated max exceeds the real max + the real sd (<= the real split-half share in brackets; "
         "also counts must be integers and log values non-negative); **aug LR / RF** balanced-accuracy gain "
-        "from adding generated cells, mean ± sd over seeds (>= 0); **fit s** wall seconds of the in-sample fit "
+        "from adding generated cells, mean ± sd over seeds (>= 0); **top-up LR / RF** the same gain from the "
+        "top-up cells (none where A's labels are balanced); **fit s** wall seconds of the in-sample fit "
         "(pbmc3k < 600, yan < 300). ✓/✗ mark each target; **misses** lists the missed ones, then the held-out "
         "misses as seeds missing / seeds (the same targets, against the held-out half and its A-vs-B reference).",
         "",
         "| data set | kind | cells x genes | labels | setting | head | AUC in / out | keep in / out (CV) | corr (ref) | "
-        "zeros gen (real) | max over (ref) | aug LR | aug RF | fit s | misses |",
-        "|---|---|---|---:|---|---|---|---|---|---|---|---|---|---:|---|",
+        "zeros gen (real) | max over (ref) | aug LR | aug RF | top-up LR / RF | fit s | misses |",
+        "|---|---|---|---:|---|---|---|---|---|---|---|---|---|---|---:|---|",
     ]
 
     def sd(a: dict[str, Any], clf: str) -> float | None:  # no spread to show for one seed
@@ -533,9 +549,12 @@ def markdown(report: dict[str, Any]) -> str:
         if "refused" in ins or "error" in ins:
             why = ins.get("refused") or ins.get("error")
             lines.append("| " + " | ".join(head) + f" | {'refused' if 'refused' in ins else 'error'}: "
-                         f"{str(why)[:120]} |" + " |" * 8 + " |")  # fmt: skip
+                         f"{str(why)[:120]} |" + " |" * 9 + " |")  # fmt: skip
             continue
         m, info, c, h, a = ins["metrics"], ins["info"], row["checks"], row["heldout"], row["aug"] or {}
+        tu = row.get("aug_topup") or {}
+        topup = (f"{_pm(tu.get('lr_bal_acc_gain_mean'), sd(tu, 'lr'), signed=True)} / "
+                 f"{_pm(tu.get('rf_bal_acc_gain_mean'), sd(tu, 'rf'), signed=True)}" if tu else "none (balanced)")  # fmt: skip
         n = h["n_seeds"]
         held_miss = [f"{k} {n - v}/{n}" for k, v in h["targets_passed"].items() if v < n]
         misses = ", ".join(row["misses"]) or "none"
@@ -553,7 +572,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"{_f(m['max_share_over'])}{_mark(c['max'])} ({_f(ref['max_share_over'])})",
             f"{_pm(a.get('lr_bal_acc_gain_mean'), sd(a, 'lr'), signed=True)}{_mark(c['aug_lr'])}",
             f"{_pm(a.get('rf_bal_acc_gain_mean'), sd(a, 'rf'), signed=True)}{_mark(c['aug_rf'])}",
-            time_s, misses,
+            topup, time_s, misses,
         ]) + " |")  # fmt: skip
     lines += [
         "",
