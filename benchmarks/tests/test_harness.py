@@ -111,3 +111,20 @@ def test_augmentation_run_and_summary_make_augmentation_gain() -> None:
     whole = harness.augmentation_gain(real, labels, lambda rows: rows, generate, seeds=(1, 2), realism=False)
     runs = [harness.augmentation_run(real, labels, lambda rows: rows, generate, s, realism=False) for s in (1, 2)]
     assert harness.summarize_augmentation(runs) == whole["summary"] and whole["summary"]["n_seeds"] == 2
+
+
+def test_topup_counts_fill_each_smaller_label_up_to_the_largest() -> None:
+    assert harness.topup_counts({"a": 10, "b": 3, "c": 10, "d": 1}) == {"b": 7, "d": 9}
+    assert harness.topup_counts({"a": 5, "b": 5}) == {}
+
+
+def test_classifier_gains_compare_with_and_without_the_generated_cells() -> None:
+    counts, labels = _toy(n=80, g=60, seed=6)
+    real = harness.log_space(counts, "counts")
+    tr, te = harness.stratified_split(labels, 0.5, 1, min_first=2)
+    none = harness.classifier_gains(real, labels, tr, te, real[:0], labels[:0], seed=1)
+    for clf in ("lr", "rf"):  # nothing added: the same classifier on the same cells, so no gain
+        assert none[clf]["aug"] == none[clf]["base"]
+        assert all(v == 0 for v in none[clf]["gain"].values())
+    wrong = harness.classifier_gains(real, labels, tr, te, real[tr], np.roll(labels[tr], 20), seed=1)
+    assert wrong["lr"]["gain"]["bal_acc"] < 0  # training cells again under shuffled labels: worse, not better
