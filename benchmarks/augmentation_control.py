@@ -55,26 +55,24 @@ def control(ds: Dataset, seed: int) -> dict[str, Any] | None:
     return out
 
 
-def mean_gain(runs: list[dict[str, Any]], clf: str) -> float:
-    return float(np.mean([r[clf]["gain"]["bal_acc"] for r in runs]))
-
-
 def main() -> int:
     study = json.loads((RESULTS / "quality.json").read_text())
     out: dict[str, Any] = {"study": study["study"]["command"], "commit": study["environment"].get("git_commit"),
                            "rows": []}  # fmt: skip
     for row in study["rows"]:
-        seeds = [r["seed"] for r in row["aug_runs"] if "topup" in r]
-        if not seeds:
+        topped = [r for r in row["aug_runs"] if "topup" in r]
+        if not topped:
             continue
+        seeds = [r["seed"] for r in topped]
         ds = Dataset(row["dataset"], study["study"].get("data_seed", 0))
         runs = [c for c in (control(ds, s) for s in seeds) if c is not None]
-        gen = [r["topup"] for r in row["aug_runs"] if "topup" in r]
+        summaries = {"generated": harness.summarize_augmentation([r["topup"] for r in topped])}
+        for kind in ("exact", "noisy"):
+            summaries[f"{kind}_copies"] = harness.summarize_augmentation([r[kind] for r in runs])
         line = {"dataset": row["dataset"], "seeds": seeds, "runs": runs}
         for clf in ("lr", "rf"):
-            line[f"{clf}_generated"] = mean_gain(gen, clf)
-            for kind in ("exact", "noisy"):
-                line[f"{clf}_{kind}_copies"] = mean_gain([r[kind] for r in runs], clf)
+            for name, summary in summaries.items():
+                line[f"{clf}_{name}"] = summary[f"{clf}_bal_acc_gain_mean"]
         out["rows"].append(line)
         print(json.dumps({k: v for k, v in clean(line).items() if k != "runs"}), file=sys.stderr)
     write_atomic(RESULTS / "augmentation_control.json", json.dumps(clean(out), indent=1) + "\n")
