@@ -75,6 +75,17 @@ def test_auto_sizes_bound_the_training():
     assert TrainConfig(epochs="auto", batch_size=16).resolved(50) == TrainConfig(epochs=300, batch_size=16)
 
 
+def test_selection_work_is_bounded_in_cell_epochs_times_genes():
+    # the study's sets keep half the final epochs (pbmc3k: 596 training cells x 13,714 genes; yan: 73 x 20,214)
+    assert selection.candidate_epochs(auto_epochs(2638), 596, 13714) == 57
+    assert selection.candidate_epochs(300, 73, 20214) == 150 and selection.candidate_epochs(300, 560, 765) == 150
+    # a mid-sized set with all genes no longer pays more for selection than pbmc3k (150 epochs before)
+    cut = selection.candidate_epochs(auto_epochs(1000), 600, 13714)
+    assert cut == 60 and cut * 600 * 13714 <= selection.SELECTION_WORK
+    assert selection.candidate_epochs(300, 600, 10**6) == selection.MIN_CANDIDATE_EPOCHS  # the cut's floor
+    assert selection.candidate_epochs(10, 600, 10**6) == 5  # an explicit small epochs is only halved
+
+
 def test_auto_on_counts_trains_every_head_and_records_the_choice():
     data = _counts()
     result = vaexprs.fit_vae(data, "cell_type", epochs=30, hidden=(32,), seed=2)
@@ -123,11 +134,14 @@ def test_dropout_auto_is_decided_with_the_likelihood():
         ModelConfig(dropout=1.5)
 
 
-def test_selection_with_a_fixed_dropout_trains_no_second_try():
+def test_selection_with_a_fixed_dropout_trains_no_second_try(monkeypatch):
     data = _counts(n_per_label=25, genes=60, seed=5)
+    monkeypatch.setattr(selection, "MIN_CANDIDATE_EPOCHS", 1)
+    monkeypatch.setattr(selection, "SELECTION_WORK", 60 * 60 * 2)  # 60 training cells x 60 genes x 2 epochs
     result = vaexprs.fit_vae(data, "cell_type", epochs=6, hidden=(16,), seed=1, dropout=0.1)
     scored = [r for r in result.selection if "score" in r]
     assert [r["candidate"] for r in scored] == ["hurdle", "nb", "zinb", "bce"]
+    assert all(r["train_cells"] == 60 and r["epochs"] == 2 for r in scored)  # the work budget, not 6 / 2
     assert all(r["dropout"] == 0.1 for r in scored) and result.model_config.dropout == 0.1
 
 

@@ -11,8 +11,10 @@ real ones score below 0.5, benchmarks/results/calibration.md), penalised when th
 label keep rate falls below 0.9 or the zero fraction misses the real one by more than 0.05. Near-ties (0.02)
 go to the head that won most often in the study (hurdle, then the count heads, then bce).
 
-Selection is bounded: candidates see at most MAX_TRAIN_CELLS training cells and half the final model's epochs,
-and are judged on at most MAX_VAL_CELLS held-out cells, so it costs about two final trainings on any data size.
+Selection is bounded: candidates see at most MAX_TRAIN_CELLS training cells for half the final model's epochs,
+and no more than SELECTION_WORK cell-epochs x genes each (the decoder's output layer, one weight per gene, is
+most of the cost), and are judged on at most MAX_VAL_CELLS held-out cells. So it costs at most about two final
+trainings, and a mid-sized set with all its genes no longer pays more for selection than a larger one.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ MIN_VAL_LABEL = 5  # smaller labels stay whole in training (a CVAE must learn ev
 MAX_TRAIN_CELLS = 600
 MAX_VAL_CELLS = 400
 EPOCH_SHARE = 0.5  # of the final model's epochs, per candidate
+# per candidate: pbmc3k's selection (600 cells x 57 epochs x 13,714 genes = 4.7e8) fits, so every study set keeps
+# its epochs; a 1,000-cell set with all genes would do 600 x 150 x 13,714 = 1.2e9 and finish after pbmc3k
+SELECTION_WORK = 5e8
+MIN_CANDIDATE_EPOCHS = 30  # half of AUTO_EPOCHS_MIN: the budget never cuts a candidate below this
 KEEP_MIN = 0.9
 ZERO_GAP = 0.05
 TIE = 0.02
@@ -84,6 +90,16 @@ def _capped(groups: list[np.ndarray], cap: int, floor: int) -> np.ndarray:
     if total > cap:
         groups = [g[: min(len(g), max(floor, math.floor(len(g) * cap / total)))] for g in groups]
     return np.sort(np.concatenate(groups)) if groups else np.array([], dtype=int)
+
+
+def candidate_epochs(final_epochs: int, train_cells: int, n_genes: int) -> int:
+    """Epochs per candidate: EPOCH_SHARE of the final model's, cut to SELECTION_WORK (never below
+    MIN_CANDIDATE_EPOCHS by the cut)."""
+    share = max(1, math.ceil(final_epochs * EPOCH_SHARE))
+    per_epoch = max(1, train_cells * n_genes)
+    if share * per_epoch <= SELECTION_WORK:
+        return share
+    return min(share, max(MIN_CANDIDATE_EPOCHS, math.floor(SELECTION_WORK / per_epoch)))
 
 
 def realism_score(row: dict[str, Any]) -> float:
@@ -145,7 +161,8 @@ def select_likelihood(
     real_val = apply_normalization(val_x, space, mean_library=mean_lib)
     judge_x = apply_normalization(train_x, space, mean_library=mean_lib)  # the label judge learns from these
     final = train.resolved(data.matrix.shape[0])
-    cand_train = replace(final, epochs=max(1, math.ceil(final.epochs * EPOCH_SHARE)), val_split=0.0, monitor="loss")
+    epochs = candidate_epochs(final.epochs, train_x.shape[0], train_x.shape[1])
+    cand_train = replace(final, epochs=epochs, val_split=0.0, monitor="loss")
     n_val = int(val_x.shape[0])
     log.info(
         "likelihood=auto: %s on %d cells for %d epochs each, judged on %d held-out cells",
