@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import io
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -41,6 +39,11 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:  # `python benchmarks/....py` without PYTHONPATH
+    sys.path.insert(0, str(HERE.parent))
+
+from benchmarks import machine  # noqa: E402
+
 DEFAULT_OUT = HERE / "results" / "dask_generate.json"
 GENES, HIDDEN, LATENT = 2000, 256, 2
 METHODS = {"single": None, "dask1": "local:1", "dask2": "local:2"}
@@ -64,35 +67,6 @@ def build_bundle(folder: Path) -> Path:
         )
         vaexprs.export_bundle(result, folder, force=True)
     return folder
-
-
-def machine() -> dict[str, Any]:
-    import importlib.metadata as md
-
-    def version(dist: str) -> str | None:
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            return None
-
-    cpu_model = None
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu_model": cpu_model,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {
-            name: version(name)
-            for name in ("vaexprs", "onnxruntime", "numpy", "anndata", "zarr", "dask", "distributed")
-        },
-        "loadavg_start": [round(v, 2) for v in os.getloadavg()],
-    }
 
 
 def run_once(bundle: Path, out: Path, n: int, batch_size: int, dask: str | None) -> dict[str, Any]:
@@ -163,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger("vaexprs").setLevel(logging.WARNING)
-    info = machine()
+    info = machine.describe(("vaexprs", "onnxruntime", "numpy", "anndata", "zarr", "dask", "distributed"))
     work = Path(tempfile.mkdtemp(prefix="vaexprs-dask-bench-", dir=args.workdir))
     try:
         note(f"building the {GENES}-gene, hidden-{HIDDEN} CVAE bundle ...")

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import datasets, harness  # noqa: E402
+from benchmarks import datasets, harness, machine  # noqa: E402
 from benchmarks.quality import write_atomic  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "fit_time.json"
@@ -63,6 +61,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
+    environment = machine.describe(("vaexprs", "torch", "numpy", "anndata", "scikit-learn"))
     full = datasets.pbmc3k()
     labels = full.obs["cell_type"].to_numpy()
     rows = []
@@ -79,7 +78,7 @@ def main() -> int:
     n_mid, n_full = rows[0]["cells"], rows[-1]["cells"]
     out = {
         "command": "PYTHONPATH=. python benchmarks/fit_time.py",
-        "environment": {"cpus": os.cpu_count(), "machine": platform.processor() or platform.machine()},
+        "environment": environment,
         "rows": rows,
         "ratios": {
             f"{n_mid}_bounded_over_unbounded": round(seconds[n_mid, "bounded"] / seconds[n_mid, "unbounded"], 3),

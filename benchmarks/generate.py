@@ -31,14 +31,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import gc
 import io
 import json
 import logging
 import math
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -52,6 +50,11 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:  # `python benchmarks/....py` without PYTHONPATH
+    sys.path.insert(0, str(HERE.parent))
+
+from benchmarks import machine  # noqa: E402
+
 DEFAULT_OUT = HERE / "results" / "generate.json"
 LATENT = 2
 METHODS = ("ort", "ort_threads2", "ort_generator", "ort_gemm_only", "torch", "roofline")
@@ -80,60 +83,33 @@ def note(msg: str) -> None:
 
 # ---------------------------------------------------------------------------------------------------- machine info
 def machine_info() -> dict[str, Any]:
-    import importlib.metadata as md
-
-    def version(dist: str) -> str | None:
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            return None
-
-    cpu_model = None
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
     blas = None
     with contextlib.suppress(Exception):
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
     import torch
 
     return {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu_model,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {
-            name: version(name) for name in ("vaexprs", "onnxruntime", "torch", "numpy", "h5py", "anndata", "onnx")
-        },
+        **machine.describe(("vaexprs", "onnxruntime", "torch", "numpy", "h5py", "anndata", "onnx")),
         "numpy_blas": blas,
         "torch_threads": torch.get_num_threads(),
         "ort_default_threads": "onnxruntime default (intra_op_num_threads=0: one per physical core)",
-        "loadavg_start": list(os.getloadavg()),
-        "mem_total_gb": _meminfo_gb("MemTotal"),
     }
-
-
-def _meminfo_gb(key: str) -> float | None:
-    with contextlib.suppress(OSError, IndexError, ValueError):
-        text = Path("/proc/meminfo").read_text()
-        return round(int(text.split(key + ":")[1].split()[0]) / 1024**2, 1)
-    return None
 
 
 # ------------------------------------------------------------------------------------------------------- the model
 def build_bundle(genes: int, hidden: int, folder: Path) -> tuple[Any, Path]:
-    """A VAE fitted for one epoch on random data, exported to `folder`; returns (result, bundle folder)."""
+    """A VAE fitted for one epoch on random data, exported to `folder`; returns (result, bundle folder).
+    likelihood="bce" (VAExprs' decoder: Gemm, Relu, Gemm, Sigmoid, de-scaling), named: `auto` (the default)
+    would select on random values, and the roofline below assumes one chain of Gemms."""
     import vaexprs
 
     rng = np.random.default_rng(0)
     x = rng.random((64, genes), dtype=np.float32)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        result = vaexprs.fit_vae(x, hidden=(hidden,), epochs=1, normalize="none", latent_dim=LATENT, device="cpu")
+        result = vaexprs.fit_vae(
+            x, hidden=(hidden,), epochs=1, normalize="none", latent_dim=LATENT, device="cpu", likelihood="bce"
+        )
         vaexprs.export_bundle(result, folder, force=True)
     return result, folder
 
