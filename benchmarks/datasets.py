@@ -218,6 +218,21 @@ def scanpy_log(seed: int = 0) -> Any:
     return _anndata(sub.astype(np.float32), labels[rows], [str(g) for g in src.var_names[genes]], "log", desc)
 
 
+def scanpy_scaled(seed: int = 0) -> Any:
+    """scanpy_log after sc.pp.scale(max_value=10): each gene centred and scaled to unit variance, clipped at 10.
+    Signed values (most of them negative), dense: what a user may hand over from a scaled AnnData."""
+    src = scanpy_log(seed)
+    x = np.asarray(src.X.toarray(), dtype=np.float64)
+    sd = x.std(0, ddof=1)
+    x = np.clip((x - x.mean(0)) / np.where(sd > 0, sd, 1.0), None, 10.0)
+    desc = (
+        f"scanpy_scaled: scanpy_log then sc.pp.scale(max_value=10), {x.shape[0]} cells x {x.shape[1]} genes, "
+        f"8 labels; signed values ({(x < 0).mean():.0%} negative, {x.min():.2f} .. {x.max():.2f})"
+    )
+    labels = src.obs["cell_type"].astype(str).to_numpy()
+    return _anndata(x.astype(np.float32), labels, list(src.var_names), "log", desc, unseen=True)
+
+
 # --------------------------------------------------------------------------------------------- simulations
 def fulllength(seed: int = 0, n_genes: int = 26000) -> Any:
     """Full-length read counts (Smart-seq-like), a gamma-Poisson simulation: 65 cells, 4 labels (25/18/14/8),
@@ -353,9 +368,11 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "rare_label": rare_label,
     "vignette": vignette,
     "scanpy_log": scanpy_log,
+    "scanpy_scaled": scanpy_scaled,
     "trajectory": trajectory,
 }
-SHARED_ONLY = {"yan", "treutlein", "pbmc3k", "umi_hvg", "rare_label", "scanpy_log"}  # need /work/shared/data
+# these need /work/shared/data
+SHARED_ONLY = {"yan", "treutlein", "pbmc3k", "umi_hvg", "rare_label", "scanpy_log", "scanpy_scaled"}
 
 
 def available() -> list[str]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from vaexprs.bundle.heads import head_facts
 from vaexprs.bundle.schema import Bundle, load_bundle
 from vaexprs.generate.engine import OnnxDecoder
 from vaexprs.generate.loop import iter_blocks
@@ -171,6 +172,11 @@ class BackgroundWrites:
             raise self.error
 
 
+def sparse_output(likelihood: str, plan: Plan) -> bool:
+    """Whether the cells go to a file as CSR: sampled cells of a head whose samples are mostly exact zeros."""
+    return plan.space.sampled and head_facts(likelihood).sparse_cells
+
+
 def generate_to_file(
     model: Model,
     out: str | os.PathLike[str],
@@ -193,7 +199,8 @@ def generate_to_file(
     dask: "local", "local:W" or "tcp://HOST:PORT" to make the blocks on a Dask cluster, written straight into
     the .zarr output (vaexprs.generate.distributed; needs vaexprs[dask]). The cells are the same either way.
     dense: write sampled cells (counts, or hurdle log values) to .h5ad or .zarr as a dense X; by default they are
-    written as CSR, since most of their values are exact zeros (decoder means are always dense). A .zarr made on
+    written as CSR, since most of their values are exact zeros (decoder means and signed gaussian values are
+    always dense). A .zarr made on
     Dask is always dense (its blocks finish in any order; a CSR X is appended in row order).
     compression: "gzip" or "lzf" for the .h5ad X (none by default: fastest).
     """
@@ -217,7 +224,7 @@ def generate_to_file(
                 open_writer(
                     out_path, bundle.genes, plan.n_total, labels=plan.categories, force=force,
                     uns=file_uns(meta), chunk_rows=plan.batch_size, compression=compression,
-                    sparse=plan.space.sampled and not dense,  # sampled cells hold exact zeros (most values)
+                    sparse=sparse_output(bundle.likelihood, plan) and not dense,
                 ) as writer,
                 BackgroundWrites(writer) as writes,
             ):  # fmt: skip

@@ -32,6 +32,7 @@ from vaexprs.data.preprocess import (
     library_size,
     nonzero_moments,
     plausible_maxima,
+    plausible_minima,
     value_summary,
 )
 from vaexprs.errors import InputError, OptionError
@@ -140,7 +141,7 @@ def fit_head(
     )  # fmt: skip
     if head.count_input:
         note = f"likelihood {likelihood} models raw counts: no normalisation, no scaling"
-    elif not head.scaled_input:
+    elif head.input == "log":
         summary = value_summary(normalized)
         low = summary.minimum if summary.size else 0.0
         if low < 0:
@@ -182,6 +183,7 @@ def fit_head(
         sampler = fit_latent_sampler(latent, codes, classes, seed=train.seed)
         library = LibrarySize.fit(library_size(matrix), codes, n_labels) if head.count_input else None
         cap = plausible_maxima(matrix if head.count_input else normalized, head.count_input) if head.sampled else None
+        floor = plausible_minima(normalized) if head.input == "signed" else None
         x_train, y_train = in_memory_reference(normalized, data.labels, train.seed)
         x_val, y_val = in_memory_reference(val_normalized, data.val_labels, train.seed)
         return VAEResult(
@@ -189,6 +191,7 @@ def fit_head(
             preprocessor=preprocessor, sampler=sampler, history=state.history, best_epoch=state.best_epoch,
             normalize_note=note, x_train=x_train, y_train=y_train, latent=latent, data_info=data_info,
             device=state.device, library_size=library, x_val=x_val, y_val=y_val, value_cap=cap,
+            value_floor=floor,
         )  # fmt: skip
 
     def partial(state: Any) -> VAEResult:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vaexprs.bundle.heads import HEADS
 from vaexprs.errors import VaexprsRuntimeError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 OPSET = 18
 IR_VERSION = 10  # what onnxruntime >= 1.17 reads
 BATCH = "batch"
-GRAPH_HEADS = ("bce", "mse", "nb", "zinb", "hurdle")  # heads whose decoder this module writes
+GRAPH_HEADS = ("bce", "mse", "nb", "zinb", "hurdle", "gaussian")  # heads whose decoder this module writes
 
 
 class _Graph:
@@ -149,7 +150,7 @@ def decoder_graph(result: VAEResult) -> Any:
         _per_gene(graph, rho, np.exp(_numpy(head.log_theta)), "theta_values", "theta")
         if cfg.likelihood == "zinb":
             graph.op("Identity", [_linear(graph, h, head.dropout, "head.dropout")], output="pi_logit")
-    elif cfg.likelihood == "hurdle":
+    elif cfg.likelihood in ("hurdle", "gaussian"):
         graph.op("Identity", [_linear(graph, h, head.loc, "head.loc")], output="mu")
         # sigma = exp(log_sigma + b tanh(cell / b)): per gene, times the cell's bounded noise factor
         bound = graph.const("cell_noise_bound", np.array(head.cell_noise_bound))
@@ -157,7 +158,8 @@ def decoder_graph(result: VAEResult) -> Any:
         factor = graph.op("Mul", [graph.op("Tanh", [graph.op("Div", [cell, bound])]), bound])
         log_sigma = graph.op("Add", [factor, graph.const("log_sigma", _numpy(head.log_sigma))])
         graph.op("Exp", [log_sigma], output="sigma")
-        graph.op("Identity", [_linear(graph, h, head.dropout, "head.dropout")], output="pi_logit")
+        if cfg.likelihood == "hurdle":
+            graph.op("Identity", [_linear(graph, h, head.dropout, "head.dropout")], output="pi_logit")
     else:
         raise VaexprsRuntimeError(f"no ONNX graph for the {cfg.likelihood!r} head")
     return graph.model("decoder", inputs, [(name, g) for name in names])
@@ -174,7 +176,7 @@ def encoder_graph(result: VAEResult) -> Any:
         centred = graph.op("Sub", [x, graph.const("minimum", scaler.minimum)])
         scaled = graph.op("Div", [centred, graph.const("scale", scaler.scale)])
         x = graph.op("Clip", [scaled, graph.const("zero", np.array(0.0)), graph.const("one", np.array(1.0))])
-    if not model.head.scaled_input:  # count and hurdle heads see log1p of their input
+    if HEADS[cfg.likelihood].logged_encoder_input:  # count and hurdle heads see log1p of their input
         x = graph.op("Log", [graph.op("Add", [x, graph.const("log_offset", np.array(1.0))])])
     if cfg.is_conditional:
         x = graph.op("Concat", [x, "label_onehot"], axis=1)
