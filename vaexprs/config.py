@@ -25,7 +25,7 @@ from vaexprs.errors import OptionError
 
 # ------------------------------------------------------------------------------------------ choices
 
-Likelihood = Literal["auto", "bce", "mse", "hurdle", "nb", "zinb", "gaussian"]
+Likelihood = Literal["auto", "bce", "mse", "hurdle", "nb", "zinb", "floor_hurdle"]
 Normalize = Literal["auto", "lognorm", "log", "none"]
 Monitor = Literal["loss", "val_loss"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -260,7 +260,7 @@ class ModelConfig(Config):
     likelihood: Likelihood = opt(
         "auto",
         "Decoder likelihood: bce or mse (VAExprs; min-max scaled values, the decoder mean), hurdle (log-scale "
-        "values with exact zeros), nb or zinb (raw integer counts), gaussian (signed values, e.g. z-scores), auto (train the heads that apply and keep "
+        "values with exact zeros), nb or zinb (raw integer counts), floor_hurdle (signed values, e.g. z-scores: a hurdle at each gene's minimum), auto (train the heads that apply and keep "
         "the one whose cells are hardest to tell from held-out cells).",
     )
     activation: Activation = opt("relu", "Hidden-layer activation.")

@@ -61,7 +61,6 @@ _OPTIONAL: dict[str, tuple[type, ...]] = {
     "library_size": (dict,),
     "output_spaces": (list,),
     "value_cap": (list,),
-    "value_floor": (list,),
     "model_config": (dict,),
 }
 _TYPE_NAMES = {int: "an integer", str: "a string", list: "a list", dict: "an object", float: "a number"}
@@ -113,7 +112,6 @@ class Bundle(LabelledGenes):
     provenance: dict[str, Any] = field(default_factory=dict)
     library_size: LibrarySize | None = None  # nb/zinb: per-label log-normal library sizes, training mean library
     value_cap: list[float] | None = None  # per gene: the largest plausible generated value (the head's own space)
-    value_floor: list[float] | None = None  # per gene: the smallest (gaussian, signed values)
     extra: dict[str, Any] = field(default_factory=dict)  # fields this loader does not know
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     decoder_bytes: bytes = field(default=b"", repr=False)  # decoder.onnx as verified at load: what the engine runs
@@ -142,7 +140,6 @@ class Bundle(LabelledGenes):
             sampler=self.sampler,
             library_size=self.library_size,
             value_cap=None if self.value_cap is None else np.asarray(self.value_cap, dtype=np.float64),
-            value_floor=None if self.value_floor is None else np.asarray(self.value_floor, dtype=np.float64),
         )
 
     @property
@@ -393,19 +390,12 @@ def _validate(b: Bundle) -> None:
                     f"bundle.json records dtype {tensor.dtype!r} for {tensor.name!r}; expected one of "
                     f"{', '.join(ONNX_DTYPES)}"
                 )
-    signed = b.likelihood == "gaussian"  # signed values: caps below 0 are plausible
-    for name, bound in (("value_cap", b.value_cap), ("value_floor", b.value_floor)):
-        if bound is None:
-            continue
-        if not all(_type_ok(v, (int, float)) for v in bound):
-            raise InputError(f"bundle.json field {name!r} must hold numbers")
-        (values,) = numeric_fields({name: bound}, "bundle", (name,))
-        if values.shape != (b.n_genes,) or (not signed and (values < 0).any()):
-            kind = "" if signed else " non-negative"
-            raise InputError(f"bundle.json field {name!r} must hold {b.n_genes}{kind} numbers")
-    bounds = (b.value_floor, b.value_cap)
-    if None not in bounds and (np.asarray(bounds[0], np.float64) > np.asarray(bounds[1], np.float64)).any():
-        raise InputError("bundle.json field 'value_floor' must not exceed 'value_cap'")
+    if b.value_cap is not None:
+        if not all(_type_ok(v, (int, float)) for v in b.value_cap):
+            raise InputError("bundle.json field 'value_cap' must hold numbers")
+        (cap,) = numeric_fields({"value_cap": b.value_cap}, "bundle", ("value_cap",))
+        if cap.shape != (b.n_genes,) or (cap < 0).any():
+            raise InputError(f"bundle.json field 'value_cap' must hold {b.n_genes} non-negative numbers")
     if b.latent_dim <= 0:
         raise InputError(f"latent_dim must be a positive integer; got {b.latent_dim}")
     for name, items in (("genes", b.genes), ("labels", b.labels)):
@@ -483,7 +473,6 @@ def load_bundle(path: str | os.PathLike[str], verify_sha256: bool = True) -> Bun
         provenance=data.get("provenance") or {},
         library_size=LibrarySize.from_dict(data["library_size"]) if data.get("library_size") else None,
         value_cap=data.get("value_cap"),
-        value_floor=data.get("value_floor"),
         extra={k: v for k, v in data.items() if k not in known},
         raw=data,
     )

@@ -48,7 +48,6 @@ class GenerativeSpec(LabelledGenes):
     sampler: LatentSampler
     library_size: LibrarySize | None = None  # nb/zinb: per-label log-normal library sizes
     value_cap: np.ndarray | None = None  # (G,) largest plausible value per gene in the head's own space
-    value_floor: np.ndarray | None = None  # (G,) smallest (gaussian: signed values); the others stop at 0
 
     @property
     def latent_dim(self) -> int:

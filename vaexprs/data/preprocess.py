@@ -345,14 +345,6 @@ def plausible_maxima(x: Any, counts: bool) -> np.ndarray:
     return np.floor(np.exp2(cap) - 1.0) if counts else cap
 
 
-def plausible_minima(x: Any) -> np.ndarray:
-    """(G,) the smallest value a generated cell may hold per gene, for signed values (the gaussian head): the
-    training minimum minus the gene's own spread, as plausible_maxima does above."""
-    low, _ = column_min_max(x)
-    _, var = column_mean_var(x)
-    return low - np.sqrt(var)
-
-
 @dataclass
 class MinMaxScaler:
     """Per-gene min-max scaling to [0, 1], fitted on training cells. Constant genes get range 1 (flagged)."""

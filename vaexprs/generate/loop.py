@@ -44,9 +44,8 @@ def make_block(spec: GenerativeSpec, plan: Plan, k: int, decode: Decode) -> Bloc
     z = spec.sampler.sample(codes, stop - start, rng, plan.sampler)  # (b, D) float32
     outputs = decode(z, codes)
     x = outputs_to_cells(
-        spec.likelihood, outputs, rng, plan.space.name, codes=codes, library=spec.library_size,
-        cap=spec.value_cap, floor=spec.value_floor,
-    )  # fmt: skip
+        spec.likelihood, outputs, rng, plan.space.name, codes=codes, library=spec.library_size, cap=spec.value_cap
+    )
     return Block(k, start, np.asarray(x, dtype=np.float32), codes, z)
 
 

@@ -276,8 +276,6 @@ def bundle_spec(result: VAEResult, provenance: dict[str, Any] | None = None) -> 
         extra["library_size"] = result.library_size.to_dict()
     if result.value_cap is not None:
         extra["value_cap"] = np.asarray(result.value_cap, dtype=np.float64).tolist()
-    if result.value_floor is not None:
-        extra["value_floor"] = np.asarray(result.value_floor, dtype=np.float64).tolist()
     return {
         "format_version": FORMAT_VERSION,
         "vaexprs_version": __version__,

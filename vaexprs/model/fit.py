@@ -29,10 +29,10 @@ from vaexprs.data.preprocess import (
     Preprocessor,
     apply_normalization,
     check_counts,
+    column_min_max,
     library_size,
     nonzero_moments,
     plausible_maxima,
-    plausible_minima,
     value_summary,
 )
 from vaexprs.errors import InputError, OptionError
@@ -111,6 +111,16 @@ def in_memory_reference(x: Any, labels: np.ndarray | None, seed: int) -> tuple[A
     return x[rows], None if labels is None else np.asarray(labels)[rows]
 
 
+def floor_moments(x: Any, codes: np.ndarray | None, n_labels: int, seed: int) -> tuple[np.ndarray, Any]:
+    """Each gene's minimum over all cells (one streaming pass), and the NonzeroMoments of the values above it
+    from a seeded sample of at most REFERENCE_CELLS cells (memory stays bounded on disk too)."""
+    floor, _ = column_min_max(x)
+    rows = sample_rows(x.shape[0], REFERENCE_CELLS, seed)
+    block = x[rows]
+    shifted = np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64) - floor
+    return floor.astype(np.float32), nonzero_moments(shifted, None if codes is None else codes[rows], n_labels)
+
+
 def fit_head(
     data: TrainingData,
     model_options: Mapping[str, Any],
@@ -163,7 +173,11 @@ def fit_head(
     model_config = ModelConfig(**model_options, n_genes=len(data.genes), n_labels=n_labels)
     torch.manual_seed(train.seed)
     model = VAE(model_config)
-    if model.head.starts_from_data:
+    if head.input == "signed":  # floor_hurdle: the hurdle's 0 at each gene's minimum, and its start above it
+        floor, moments = floor_moments(normalized, codes, n_labels, train.seed)
+        model.head.set_floor(floor)
+        model.head.start_from(moments)
+    elif model.head.starts_from_data:
         model.head.start_from(nonzero_moments(normalized, codes, n_labels))
     data_info = {
         "n_cells": int(matrix.shape[0]),
@@ -183,7 +197,6 @@ def fit_head(
         sampler = fit_latent_sampler(latent, codes, classes, seed=train.seed)
         library = LibrarySize.fit(library_size(matrix), codes, n_labels) if head.count_input else None
         cap = plausible_maxima(matrix if head.count_input else normalized, head.count_input) if head.sampled else None
-        floor = plausible_minima(normalized) if head.input == "signed" else None
         x_train, y_train = in_memory_reference(normalized, data.labels, train.seed)
         x_val, y_val = in_memory_reference(val_normalized, data.val_labels, train.seed)
         return VAEResult(
@@ -191,7 +204,6 @@ def fit_head(
             preprocessor=preprocessor, sampler=sampler, history=state.history, best_epoch=state.best_epoch,
             normalize_note=note, x_train=x_train, y_train=y_train, latent=latent, data_info=data_info,
             device=state.device, library_size=library, x_val=x_val, y_val=y_val, value_cap=cap,
-            value_floor=floor,
         )  # fmt: skip
 
     def partial(state: Any) -> VAEResult:

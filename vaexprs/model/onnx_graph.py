@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vaexprs.bundle.heads import HEADS
 from vaexprs.errors import VaexprsRuntimeError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 OPSET = 18
 IR_VERSION = 10  # what onnxruntime >= 1.17 reads
 BATCH = "batch"
-GRAPH_HEADS = ("bce", "mse", "nb", "zinb", "hurdle", "gaussian")  # heads whose decoder this module writes
+GRAPH_HEADS = ("bce", "mse", "nb", "zinb", "hurdle", "floor_hurdle")  # heads whose decoder this module writes
 
 
 class _Graph:
@@ -150,16 +149,17 @@ def decoder_graph(result: VAEResult) -> Any:
         _per_gene(graph, rho, np.exp(_numpy(head.log_theta)), "theta_values", "theta")
         if cfg.likelihood == "zinb":
             graph.op("Identity", [_linear(graph, h, head.dropout, "head.dropout")], output="pi_logit")
-    elif cfg.likelihood in ("hurdle", "gaussian"):
-        graph.op("Identity", [_linear(graph, h, head.loc, "head.loc")], output="mu")
+    elif cfg.likelihood in ("hurdle", "floor_hurdle"):
+        mu = graph.op("Identity", [_linear(graph, h, head.loc, "head.loc")], output="mu")
         # sigma = exp(log_sigma + b tanh(cell / b)): per gene, times the cell's bounded noise factor
         bound = graph.const("cell_noise_bound", np.array(head.cell_noise_bound))
         cell = _linear(graph, h, head.cell_log_sigma, "head.cell_log_sigma")  # (B, 1)
         factor = graph.op("Mul", [graph.op("Tanh", [graph.op("Div", [cell, bound])]), bound])
         log_sigma = graph.op("Add", [factor, graph.const("log_sigma", _numpy(head.log_sigma))])
         graph.op("Exp", [log_sigma], output="sigma")
-        if cfg.likelihood == "hurdle":
-            graph.op("Identity", [_linear(graph, h, head.dropout, "head.dropout")], output="pi_logit")
+        graph.op("Identity", [_linear(graph, h, head.dropout, "head.dropout")], output="pi_logit")
+        if cfg.likelihood == "floor_hurdle":
+            _per_gene(graph, mu, _numpy(head.floor), "floor_values", "floor")
     else:
         raise VaexprsRuntimeError(f"no ONNX graph for the {cfg.likelihood!r} head")
     return graph.model("decoder", inputs, [(name, g) for name in names])
@@ -176,7 +176,9 @@ def encoder_graph(result: VAEResult) -> Any:
         centred = graph.op("Sub", [x, graph.const("minimum", scaler.minimum)])
         scaled = graph.op("Div", [centred, graph.const("scale", scaler.scale)])
         x = graph.op("Clip", [scaled, graph.const("zero", np.array(0.0)), graph.const("one", np.array(1.0))])
-    if HEADS[cfg.likelihood].logged_encoder_input:  # count and hurdle heads see log1p of their input
+    if cfg.likelihood == "floor_hurdle":  # the values above each gene's floor (none below it), as the hurdle's
+        x = graph.op("Relu", [graph.op("Sub", [x, graph.const("floor", _numpy(model.head.floor))])])
+    if not model.head.scaled_input:  # count and hurdle heads see log1p of their input
         x = graph.op("Log", [graph.op("Add", [x, graph.const("log_offset", np.array(1.0))])])
     if cfg.is_conditional:
         x = graph.op("Concat", [x, "label_onehot"], axis=1)

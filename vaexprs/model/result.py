@@ -56,7 +56,6 @@ class VAEResult:
     device: str = "cpu"
     library_size: LibrarySize | None = None  # count heads: per-label log-normal library sizes
     value_cap: np.ndarray | None = None  # (G,) largest plausible generated value per gene, the head's own space
-    value_floor: np.ndarray | None = None  # (G,) smallest (gaussian head: signed values)
     x_val: Any = None  # held-out validation cells, normalised like x_train (None without validation data)
     y_val: np.ndarray | None = None
     selection: list[dict[str, Any]] = field(default_factory=list)  # likelihood="auto": every candidate's scores
@@ -90,7 +89,6 @@ class VAEResult:
             sampler=self.sampler,
             library_size=self.library_size,
             value_cap=self.value_cap,
-            value_floor=self.value_floor,
         )
 
     def output_decoder(self) -> Any:
@@ -145,7 +143,6 @@ class VAEResult:
             "data_info": self.data_info,
             "library_size": self.library_size.to_dict() if self.library_size is not None else None,
             "value_cap": self.value_cap,
-            "value_floor": self.value_floor,
             "selection": self.selection,
         }
         # a JSON round trip leaves only plain Python types, which weights_only loading accepts
@@ -181,7 +178,7 @@ class VAEResult:
             config = ModelConfig.from_dict(payload["model_config"])
             model = VAE(config)
             model.load_state_dict(payload["state_dict"])
-            cap, floor = payload.get("value_cap"), payload.get("value_floor")
+            cap = payload.get("value_cap")
             result = cls(
                 model=model.eval(),
                 model_config=config,
@@ -194,7 +191,6 @@ class VAEResult:
                 data_info=dict(payload.get("data_info", {})),
                 library_size=LibrarySize.from_dict(payload["library_size"]) if payload.get("library_size") else None,
                 value_cap=None if cap is None else np.asarray(cap, dtype=np.float64),
-                value_floor=None if floor is None else np.asarray(floor, dtype=np.float64),
                 selection=list(payload.get("selection") or []),
             )
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:

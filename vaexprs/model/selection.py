@@ -9,7 +9,7 @@ generates as many cells as a held-out part has (label for label), and the packag
 with those held-out cells in one log space: the real-vs-generated AUC (its distance from 0.5: cells that copy
 real ones score below 0.5, benchmarks/results/calibration.md), penalised when the
 label keep rate falls below 0.9 or the zero fraction misses the real one by more than 0.05. Near-ties (0.02)
-go to the head that won most often in the study (hurdle, then the count heads, then gaussian, then bce).
+go to the head that won most often in the study (hurdle, then the count heads, then floor_hurdle, then bce).
 
 Selection is bounded: candidates see at most MAX_TRAIN_CELLS training cells for half the final model's epochs,
 and no more than SELECTION_WORK cell-epochs x genes each (the decoder's output layer, one weight per gene, is
@@ -45,8 +45,8 @@ MIN_CANDIDATE_EPOCHS = 30  # half of AUTO_EPOCHS_MIN: the budget never cuts a ca
 KEEP_MIN = 0.9
 ZERO_GAP = 0.05
 TIE = 0.02
-PREFERENCE = ("hurdle", "nb", "zinb", "gaussian", "bce")  # the order of wins in the study; breaks near-ties
-SAMPLED_HEADS = ("hurdle", "nb", "zinb", "gaussian")  # cells with sampling noise (bce/mse: the decoder mean)
+PREFERENCE = ("hurdle", "nb", "zinb", "floor_hurdle", "bce")  # the order of wins in the study; breaks near-ties
+SAMPLED_HEADS = ("hurdle", "nb", "zinb", "floor_hurdle")  # cells with sampling noise (bce/mse: the decoder mean)
 CANDIDATE_DROPOUT = 0.2  # dropout = auto: the winner's second try (benchmarks/results/quality.md)
 
 
@@ -58,9 +58,9 @@ def candidate_heads(matrix: Any) -> tuple[list[str], dict[str, str]]:
     heads, excluded = ["bce"], {"mse": "the decoder mean, like bce (choose it explicitly)"}
     if non_negative:
         heads.insert(0, "hurdle")
-        excluded["gaussian"] = "no negative values: the hurdle models values >= 0 with exact zeros"
+        excluded["floor_hurdle"] = "no negative values: the hurdle's floor is 0"
     else:
-        heads.insert(0, "gaussian")  # signed values: the one sampled head that can hold them
+        heads.insert(0, "floor_hurdle")  # signed values: the one sampled head that can hold them
         excluded["hurdle"] = "the values have negative entries"
     if counts:
         heads[1:1] = ["nb", "zinb"]
@@ -137,7 +137,7 @@ def select_likelihood(
     heads, excluded = candidate_heads(data.matrix)
     fixed = model_options.get("dropout")  # None = auto: selection decides
     skipped = [{"likelihood": h, "skipped": why} for h, why in excluded.items()]
-    fallback = heads[0]  # the first sampled head (hurdle or gaussian) where one applies
+    fallback = heads[0]  # the first sampled head (hurdle or floor_hurdle) where one applies
     labels = data.labels
     if data.val_matrix is not None:  # the caller's validation cells judge; all training cells may train
         train_rows, _ = selection_rows(data.matrix.shape[0], labels, train.seed, hold_out=False)
