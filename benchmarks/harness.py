@@ -294,7 +294,8 @@ def score(
     }
     m["zero_gap"] = m["zero_frac_gen"] - m["zero_frac_real"]
     raw = gen if gen_raw is None else gen_raw
-    m["nonnegative"] = bool(np.min(raw) >= 0)
+    # no value below what the data hold: 0, or for signed data (z-scores) the real minimum
+    m["nonnegative"] = bool(np.min(raw) >= min(0.0, float(np.min(real))))
     m["integer"] = bool(np.all(raw == np.round(raw))) if count_output else None
     if ref is not None:
         m["targets"] = check_targets(m, ref)

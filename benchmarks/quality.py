@@ -536,8 +536,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Pearson r of gene means, real vs generated (>= the split-half value in brackets - {t['corr_gap']}); "
         f"**zeros gen (real)** overall zero fraction (within {t['zero_gap']}); **max over (ref)** share of genes "
         "whose generated max exceeds the real max + the real sd (<= the real split-half share in brackets; "
-        "also counts must be integers and log values non-negative); **aug LR / RF** balanced-accuracy gain "
-        "from adding generated cells, mean ± sd over seeds (>= 0); **top-up LR / RF** the same gain from the "
+        "also counts must be integers and log values non-negative, or not below the real minimum for signed "
+        "data); **aug LR / RF** balanced-accuracy gain from adding generated cells, mean ± sd over seeds (>= 0); **top-up LR / RF** the same gain from the "
         "top-up cells (none where A's labels are balanced); **fit s** wall seconds of the in-sample fit "
         "(pbmc3k < 600, yan < 300). ✓/✗ mark each target; **misses** lists the missed ones, then the held-out "
         "misses as seeds missing / seeds (the same targets, against the held-out half and its A-vs-B reference).",

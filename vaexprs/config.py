@@ -260,8 +260,9 @@ class ModelConfig(Config):
     likelihood: Likelihood = opt(
         "auto",
         "Decoder likelihood: bce or mse (VAExprs; min-max scaled values, the decoder mean), hurdle (log-scale "
-        "values with exact zeros), nb or zinb (raw integer counts), floor_hurdle (signed values, e.g. z-scores: a hurdle at each gene's minimum), auto (train the heads that apply and keep "
-        "the one whose cells are hardest to tell from held-out cells).",
+        "values with exact zeros), nb or zinb (raw integer counts), floor_hurdle (signed values, e.g. z-scores: "
+        "a hurdle at each gene's minimum), auto (train the heads that apply and keep the one whose cells are "
+        "hardest to tell from held-out cells).",
     )
     activation: Activation = opt("relu", "Hidden-layer activation.")
     dropout: float | None = opt(

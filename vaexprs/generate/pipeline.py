@@ -199,9 +199,9 @@ def generate_to_file(
     dask: "local", "local:W" or "tcp://HOST:PORT" to make the blocks on a Dask cluster, written straight into
     the .zarr output (vaexprs.generate.distributed; needs vaexprs[dask]). The cells are the same either way.
     dense: write sampled cells (counts, or hurdle log values) to .h5ad or .zarr as a dense X; by default they are
-    written as CSR, since most of their values are exact zeros (decoder means and signed gaussian values are
-    always dense). A .zarr made on
-    Dask is always dense (its blocks finish in any order; a CSR X is appended in row order).
+    written as CSR, since most of their values are exact zeros (decoder means and floor_hurdle's signed values
+    are always dense). A .zarr made on Dask is always dense (its blocks finish in any order; a CSR X is appended
+    in row order).
     compression: "gzip" or "lzf" for the .h5ad X (none by default: fastest).
     """
     request = as_request(request, fields)
