@@ -321,14 +321,10 @@ def outputs_to_cells(
             return apply_normalization(counts, "lognorm", mean_library=lib.train_mean)
         return counts.astype(np.float32)
     mu, sigma, pi_logit = outputs["mu"], outputs["sigma"], outputs["pi_logit"]
-    if output_space == "mean":
-        values = hurdle_mean(mu, sigma, pi_logit)
-    else:
-        values = sample_hurdle(mu, sigma, pi_logit, rng)
+    expected = output_space == "mean"
+    values = hurdle_mean(mu, sigma, pi_logit) if expected else sample_hurdle(mu, sigma, pi_logit, rng)
     if "floor" in outputs:  # floor_hurdle: the hurdle's 0 is each gene's minimum
         values += np.asarray(outputs["floor"], dtype=np.float64)
-    if output_space == "mean":
-        return values.astype(np.float32)
-    if cap is not None:
+    if cap is not None and not expected:
         np.minimum(values, cap, out=values)
     return values.astype(np.float32)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from vaexprs.config import Normalize, choices
-from vaexprs.data.backed import blocks_of, is_on_disk
+from vaexprs.data.backed import blocks_of, is_on_disk, sample_rows
 from vaexprs.errors import InputError, OptionError
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ Normalization = Literal["lognorm", "log", "none"]  # what `normalize="auto"` res
 # Values above this cannot be on a log scale (log2 of 1e30); such non-count data (RPKM/FPKM/TPM) get log2(x + 1).
 LOG_SCALE_MAX = 100.0
 MOMENT_VALUES = 8_000_000  # values per pass of nonzero_moments (64 MB as float64)
+FLOOR_SAMPLE_CELLS = 10_000  # cells moments_above_floor reads (a seeded sample: bounded on disk too)
 
 
 def _values(x: Any) -> np.ndarray:
@@ -312,6 +313,18 @@ def nonzero_moments(x: Any, codes: np.ndarray | None, n_labels: int = 0) -> Nonz
             start += rows
             _add_moments(block, groups, count, total, squares)
     return NonzeroMoments(int(x.shape[0]), count, total, squares)
+
+
+def moments_above_floor(
+    x: Any, codes: np.ndarray | None, n_labels: int, seed: int
+) -> tuple[np.ndarray, NonzeroMoments]:  # fmt: skip
+    """Each gene's minimum over all cells (one streaming pass; float32), and the NonzeroMoments of the values
+    above it from a seeded sample of at most FLOOR_SAMPLE_CELLS cells: the floor_hurdle head's start."""
+    floor, _ = column_min_max(x)
+    rows = sample_rows(x.shape[0], FLOOR_SAMPLE_CELLS, seed)
+    block = x[rows]
+    shifted = np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64) - floor
+    return floor.astype(np.float32), nonzero_moments(shifted, None if codes is None else codes[rows], n_labels)
 
 
 def _add_moments(block: Any, groups: np.ndarray, count: np.ndarray, total: np.ndarray, squares: np.ndarray) -> None:

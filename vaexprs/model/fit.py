@@ -29,9 +29,7 @@ from vaexprs.data.preprocess import (
     Preprocessor,
     apply_normalization,
     check_counts,
-    column_min_max,
     library_size,
-    nonzero_moments,
     plausible_maxima,
     value_summary,
 )
@@ -111,16 +109,6 @@ def in_memory_reference(x: Any, labels: np.ndarray | None, seed: int) -> tuple[A
     return x[rows], None if labels is None else np.asarray(labels)[rows]
 
 
-def floor_moments(x: Any, codes: np.ndarray | None, n_labels: int, seed: int) -> tuple[np.ndarray, Any]:
-    """Each gene's minimum over all cells (one streaming pass), and the NonzeroMoments of the values above it
-    from a seeded sample of at most REFERENCE_CELLS cells (memory stays bounded on disk too)."""
-    floor, _ = column_min_max(x)
-    rows = sample_rows(x.shape[0], REFERENCE_CELLS, seed)
-    block = x[rows]
-    shifted = np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64) - floor
-    return floor.astype(np.float32), nonzero_moments(shifted, None if codes is None else codes[rows], n_labels)
-
-
 def fit_head(
     data: TrainingData,
     model_options: Mapping[str, Any],
@@ -173,12 +161,7 @@ def fit_head(
     model_config = ModelConfig(**model_options, n_genes=len(data.genes), n_labels=n_labels)
     torch.manual_seed(train.seed)
     model = VAE(model_config)
-    if head.input == "signed":  # floor_hurdle: the hurdle's 0 at each gene's minimum, and its start above it
-        floor, moments = floor_moments(normalized, codes, n_labels, train.seed)
-        model.head.set_floor(floor)
-        model.head.start_from(moments)
-    elif model.head.starts_from_data:
-        model.head.start_from(nonzero_moments(normalized, codes, n_labels))
+    model.head.start_from_data(normalized, codes, n_labels, train.seed)
     data_info = {
         "n_cells": int(matrix.shape[0]),
         "n_genes": len(data.genes),

@@ -78,7 +78,6 @@ class LikelihoodHead(nn.Module):
     scaled_input: ClassVar[bool] = True
     count_input: ClassVar[bool] = False
     output_names: ClassVar[tuple[str, ...]] = ("x_mean",)
-    starts_from_data: ClassVar[bool] = False  # fit_vae calls start_from(moments) before training
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A head's input kind and outputs come from its facts (vaexprs.bundle.heads.HEADS), written once."""
@@ -101,9 +100,9 @@ class LikelihoodHead(nn.Module):
         """What the ONNX decoder returns, keyed by `output_names` (in model space, before de-scaling)."""
         return {"x_mean": self.mean(params)}
 
-    def start_from(self, moments: NonzeroMoments) -> None:
-        """Set the output layer's starting point from the training data (before the first step); most heads
-        need none."""
+    def start_from_data(self, x: Any, codes: np.ndarray | None, n_labels: int, seed: int) -> None:
+        """Set the output layer's starting point from the training cells `x` (dense, sparse or on disk; their
+        label codes), before the first step; fit_vae calls it. Most heads need none."""
 
 
 class BernoulliHead(LikelihoodHead):
@@ -280,7 +279,6 @@ class HurdleGaussianHead(LikelihoodHead):
     """
 
     name = "hurdle"
-    starts_from_data = True
 
     def __init__(self, n_hidden: int, config: ModelConfig) -> None:
         super().__init__(n_hidden, config)
@@ -294,6 +292,11 @@ class HurdleGaussianHead(LikelihoodHead):
 
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log1p(x)
+
+    def start_from_data(self, x: Any, codes: np.ndarray | None, n_labels: int, seed: int) -> None:
+        from vaexprs.data.preprocess import nonzero_moments
+
+        self.start_from(nonzero_moments(x, codes, n_labels))
 
     def start_from(self, moments: NonzeroMoments) -> None:
         """Start at the data's scale: sigma at each gene's within-label sd of its non-zero values, mu at their
@@ -349,6 +352,14 @@ class FloorHurdleHead(HurdleGaussianHead):
     def __init__(self, n_hidden: int, config: ModelConfig) -> None:
         super().__init__(n_hidden, config)
         self.register_buffer("floor", torch.zeros(config.n_genes))
+
+    def start_from_data(self, x: Any, codes: np.ndarray | None, n_labels: int, seed: int) -> None:
+        """The floor (each gene's minimum over all cells), then the hurdle's start from the values above it."""
+        from vaexprs.data.preprocess import moments_above_floor
+
+        floor, moments = moments_above_floor(x, codes, n_labels, seed)
+        self.set_floor(floor)
+        self.start_from(moments)
 
     def set_floor(self, floor: np.ndarray) -> None:
         with torch.no_grad():
