@@ -25,6 +25,10 @@ chunk size + a raw write of the same bytes: 1M x 2,000 float32 written chunk by 
 `f.write(chunk.tobytes())`, no fsync, like the generator). `os.sync()` runs (untimed) before each big write so no
 step pays for the previous one's dirty pages. The ~8 GB files are deleted right after each run; the 1M case is
 skipped (with a note) when less than 20 GB are free.
+
+Part 3, start-up: `vaexprs --help` and `vaexprs generate BUNDLE -n 10` (the 2,000-gene bundle), each timed as a
+whole process 15 times (5 with --quick), median against the targets 0.15 s and 0.8 s; `--cli
+.venv-light/bin/vaexprs` times the light install (what a deployed generator runs) instead of this environment's.
 """
 
 from __future__ import annotations
@@ -377,6 +381,40 @@ def run_cli(bundle_dir: Path, n: int, out: Path, batch: int | None = None) -> di
     }
 
 
+def bench_startup(bundle_dir: Path, out: Path, reps: int, cli: list[str] | None = None) -> dict[str, Any]:
+    """What a user waits for before anything happens: `vaexprs --help` and `vaexprs generate BUNDLE -n 10`, each
+    `reps` times (alternating), wall time of the whole process. Bytecode caches are allowed and warmed by one
+    untimed run of each, as after any pip install (PYTHONDONTWRITEBYTECODE, set on some machines, would make every
+    run compile vaexprs' modules again: ~25 ms that no installed user pays)."""
+    cli = cli or cli_command()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    commands = {
+        "help": [*cli, "--help"],
+        "generate_n10": [*cli, "generate", str(bundle_dir), "-n", "10", "-o", str(out), "--force", "-q"],
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for rep in range(reps + 1):
+        for name, argv in commands.items():
+            start = time.perf_counter()
+            subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if rep:  # the first round writes the bytecode caches
+                times[name].append(time.perf_counter() - start)
+    out.unlink(missing_ok=True)
+    targets = {"help": 0.15, "generate_n10": 0.8}
+    res: dict[str, Any] = {"executable": cli[0], "reps": reps}
+    for name, ts in times.items():
+        ts.sort()
+        res[name] = {
+            "min_s": round(ts[0], 3),
+            "median_s": round(ts[len(ts) // 2], 3),
+            "max_s": round(ts[-1], 3),
+            "target_s": targets[name],
+            "median_below_target": ts[len(ts) // 2] < targets[name],
+        }
+        note(f"[startup] {name}: median {ts[len(ts) // 2]:.3f} s (min {ts[0]:.3f}, max {ts[-1]:.3f})")
+    return res
+
+
 def raw_write(n: int, genes: int, chunk: int, path: Path) -> float:
     """Seconds to write n x genes float32 chunk by chunk to a plain file (f.write(chunk.tobytes()), no fsync)."""
     x = np.random.default_rng(0).random((chunk, genes), dtype=np.float32)
@@ -521,6 +559,18 @@ def markdown(report: dict[str, Any]) -> str:
             f"{b['ratio_ort_torch']:.2f} | {b['ratio_ort_roofline']:.2f} | {b['roofline_best_chunk']:,} | "
             f"{b['ratio_ort_best_to_roofline_best']:.2f} |"
         )
+    st = report.get("startup")
+    if st:
+        lines += [
+            "",
+            f"Start-up, wall time of the whole process ({st['executable']}, {st['reps']} runs each, bytecode cached):",
+            "",
+            "| command | median s | min s | max s | target s |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, label in (("help", "`vaexprs --help`"), ("generate_n10", "`vaexprs generate BUNDLE -n 10`")):
+            r = st[name]
+            lines.append(f"| {label} | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} | < {r['target_s']} |")
     e2e = report.get("e2e")
     if e2e:
         lines += [
@@ -579,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--e2e-n", type=str, default=None, help="comma-separated N for the end-to-end runs, e.g. 300000")
     ap.add_argument("--reps", type=int, default=None, help="repetitions per method and config (default 3; quick 2)")
     ap.add_argument("--markdown", type=Path, metavar="JSON", help="print the tables of an earlier run and exit")
+    ap.add_argument("--startup-reps", type=int, default=None, help="runs of --help and -n 10 (default 15; quick 5)")
+    ap.add_argument("--cli", type=Path, default=None, help="the vaexprs executable to time for start-up, e.g. "
+                    ".venv-light/bin/vaexprs (default: the one beside this python)")  # fmt: skip
     args = ap.parse_args(argv)
     if args.markdown:
         print(markdown(json.loads(args.markdown.read_text())), end="")
@@ -597,7 +650,8 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "quick" if args.quick else "full",
         "command": "python benchmarks/generate.py"
         + (" --quick" if args.quick else "")
-        + (f" --reps {args.reps}" if args.reps else ""),
+        + (f" --reps {args.reps}" if args.reps else "")
+        + (f" --cli {args.cli}" if args.cli else ""),
         "machine": info,
         "notes": [
             "cells/s are best of the repetitions; methods interleaved per config, order rotated each repetition",
@@ -622,6 +676,10 @@ def main(argv: list[str] | None = None) -> int:
         report["decode_best"] = [summarize_best(rows, g, h) for g, h in plan["configs"]]
         headline = summarize_best(rows, 2000, 256)
         report["headline"] = {"decode_2000_genes_hidden_256": headline}
+        if not args.skip_e2e and (2000, 256) in bundles:
+            cli = [str(args.cli)] if args.cli else None
+            reps = args.startup_reps or (5 if args.quick else 15)
+            report["startup"] = bench_startup(bundles[(2000, 256)], workdir / "startup.h5ad", reps, cli)
         if not args.skip_e2e and headline is not None:
             report["e2e"] = bench_e2e(bundles[(2000, 256)], plan["e2e_n"], headline, workdir, 2000)
             report["headline"]["e2e"] = report["e2e"].get("summary")
