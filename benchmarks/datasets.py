@@ -208,6 +208,8 @@ def scanpy_log(seed: int = 0) -> Any:
     ]))  # fmt: skip
     sub = x[rows].astype(np.float64)
     lib = np.asarray(sub.sum(1)).ravel()  # normalize_total uses all genes, before HVG selection
+    mito = np.asarray(src.var_names.str.upper().str.startswith("MT-"))
+    pct_mt = 100.0 * np.asarray(sub[:, mito].sum(1)).ravel() / np.where(lib > 0, lib, 1.0)
     genes = seurat_hvg(sub, 3000)
     sub = sub.multiply(1e4 / lib[:, None]).tocsr()[:, genes]
     sub.data = np.log1p(sub.data)
@@ -215,7 +217,10 @@ def scanpy_log(seed: int = 0) -> Any:
         f"scanpy_log: pbmc3k normalize_total(1e4) + log1p (natural log), {sub.shape[0]} cells x "
         f"{sub.shape[1]} highly variable genes, 8 labels; non-integer, already log-scale (max {sub.max():.2f})"
     )
-    return _anndata(sub.astype(np.float32), labels[rows], [str(g) for g in src.var_names[genes]], "log", desc)
+    adata = _anndata(sub.astype(np.float32), labels[rows], [str(g) for g in src.var_names[genes]], "log", desc)
+    adata.obs["total_counts"] = lib  # scanpy's QC covariates, for scanpy_regressed
+    adata.obs["pct_counts_mt"] = pct_mt
+    return adata
 
 
 def scanpy_scaled(seed: int = 0) -> Any:
@@ -233,7 +238,61 @@ def scanpy_scaled(seed: int = 0) -> Any:
     return _anndata(x.astype(np.float32), labels, list(src.var_names), "log", desc, unseen=True)
 
 
+def scanpy_regressed(seed: int = 0) -> Any:
+    """UNSEEN: scanpy's PBMC tutorial to the end: scanpy_log, then sc.pp.regress_out(["total_counts",
+    "pct_counts_mt"]) (per gene, least squares with an intercept: the residuals), then sc.pp.scale(max_value=10).
+    Signed and continuous: every cell's undetected genes land on a value of its own, so unlike scanpy_scaled
+    there is no point mass at a gene's minimum."""
+    src = scanpy_log(seed)
+    x = np.asarray(src.X.toarray(), dtype=np.float64)
+    design = np.column_stack(
+        [np.ones(x.shape[0]), src.obs["total_counts"].to_numpy(float), src.obs["pct_counts_mt"].to_numpy(float)]
+    )
+    coef, *_ = np.linalg.lstsq(design, x, rcond=None)
+    x = x - design @ coef
+    sd = x.std(0, ddof=1)
+    x = np.clip((x - x.mean(0)) / np.where(sd > 0, sd, 1.0), None, 10.0)
+    top = float(np.mean(x == x.min(0)))
+    desc = (
+        f"scanpy_regressed (unseen): scanpy_log, regress_out(total_counts, pct_counts_mt), scale(max_value=10); "
+        f"{x.shape[0]} cells x {x.shape[1]} genes, 8 labels; signed, continuous ({(x < 0).mean():.0%} negative, "
+        f"{top:.1%} of values at their gene's minimum)"
+    )
+    labels = src.obs["cell_type"].astype(str).to_numpy()
+    return _anndata(x.astype(np.float32), labels, list(src.var_names), "log", desc, unseen=True)
+
+
 # --------------------------------------------------------------------------------------------- simulations
+def microarray(seed: int = 0, n_genes: int = 3000) -> Any:
+    """UNSEEN: log2 intensities of an expression array (bulk samples of sorted cell types), a simulation:
+    150 samples, 4 labels (60/40/30/20), 3,000 probes; no zeros at all. Probe baselines N(7, 1.8) on a scanner
+    background (values never below ~4), five correlated gene modules, label programmes on 8% of probes,
+    intensity-dependent noise (larger near background) and a per-array brightness offset."""
+    rng = np.random.default_rng(seed + 505)
+    sizes = (60, 40, 30, 20)
+    labels = np.repeat([f"type{k + 1}" for k in range(len(sizes))], sizes)
+    code = np.repeat(np.arange(len(sizes)), sizes)
+    n = labels.size
+    base = np.clip(rng.normal(7.0, 1.8, n_genes), 3.0, 14.0)
+    programmes = np.zeros((len(sizes), n_genes))
+    for k in range(len(sizes)):
+        de = rng.choice(n_genes, size=int(0.08 * n_genes), replace=False)
+        programmes[k, de] = rng.normal(0.0, 1.5, de.size)
+    loadings = rng.normal(0.0, 0.35, (5, n_genes)) * (rng.random((5, n_genes)) < 0.2)
+    factors = rng.normal(0.0, 1.0, (n, 5))
+    signal = base[None, :] + programmes[code] + factors @ loadings + rng.normal(0.0, 0.2, (n, 1))
+    sd = 0.12 + 0.5 * np.exp(-(signal - 3.0) / 2.5)  # noisier near the background
+    signal = signal + rng.normal(0.0, 1.0, signal.shape) * sd
+    x = np.log2(np.exp2(signal) + 16.0)  # scanner background: intensities never reach 0
+    order = rng.permutation(n)
+    x = x[order]
+    desc = (
+        f"microarray (unseen): simulated log2 array intensities, {n} samples x {n_genes} probes, 4 labels "
+        f"(60/40/30/20), no zeros, {x.min():.2f}..{x.max():.2f}"
+    )
+    return _anndata(x.astype(np.float32), labels[order], None, "log", desc, unseen=True)
+
+
 def fulllength(seed: int = 0, n_genes: int = 26000) -> Any:
     """Full-length read counts (Smart-seq-like), a gamma-Poisson simulation: 65 cells, 4 labels (25/18/14/8),
     log-uniform library sizes 3e5..7e6, gene-length factors, strong overdispersion, amplification noise and
@@ -369,10 +428,14 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "vignette": vignette,
     "scanpy_log": scanpy_log,
     "scanpy_scaled": scanpy_scaled,
+    "scanpy_regressed": scanpy_regressed,
     "trajectory": trajectory,
+    "microarray": microarray,
 }
 # these need /work/shared/data
-SHARED_ONLY = {"yan", "treutlein", "pbmc3k", "umi_hvg", "rare_label", "scanpy_log", "scanpy_scaled"}
+SHARED_ONLY = {
+    "yan", "treutlein", "pbmc3k", "umi_hvg", "rare_label", "scanpy_log", "scanpy_scaled", "scanpy_regressed"
+}  # fmt: skip
 
 
 def available() -> list[str]:

@@ -66,3 +66,21 @@ def test_trajectory_is_the_unseen_branching_data_set() -> None:
     centroids = np.stack([real[tr][labels[tr] == k].mean(0) for k in names])
     pred = names[((real[te][:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)]
     assert 0.6 < np.mean(pred == labels[te]) < 1.0
+
+
+def test_microarray_is_dense_log_intensities_above_a_background() -> None:
+    """The unseen array-like set: no zeros, log2 intensities that never reach below the scanner background,
+    labels learnable and sample-level structure beyond the labels (what a generator must reproduce)."""
+    a = datasets.build("microarray", seed=0)
+    d = datasets.describe(a)
+    x = _dense(a.X)
+    assert d["unseen"] and d["kind"] == "log" and d["zero_frac"] == 0.0
+    assert x.min() >= 4.0 - 1e-6 and x.max() < 20  # log2(2^s + 16) >= 4
+    assert sorted(d["labels"].values()) == [20, 30, 40, 60]
+    labels = a.obs["cell_type"].astype(str).to_numpy()
+    centred = x - np.stack([x[labels == k].mean(0) for k in labels])  # what is left within the labels
+    top = np.linalg.svd(centred - centred.mean(0), compute_uv=False)[:6] ** 2
+    noise = np.median(np.linalg.svd(centred - centred.mean(0), compute_uv=False) ** 2)
+    assert (
+        top[-1] > 10 * noise
+    )  # (pure noise: < 2x) brightness and five gene modules: structure a latent space must carry
