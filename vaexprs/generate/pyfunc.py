@@ -9,8 +9,8 @@ with `seed` (default 1) and `sampler` (gmm or prior; default gmm). The output ha
 genes as columns, plus `cell_type` for a CVAE. The same seed gives the same cells as `vaexprs generate`.
 
 That default answer (JSON records: every gene name repeated in every cell, ~30 bytes a value) costs far more than
-the generation: 10,000 cells x 2,000 genes took 58.7 s served (MLflow's JSON of the DataFrame alone 33 s) against
-0.8 s for `vaexprs generate -n 10000 -o x.npy`. The inference param `format` asks for a compact answer instead:
+the generation: 10,000 cells x 2,000 genes took 41.9 s served (MLflow's JSON of the DataFrame alone 27 s) against
+0.6 s for `vaexprs generate -n 10000 -o x.npy`. The inference param `format` asks for a compact answer instead:
 one base64 string holding a numpy .npz archive, made and read by numpy (and scipy) alone:
 
     format "npz": x (cells x genes, float32, dense), genes, and cell_type for a CVAE
@@ -28,9 +28,9 @@ one base64 string holding a numpy .npz archive, made and read by numpy (and scip
 
 The cells are the same as the records' (float32, bit for bit). Any other format answers 400. Measured with
 `OMP_NUM_THREADS=1 python benchmarks/serve.py --rounds 3` (and `--likelihood nb --formats npz,csr`), 10,000 cells
-x 2,000 genes decoded by the client, against the CLI in the same run: npz 2.26 s, 0.36x the CLI's cells/s for a
-bce head (107 MB of base64 through JSON: ~1.7 s beyond generation); for an nb head, npz 0.96x and csr (28 MB)
-0.98x, where sampling the counts dominates both. See the README's "Performance" section.
+x 2,000 genes decoded by the client, against the CLI in the same run: npz 1.06 s, 0.59x the CLI's cells/s for a
+bce head on an idle machine (107 MB of base64 through JSON; 0.36x at load ~2.5); for an nb head, npz 0.96x and
+csr (28 MB) 0.98x, where sampling the counts dominates both. See the README's "Performance" section.
 
 The model is logged as code, not as a pickle (a deployed generator never unpickles anything): a three-line
 script that builds `VaexprsGenerator`, the vaexprs package copied in as code_paths (so a fresh environment built
