@@ -29,6 +29,9 @@ skipped (with a note) when less than 20 GB are free.
 Part 3, start-up: `vaexprs --help` and `vaexprs generate BUNDLE -n 10` (the 2,000-gene bundle), each timed as a
 whole process 15 times (5 with --quick), median against the targets 0.15 s and 0.8 s; `--cli
 .venv-light/bin/vaexprs` times the light install (what a deployed generator runs) instead of this environment's.
+
+Part 4, count files: an nb model's sampled counts (100,000 x 2,000; 20,000 with --quick) written by `vaexprs
+generate` as CSR (the default) and `--dense`, against AnnData's `write_h5ad` of the same cells (target <= 1.5x).
 """
 
 from __future__ import annotations
@@ -415,6 +418,45 @@ def bench_startup(bundle_dir: Path, out: Path, reps: int, cli: list[str] | None 
     return res
 
 
+def bench_sparse(workdir: Path, n: int, genes: int = 2000) -> dict[str, Any]:
+    """Count cells on disk: `vaexprs generate` of an nb model (sampled counts, ~86% zeros like UMI data) to .h5ad as
+    written by default (CSR, streamed), with --dense, and AnnData's own CSR file of the same cells (read back and
+    written by `write_h5ad`): sizes and wall times. Target: the streamed CSR file <= 1.5x AnnData's."""
+    import anndata as ad
+
+    import vaexprs
+
+    rng = np.random.default_rng(0)
+    x = rng.poisson(0.15, (200, genes)).astype(np.float32)
+    labels = np.repeat(["a", "b", "c", "d"], 50)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        result = vaexprs.fit_vae(x, labels, likelihood="nb", hidden=(256,), latent_dim=10, epochs=1, progress=False)
+        bundle = vaexprs.export_bundle(result, workdir / "bundle_nb", force=True)
+    res: dict[str, Any] = {"n": n, "genes": genes, "likelihood": "nb"}
+    for name, extra in (("csr", []), ("dense", ["--dense"])):
+        path = workdir / f"counts_{name}.h5ad"
+        argv = [*cli_command(), "generate", str(bundle), "-n", str(n), "-o", str(path), "--force", "-q", *extra]
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        res[name] = {"wall_s": round(time.perf_counter() - start, 2), "mb": round(path.stat().st_size / 1e6, 1)}
+    cells = ad.read_h5ad(workdir / "counts_csr.h5ad")
+    res["nonzero_frac"] = round(cells.X.nnz / (n * genes), 3)
+    start = time.perf_counter()
+    ad.AnnData(cells.X, obs=cells.obs, var=cells.var).write_h5ad(workdir / "counts_anndata.h5ad")
+    res["anndata_csr"] = {
+        "write_s": round(time.perf_counter() - start, 2),
+        "mb": round((workdir / "counts_anndata.h5ad").stat().st_size / 1e6, 1),
+    }
+    res["ratio_csr_to_anndata"] = round(res["csr"]["mb"] / res["anndata_csr"]["mb"], 3)
+    res["target_ratio_le_1_5"] = res["ratio_csr_to_anndata"] <= 1.5
+    for name in ("csr", "dense", "anndata"):
+        (workdir / f"counts_{name}.h5ad").unlink(missing_ok=True)
+    note(f"[sparse] {n} x {genes} counts: CSR {res['csr']['mb']} MB, dense {res['dense']['mb']} MB, AnnData's CSR "
+         f"{res['anndata_csr']['mb']} MB: ratio {res['ratio_csr_to_anndata']}")  # fmt: skip
+    return res
+
+
 def raw_write(n: int, genes: int, chunk: int, path: Path) -> float:
     """Seconds to write n x genes float32 chunk by chunk to a plain file (f.write(chunk.tobytes()), no fsync)."""
     x = np.random.default_rng(0).random((chunk, genes), dtype=np.float32)
@@ -571,6 +613,21 @@ def markdown(report: dict[str, Any]) -> str:
         for name, label in (("help", "`vaexprs --help`"), ("generate_n10", "`vaexprs generate BUNDLE -n 10`")):
             r = st[name]
             lines.append(f"| {label} | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} | < {r['target_s']} |")
+    sp = report.get("sparse")
+    if sp:
+        lines += [
+            "",
+            f"Count cells on disk (an nb model, {sp['n']:,} x {sp['genes']:,}, {sp['nonzero_frac']:.1%} non-zero), "
+            "`vaexprs generate -o x.h5ad` against AnnData's own CSR file of the same cells:",
+            "",
+            "| file | MB | wall s |",
+            "|---|---:|---:|",
+            f"| vaexprs, CSR (the default for sampled cells) | {sp['csr']['mb']} | {sp['csr']['wall_s']} |",
+            f"| vaexprs, `--dense` | {sp['dense']['mb']} | {sp['dense']['wall_s']} |",
+            f"| AnnData `write_h5ad` of the CSR cells | {sp['anndata_csr']['mb']} | {sp['anndata_csr']['write_s']} (write only) |",
+            "",
+            f"CSR / AnnData: {sp['ratio_csr_to_anndata']:.3f} (target <= 1.5).",
+        ]
     e2e = report.get("e2e")
     if e2e:
         lines += [
@@ -680,6 +737,7 @@ def main(argv: list[str] | None = None) -> int:
             cli = [str(args.cli)] if args.cli else None
             reps = args.startup_reps or (5 if args.quick else 15)
             report["startup"] = bench_startup(bundles[(2000, 256)], workdir / "startup.h5ad", reps, cli)
+            report["sparse"] = bench_sparse(workdir, 20_000 if args.quick else 100_000)
         if not args.skip_e2e and headline is not None:
             report["e2e"] = bench_e2e(bundles[(2000, 256)], plan["e2e_n"], headline, workdir, 2000)
             report["headline"]["e2e"] = report["e2e"].get("summary")
