@@ -30,9 +30,9 @@ import numpy as np
 SCALE_FLOOR = 0.1  # log1p units: a gene that barely varies is not blown up
 
 
-def patch_standardised_input() -> None:
+def patch_standardised_input(scale_floor: str = str(SCALE_FLOOR)) -> None:
     """HurdleGaussianHead: remember each gene's mean and sd of log1p(x) at start_from_data; the encoder sees
-    (log1p(x) - mean) / max(sd, SCALE_FLOOR)."""
+    (log1p(x) - mean) / max(sd, floor), floor a number or "median" (the median gene's sd)."""
     import torch
 
     from vaexprs.model import network
@@ -44,7 +44,9 @@ def patch_standardised_input() -> None:
         start(self, x, codes, n_labels, seed)
         logged = np.log1p(np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64))
         self.input_centre = torch.tensor(logged.mean(0), dtype=torch.float32)
-        self.input_scale = torch.tensor(np.maximum(logged.std(0), SCALE_FLOOR), dtype=torch.float32)
+        sd = logged.std(0)
+        floor = float(np.median(sd)) if scale_floor == "median" else float(scale_floor)
+        self.input_scale = torch.tensor(np.maximum(sd, floor), dtype=torch.float32)
 
     def standardised(self: Any, x: Any) -> Any:
         v = encoder_input(self, x)
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", help="NAME=JSON: a data set of benchmarks/datasets.py and fit_vae options")
     parser.add_argument("--seeds", default="1", help="fit / generation seeds, comma-separated")
     parser.add_argument("--inputs", default="log1p,standardised", help="encoder inputs to compare")
+    parser.add_argument("--scale-floor", default=str(SCALE_FLOOR), help='the least sd divided by: a number or "median"')
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     logging.getLogger("vaexprs").setLevel(logging.ERROR)
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = [i for i in inputs if i != "standardised"] + ["standardised"]  # patched last: it stays patched
     for encoder in inputs:
         if encoder == "standardised":
-            patch_standardised_input()
+            patch_standardised_input(args.scale_floor)
         for spec in args.runs:
             name, _, options = spec.partition("=")
             kwargs = json.loads(options) if options else {}
@@ -81,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 m, info = run.get("metrics", {}), run.get("info", {})
                 print(json.dumps({
                     "data": name, "options": kwargs, "seed": seed, "encoder_input": encoder,
+                    "scale_floor": args.scale_floor if encoder == "standardised" else None,
                     "likelihood": info.get("likelihood"), "dropout": info.get("dropout"),
                     "auc": m.get("auc"), "keep": m.get("keep"), "corr": m.get("corr"), "var_ratio": m.get("var_ratio"),
                     "seconds": round(time.perf_counter() - started, 1),
