@@ -223,13 +223,17 @@ def scanpy_log(seed: int = 0) -> Any:
     return adata
 
 
+def _scale(x: np.ndarray, max_value: float = 10.0) -> np.ndarray:
+    """sc.pp.scale(max_value=10): each gene centred and divided by its sd (genes that do not vary: by 1), clipped."""
+    sd = x.std(0, ddof=1)
+    return np.clip((x - x.mean(0)) / np.where(sd > 0, sd, 1.0), None, max_value)
+
+
 def scanpy_scaled(seed: int = 0) -> Any:
     """scanpy_log after sc.pp.scale(max_value=10): each gene centred and scaled to unit variance, clipped at 10.
     Signed values (most of them negative), dense: what a user may hand over from a scaled AnnData."""
     src = scanpy_log(seed)
-    x = np.asarray(src.X.toarray(), dtype=np.float64)
-    sd = x.std(0, ddof=1)
-    x = np.clip((x - x.mean(0)) / np.where(sd > 0, sd, 1.0), None, 10.0)
+    x = _scale(np.asarray(src.X.toarray(), dtype=np.float64))
     desc = (
         f"scanpy_scaled: scanpy_log then sc.pp.scale(max_value=10), {x.shape[0]} cells x {x.shape[1]} genes, "
         f"8 labels; signed values ({(x < 0).mean():.0%} negative, {x.min():.2f} .. {x.max():.2f})"
@@ -249,9 +253,7 @@ def scanpy_regressed(seed: int = 0) -> Any:
         [np.ones(x.shape[0]), src.obs["total_counts"].to_numpy(float), src.obs["pct_counts_mt"].to_numpy(float)]
     )
     coef, *_ = np.linalg.lstsq(design, x, rcond=None)
-    x = x - design @ coef
-    sd = x.std(0, ddof=1)
-    x = np.clip((x - x.mean(0)) / np.where(sd > 0, sd, 1.0), None, 10.0)
+    x = _scale(x - design @ coef)
     top = float(np.mean(x == x.min(0)))
     desc = (
         f"scanpy_regressed (unseen): scanpy_log, regress_out(total_counts, pct_counts_mt), scale(max_value=10); "
