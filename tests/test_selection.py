@@ -90,18 +90,25 @@ def test_auto_on_counts_trains_every_head_and_records_the_choice():
     data = _counts()
     result = vaexprs.fit_vae(data, "cell_type", epochs=30, hidden=(32,), seed=2)
     scored = [r for r in result.selection if "score" in r]
-    heads = [r for r in scored if r["dropout"] == 0.0]
+    heads = scored[:4]
     assert [r["candidate"] for r in heads] == ["hurdle", "nb", "zinb", "bce"]
+    assert all(r["dropout"] == 0.0 and r["encoder_input"] == "head" for r in heads)
     best_head = selection.pick(heads)
-    # dropout = auto: the winning head (sampled here: bce never wins on counts) tries again with dropout
-    assert scored[-1]["candidate"] == f"{best_head}_dropout" and scored[-1]["likelihood"] == best_head
-    assert scored[-1]["dropout"] == selection.CANDIDATE_DROPOUT
     first = next(r for r in heads if r["candidate"] == best_head)
-    clearly_better = scored[-1]["score"] < first["score"] - selection.TIE  # else the network without dropout
-    chosen = [r for r in scored if r["chosen"]]
-    assert chosen == [scored[-1] if clearly_better else first]
-    assert chosen[0]["likelihood"] == result.model_config.likelihood == best_head
-    assert chosen[0]["dropout"] == result.model_config.dropout
+    # dropout = auto: the winning head (sampled here: bce never wins on counts) tries again with dropout
+    dropout_try, input_try = scored[4:]
+    assert dropout_try["candidate"] == f"{best_head}_dropout" and dropout_try["likelihood"] == best_head
+    assert dropout_try["dropout"] == selection.CANDIDATE_DROPOUT
+    winner = dropout_try if dropout_try["score"] < first["score"] - selection.TIE else first  # clearly better only
+    # encoder_input = auto: the winner so far tries again with standardized input
+    assert input_try["candidate"] == f"{winner['candidate']}_standardized" and input_try["likelihood"] == best_head
+    assert input_try["encoder_input"] == "standardized" and input_try["dropout"] == winner["dropout"]
+    if input_try["score"] < winner["score"] - selection.TIE:
+        winner = input_try
+    assert [r for r in scored if r["chosen"]] == [winner]
+    assert winner["likelihood"] == result.model_config.likelihood == best_head
+    assert winner["dropout"] == result.model_config.dropout
+    assert winner["encoder_input"] == result.model_config.encoder_input
     for r in scored:
         assert 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["keep"] <= 1.0 and r["epochs"] == 15 and r["val_cells"] == 24
     assert next(r for r in result.selection if r["likelihood"] == "mse")["skipped"]
@@ -140,7 +147,9 @@ def test_selection_with_a_fixed_dropout_trains_no_second_try(monkeypatch):
     monkeypatch.setattr(selection, "SELECTION_WORK", 60 * 60 * 2)  # 60 training cells x 60 genes x 2 epochs
     result = vaexprs.fit_vae(data, "cell_type", epochs=6, hidden=(16,), seed=1, dropout=0.1)
     scored = [r for r in result.selection if "score" in r]
-    assert [r["candidate"] for r in scored] == ["hurdle", "nb", "zinb", "bce"]
+    names = [r["candidate"] for r in scored]
+    assert names[:4] == ["hurdle", "nb", "zinb", "bce"] and not any(n.endswith("_dropout") for n in names)
+    assert names[4:] == [f"{selection.pick(scored[:4])}_standardized"]  # encoder_input is still auto
     assert all(r["train_cells"] == 60 and r["epochs"] == 2 for r in scored)  # the work budget, not 6 / 2
     assert all(r["dropout"] == 0.1 for r in scored) and result.model_config.dropout == 0.1
 

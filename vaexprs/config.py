@@ -30,6 +30,7 @@ Normalize = Literal["auto", "lognorm", "log", "none"]
 Monitor = Literal["loss", "val_loss"]
 Device = Literal["auto", "cpu", "cuda"]
 Activation = Literal["relu", "elu", "gelu", "tanh", "leaky_relu"]
+EncoderInput = Literal["auto", "head", "standardized"]
 ModelType = Literal["auto", "vae", "cvae"]
 Sampler = Literal["gmm", "prior"]
 Provider = Literal["auto", "cpu", "cuda"]
@@ -270,6 +271,12 @@ class ModelConfig(Config):
         "the held-out cells), else 0.",
         bounds=(0.0, 0.95), parse=parse_auto_float, show=show_auto,
     )  # fmt: skip
+    encoder_input: EncoderInput = opt(
+        "auto", "What the encoder sees: head (the head's own input: log1p of log-scale values and counts, [0, 1] "
+        "values for bce/mse), standardized (that, centred and scaled per gene over the training cells: dense "
+        "log-scale data far from 0 such as array intensities), auto = chosen with likelihood=auto by the "
+        "held-out cells, else head.",
+    )  # fmt: skip
     batch_norm: bool = opt(False, "Batch normalisation after each hidden layer.")
     n_genes: int = opt(1, "Genes (from the data).", bounds=(1, None), cli=False)
     n_labels: int = opt(0, "Labels (from the data): 0 = VAE, > 0 = CVAE.", bounds=(0, None), cli=False)
@@ -278,8 +285,11 @@ class ModelConfig(Config):
         if isinstance(self.dropout, str) and self.dropout.strip().lower() == "auto":
             self.dropout = None
         super().__post_init__()
-        if self.dropout is None and self.likelihood != "auto":  # likelihood=auto: model selection decides
-            self.dropout = 0.0
+        if self.likelihood != "auto":  # likelihood=auto: model selection decides these
+            if self.dropout is None:
+                self.dropout = 0.0
+            if self.encoder_input == "auto":
+                self.encoder_input = "head"
         if len(self.hidden) > 8:
             raise OptionError("hidden", f"allows at most 8 layers; got {len(self.hidden)}")
 

@@ -162,6 +162,7 @@ def fit_head(
     torch.manual_seed(train.seed)
     model = VAE(model_config)
     model.head.start_from_data(normalized, codes, n_labels, train.seed)
+    model.start_encoder_input(normalized, train.seed)
     data_info = {
         "n_cells": int(matrix.shape[0]),
         "n_genes": len(data.genes),

@@ -149,6 +149,8 @@ def register_head(head: type[LikelihoodHead], facts: HeadFacts | None = None) ->
 SIGMA_FLOOR = 1e-2  # the hurdle's starting sigma for a gene whose non-zero values hardly vary
 CELL_NOISE_BOUND = 1.0  # the hurdle's per-cell noise factor stays within e^-1 .. e^1 (tanh-bounded)
 EPS = 1e-8  # as scvi-tools: keeps log(mu) and log(theta) finite
+INPUT_CLIP = 10.0  # standardized encoder input: a gene far outside its training spread stays bounded
+STANDARDIZE_CHUNK = 1024  # cells per step when the encoder input's per-gene moments are gathered
 
 
 def nb_log_prob(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -397,6 +399,48 @@ class VAE(nn.Module):
                 "likelihood", f"must be one of {', '.join(HEAD_MODULES)} to build a network; got {config.likelihood!r}"
             )
         self.head = HEAD_MODULES[config.likelihood](hidden[0], config)
+        if config.encoder_input == "standardized":
+            self.register_buffer("input_center", torch.zeros(config.n_genes))
+            self.register_buffer("input_scale", torch.ones(config.n_genes))
+
+    @property
+    def standardizes_input(self) -> bool:
+        return self.config.encoder_input == "standardized"
+
+    def start_encoder_input(self, x: Any, seed: int) -> None:
+        """encoder_input=standardized: each gene's mean and sd of the head's encoder input over a seeded sample
+        of at most FLOOR_SAMPLE_CELLS training cells (bounded on disk too), the sd floored at the median gene's
+        so that a barely detected gene is not blown up. Call after the head's own start (floor_hurdle's floor
+        is part of its input)."""
+        if not self.standardizes_input:
+            return
+        from vaexprs.data.backed import sample_rows
+        from vaexprs.data.preprocess import FLOOR_SAMPLE_CELLS
+
+        rows = sample_rows(x.shape[0], FLOOR_SAMPLE_CELLS, seed)
+        total = np.zeros(self.config.n_genes)
+        squares = np.zeros(self.config.n_genes)
+        with torch.no_grad():
+            for start in range(0, len(rows), STANDARDIZE_CHUNK):
+                block = x[rows[start : start + STANDARDIZE_CHUNK]]
+                block = np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float32)
+                v = self.head.encoder_input(torch.from_numpy(block)).double().numpy()
+                total += v.sum(0)
+                squares += (v**2).sum(0)
+        n = max(len(rows), 1)
+        mean = total / n
+        sd = np.sqrt(np.maximum(squares / n - mean**2, 0.0))
+        floor = max(float(np.median(sd)), 1e-3)
+        with torch.no_grad():
+            self.input_center.copy_(torch.from_numpy(mean))
+            self.input_scale.copy_(torch.from_numpy(np.maximum(sd, floor)))
+
+    def encoder_values(self, x: torch.Tensor) -> torch.Tensor:
+        """What the encoder sees of the genes: the head's input, standardized per gene when so configured."""
+        v = self.head.encoder_input(x)
+        if self.standardizes_input:
+            v = torch.clamp((v - self.input_center) / self.input_scale, -INPUT_CLIP, INPUT_CLIP)
+        return v
 
     def _condition(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
         if self.config.is_conditional:
@@ -407,7 +451,7 @@ class VAE(nn.Module):
 
     def inference(self, x: torch.Tensor, c: torch.Tensor | None = None, sample: bool = True) -> dict[str, torch.Tensor]:
         """x (B, G) in model space, c (B, C) one-hot -> z_mean, z_logvar, z (B, D); z = z_mean unless sampled."""
-        h = self.encoder(self._condition(self.head.encoder_input(x), c))
+        h = self.encoder(self._condition(self.encoder_values(x), c))
         z_mean, z_logvar = self.z_mean(h), self.z_logvar(h)
         z = z_mean + torch.randn_like(z_mean) * torch.exp(0.5 * z_logvar) if sample else z_mean
         return {"z_mean": z_mean, "z_logvar": z_logvar, "z": z}

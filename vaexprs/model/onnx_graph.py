@@ -180,6 +180,13 @@ def encoder_graph(result: VAEResult) -> Any:
         x = graph.op("Relu", [graph.op("Sub", [x, graph.const("floor", _numpy(model.head.floor))])])
     if not model.head.scaled_input:  # count and hurdle heads see log1p of their input
         x = graph.op("Log", [graph.op("Add", [x, graph.const("log_offset", np.array(1.0))])])
+    if model.standardizes_input:  # clip((v - center) / scale): the per-gene standardisation of the training cells
+        centred = graph.op("Sub", [x, graph.const("input_center", _numpy(model.input_center))])
+        scaled = graph.op("Div", [centred, graph.const("input_scale", _numpy(model.input_scale))])
+        from vaexprs.model.network import INPUT_CLIP
+
+        low, high = graph.const("input_low", np.array(-INPUT_CLIP)), graph.const("input_high", np.array(INPUT_CLIP))
+        x = graph.op("Clip", [scaled, low, high])
     if cfg.is_conditional:
         x = graph.op("Concat", [x, "label_onehot"], axis=1)
     h = _dense_layers(graph, x, model.encoder, "encoder")

@@ -10,11 +10,15 @@ with those held-out cells in one log space: the real-vs-generated AUC (its dista
 real ones score below 0.5, benchmarks/results/calibration.md), penalised when the
 label keep rate falls below 0.9 or the zero fraction misses the real one by more than 0.05. Near-ties (0.02)
 go to the head that won most often in the study (hurdle, then the count heads, then floor_hurdle, then bce).
+The winning sampled head then tries twice more, each kept only when clearly more real: with dropout (it stops
+the latent code memorising each cell's noise) and with standardized encoder input (the head's input centred and
+scaled per gene: on dense log-scale data far from 0, array intensities, log1p squeezes each cell's deviations to
+hundredths and the latent goes unused; on sparse data it is worse, so the held-out cells decide).
 
 Selection is bounded: candidates see at most MAX_TRAIN_CELLS training cells for half the final model's epochs,
 and no more than SELECTION_WORK cell-epochs x genes each (the decoder's output layer, one weight per gene, is
-most of the cost), and are judged on at most MAX_VAL_CELLS held-out cells. So it costs at most about two final
-trainings, and a mid-sized set with all its genes no longer pays more for selection than a larger one.
+most of the cost), and are judged on at most MAX_VAL_CELLS held-out cells. So it costs at most about two and a
+half final trainings, and a mid-sized set with all its genes no longer pays more for selection than a larger one.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ TIE = 0.02
 PREFERENCE = ("hurdle", "nb", "zinb", "floor_hurdle", "bce")  # the order of wins in the study; breaks near-ties
 SAMPLED_HEADS = ("hurdle", "nb", "zinb", "floor_hurdle")  # cells with sampling noise (bce/mse: the decoder mean)
 CANDIDATE_DROPOUT = 0.2  # dropout = auto: the winner's second try (benchmarks/results/quality.md)
+# encoder_input = auto: the winner's third try sees standardized values (benchmarks/research/encoder_input_results.md:
+# it rescues dense log-scale data far from 0, array intensities, and harms sparse data, so it must win on held-out cells)
+CANDIDATE_ENCODER_INPUT = "standardized"
 
 
 def candidate_heads(matrix: Any) -> tuple[list[str], dict[str, str]]:
@@ -128,14 +135,17 @@ def select_likelihood(
     progress: bool | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Train each applicable head on part of `data` (a TrainingData), score its cells against held-out cells,
-    and return the winner's options ({"likelihood", "dropout"}) with the whole table (one row per candidate,
-    `chosen` marking the winner). With dropout auto (None), the winning sampled head competes once more with
-    CANDIDATE_DROPOUT."""
+    and return the winner's options ({"likelihood", "dropout", "encoder_input"}) with the whole table (one row
+    per candidate, `chosen` marking the winner). With dropout auto (None), the winning sampled head competes once
+    more with CANDIDATE_DROPOUT; with encoder_input auto, the winner so far once more with standardized input.
+    A candidate whose training diverges (a non-finite loss) is recorded as such and cannot win."""
     from vaexprs.model.fit import TrainingData, fit_head
     from vaexprs.model.scoring import generate_like
 
     heads, excluded = candidate_heads(data.matrix)
     fixed = model_options.get("dropout")  # None = auto: selection decides
+    encoder_input = model_options.get("encoder_input", "auto")
+    plain_input = "head" if encoder_input == "auto" else encoder_input
     skipped = [{"likelihood": h, "skipped": why} for h, why in excluded.items()]
     fallback = heads[0]  # the first sampled head (hurdle or floor_hurdle) where one applies
     labels = data.labels
@@ -152,7 +162,7 @@ def select_likelihood(
     if len(heads) == 1 or val_x.shape[0] < MIN_CELLS:
         why = "only one head applies" if len(heads) == 1 else f"fewer than {MIN_CELLS} cells to hold out"
         log.warning("likelihood=auto: %s; using %s", why, fallback)
-        choice = {"likelihood": fallback, "dropout": fixed or 0.0}
+        choice = {"likelihood": fallback, "dropout": fixed or 0.0, "encoder_input": plain_input}
         return choice, [{**choice, "candidate": fallback, "chosen": True, "note": why}, *skipped]
 
     train_x = data.matrix[train_rows]
@@ -174,7 +184,11 @@ def select_likelihood(
     def score(options: dict[str, Any], name: str) -> dict[str, Any]:
         """Train one candidate on the selection's training cells; score its cells against the held-out ones."""
         started = time.perf_counter()
-        result = fit_head(subset, options, cand_train, data_config, progress=progress, what=f"selection: {name}")
+        try:
+            result = fit_head(subset, options, cand_train, data_config, progress=progress, what=f"selection: {name}")
+        except FloatingPointError as exc:  # diverged: on record, never chosen
+            log.warning("  %-14s diverged: %s", name, exc)
+            return {**_identity(options, name), "diverged": str(exc).split(":")[0]}
         gen = generate_like(result, n_val, val_y, train.seed)
         gen_x = gen.x_gen
         if gen.value_space == "counts":
@@ -184,9 +198,7 @@ def select_likelihood(
         if train_y is not None:
             keep = label_keep_rate(judge_x, train_y, gen_x, gen.y_gen, seed=train.seed)
         row = {
-            "candidate": name,
-            "likelihood": options["likelihood"],
-            "dropout": float(options["dropout"]),
+            **_identity(options, name),
             "auc": m["auc_real_vs_gen"],
             "keep": keep,
             "corr": m["label_centroid_corr_mean"] if val_y is not None else m["mean_corr"],
@@ -207,18 +219,44 @@ def select_likelihood(
         )  # fmt: skip
         return row
 
-    rows = [score({**model_options, "likelihood": head, "dropout": fixed or 0.0}, head) for head in heads]
-    winner = rows[[r["likelihood"] for r in rows].index(pick(rows))]
-    if fixed is None and winner["likelihood"] in SAMPLED_HEADS:
-        # dropout = auto: the winning head again with dropout, kept only when its cells are clearly more real
-        # (it stops the latent code from memorising each training cell's noise; on some data it blurs labels)
-        name = f"{winner['likelihood']}_dropout"
-        options = {**model_options, "likelihood": winner["likelihood"], "dropout": CANDIDATE_DROPOUT}
-        rows.append(score(options, name))
-        if rows[-1]["score"] < winner["score"] - TIE:
+    base = {**model_options, "dropout": fixed or 0.0, "encoder_input": plain_input}
+    rows = [score({**base, "likelihood": head}, head) for head in heads]
+    scored = [r for r in rows if "score" in r]
+    if not scored:
+        raise FloatingPointError("likelihood=auto: every candidate's training diverged (non-finite loss)")
+    winner = scored[[r["likelihood"] for r in scored].index(pick(scored))]
+
+    def try_again(change: dict[str, Any], suffix: str) -> None:
+        """The winner once more with `change`; kept only when its cells are clearly (by TIE) more real."""
+        nonlocal winner
+        options = {**base, "likelihood": winner["likelihood"], "dropout": winner["dropout"],
+                   "encoder_input": winner["encoder_input"], **change}  # fmt: skip
+        rows.append(score(options, f"{winner['candidate']}_{suffix}"))
+        if "score" in rows[-1] and rows[-1]["score"] < winner["score"] - TIE:
             winner = rows[-1]
+
+    if winner["likelihood"] in SAMPLED_HEADS:
+        if fixed is None:
+            # dropout = auto: it stops the latent code from memorising each training cell's noise; on some data
+            # it blurs labels
+            try_again({"dropout": CANDIDATE_DROPOUT}, "dropout")
+        if encoder_input == "auto":
+            try_again({"encoder_input": CANDIDATE_ENCODER_INPUT}, CANDIDATE_ENCODER_INPUT)
     for row in rows:
         row["chosen"] = row is winner
-    choice = {"likelihood": winner["likelihood"], "dropout": winner["dropout"]}
-    log.info("likelihood=auto chose %s (dropout %g)", choice["likelihood"], choice["dropout"])
+    choice = {k: winner[k] for k in ("likelihood", "dropout", "encoder_input")}
+    log.info(
+        "likelihood=auto chose %s (dropout %g, encoder input %s)",
+        choice["likelihood"], choice["dropout"], choice["encoder_input"],
+    )  # fmt: skip
     return choice, [*rows, *skipped]
+
+
+def _identity(options: dict[str, Any], name: str) -> dict[str, Any]:
+    """What a selection row trained: its name and the options that differ between candidates."""
+    return {
+        "candidate": name,
+        "likelihood": options["likelihood"],
+        "dropout": float(options["dropout"]),
+        "encoder_input": options["encoder_input"],
+    }
