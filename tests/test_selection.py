@@ -36,7 +36,9 @@ def test_candidates_follow_the_values():
     heads, excluded = selection.candidate_heads(counts + 0.5)
     assert heads == ["hurdle", "bce"] and "integer counts" in excluded["nb"] and "zinb" in excluded
     heads, excluded = selection.candidate_heads(counts - 2)
-    assert heads == ["floor_hurdle", "bce"] and "negative" in excluded["hurdle"]  # signed values: tests/test_signed.py
+    assert (
+        heads == ["floor_hurdle", "mixture", "bce"] and "negative" in excluded["hurdle"]
+    )  # signed values: tests/test_signed.py
 
 
 def test_pick_prefers_realism_then_the_studys_order():

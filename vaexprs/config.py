@@ -25,7 +25,7 @@ from vaexprs.errors import OptionError
 
 # ------------------------------------------------------------------------------------------ choices
 
-Likelihood = Literal["auto", "bce", "mse", "hurdle", "nb", "zinb", "floor_hurdle"]
+Likelihood = Literal["auto", "bce", "mse", "hurdle", "nb", "zinb", "floor_hurdle", "mixture"]
 Normalize = Literal["auto", "lognorm", "log", "none"]
 Monitor = Literal["loss", "val_loss"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -262,7 +262,8 @@ class ModelConfig(Config):
         "auto",
         "Decoder likelihood: bce or mse (VAExprs; min-max scaled values, the decoder mean), hurdle (log-scale "
         "values with exact zeros), nb or zinb (raw integer counts), floor_hurdle (signed values, e.g. z-scores: "
-        "a hurdle at each gene's minimum), auto (train the heads that apply and keep the one whose cells are "
+        "a hurdle at each gene's minimum), mixture (signed values without a point mass, e.g. after regress_out: two "
+        "Gaussians per gene), auto (train the heads that apply and keep the one whose cells are "
         "hardest to tell from held-out cells).",
     )
     activation: Activation = opt("relu", "Hidden-layer activation.")

@@ -22,6 +22,10 @@ Heads and what their decoder outputs mean:
   `floor`, each gene's training minimum (scaled data keep a gene's undetected cells there: 94% of the values
   of pbmc3k HVGs after sc.pp.scale). A value is the gene's floor with probability sigmoid(pi_logit), else
   floor + a draw from N(mu, sigma^2) truncated to (0, inf).
+- mixture (signed values without a point mass: regressed-out or batch-corrected values): two Gaussians per
+  gene and cell, `bg_mu`, `bg_sigma` (the background: where a gene's undetected cells lie once a regression has
+  spread them) with probability sigmoid(pi_logit), else `mu`, `sigma` (expressed); `floor`, each gene's training
+  minimum, below which no value is drawn.
 """
 
 from __future__ import annotations
@@ -82,6 +86,13 @@ HEADS: dict[str, HeadFacts] = {
             ("mu", "sigma", "pi_logit", "floor"),
             sampled=True,
         ),
+        HeadFacts(
+            "mixture",
+            "two Gaussians per gene",
+            "signed",
+            ("mu", "sigma", "pi_logit", "bg_mu", "bg_sigma", "floor"),
+            sampled=True,
+        ),
     )
 }
 MEAN_LIKELIHOODS = tuple(n for n, h in HEADS.items() if not h.sampled)  # the decoder mean is the cell
@@ -126,7 +137,7 @@ def resolve_output_space(likelihood: str, native_space: str, requested: str | No
 
     bce/mse: only their own space (`mean` is accepted as a synonym: their cells are the decoder mean).
     nb/zinb: counts (default, sampled), lognorm (sampled counts, log-normalised), mean (expected counts).
-    hurdle, floor_hurdle: their own space (default, sampled) or mean (expected values).
+    hurdle, floor_hurdle, mixture: their own space (default, sampled) or mean (expected values).
     """
     offered = output_spaces(likelihood, native_space)
     name = offered[0] if requested is None else requested
@@ -273,6 +284,23 @@ def hurdle_mean(mu: np.ndarray, sigma: np.ndarray, pi_logit: np.ndarray) -> np.n
     return (1.0 - sigmoid(pi_logit)) * np.maximum(mu + sigma * mills, 0.0)
 
 
+def sample_mixture(outputs: Mapping[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Mixture draws: N(bg_mu, bg_sigma^2) with probability sigmoid(pi_logit), else N(mu, sigma^2); never below
+    the gene's floor. One uniform and one normal per value (the same stream whatever the components)."""
+    mu = np.asarray(outputs["mu"], dtype=np.float64)
+    background = rng.random(mu.shape) < sigmoid(outputs["pi_logit"])
+    noise = rng.standard_normal(mu.shape)
+    loc = np.where(background, np.asarray(outputs["bg_mu"], dtype=np.float64), mu)
+    scale = np.where(background, np.asarray(outputs["bg_sigma"], dtype=np.float64), outputs["sigma"])
+    return np.maximum(loc + scale * noise, np.asarray(outputs["floor"], dtype=np.float64))
+
+
+def mixture_mean(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """E[y] = pi * bg_mu + (1 - pi) * mu (the floor aside: it cuts only the far lower tail)."""
+    background = sigmoid(outputs["pi_logit"])
+    return background * np.asarray(outputs["bg_mu"], dtype=np.float64) + (1.0 - background) * outputs["mu"]
+
+
 def _library(library: LibrarySize | None, likelihood: str) -> LibrarySize:
     if library is None:
         raise InputError(f"a {likelihood} model needs its library-size model (bundle.json 'library_size')")
@@ -320,11 +348,14 @@ def outputs_to_cells(
 
             return apply_normalization(counts, "lognorm", mean_library=lib.train_mean)
         return counts.astype(np.float32)
-    mu, sigma, pi_logit = outputs["mu"], outputs["sigma"], outputs["pi_logit"]
     expected = output_space == "mean"
-    values = hurdle_mean(mu, sigma, pi_logit) if expected else sample_hurdle(mu, sigma, pi_logit, rng)
-    if "floor" in outputs:  # floor_hurdle: the hurdle's 0 is each gene's minimum
-        values += np.asarray(outputs["floor"], dtype=np.float64)
+    if likelihood == "mixture":
+        values = mixture_mean(outputs) if expected else sample_mixture(outputs, rng)
+    else:
+        mu, sigma, pi_logit = outputs["mu"], outputs["sigma"], outputs["pi_logit"]
+        values = hurdle_mean(mu, sigma, pi_logit) if expected else sample_hurdle(mu, sigma, pi_logit, rng)
+        if "floor" in outputs:  # floor_hurdle: the hurdle's 0 is each gene's minimum
+            values += np.asarray(outputs["floor"], dtype=np.float64)
     if cap is not None and not expected:
         np.minimum(values, cap, out=values)
     return values.astype(np.float32)

@@ -383,6 +383,75 @@ class FloorHurdleHead(HurdleGaussianHead):
         return {**super().export_outputs(params), "floor": self.floor.expand_as(params["mu"])}
 
 
+def mixture_log_prob(
+    x: torch.Tensor, params: dict[str, torch.Tensor]
+) -> torch.Tensor:  # fmt: skip
+    """log of sigmoid(pi) N(x; bg_mu, bg_sigma^2) + sigmoid(-pi) N(x; mu, sigma^2), per value."""
+
+    def normal(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return -0.5 * ((x - loc) / scale).pow(2) - torch.log(scale) - 0.5 * math.log(2 * math.pi)
+
+    background = F.logsigmoid(params["pi_logit"]) + normal(params["bg_mu"], params["bg_sigma"])
+    expressed = F.logsigmoid(-params["pi_logit"]) + normal(params["mu"], params["sigma"])
+    return torch.logaddexp(background, expressed)
+
+
+@register_head
+class MixtureHead(FloorHurdleHead):
+    """Two Gaussians per gene and cell, for signed values without a point mass (regressed-out, batch-corrected):
+    a regression spreads a gene's undetected cells into a narrow `background` of their own, below the expressed
+    ones, which neither a hurdle (its 0 is one value: scanpy_regressed kept 0.23x the real gene variance) nor one
+    Gaussian can draw. Background: `bg_loc` (per cell, from the decoder) and a per-gene sd; expressed: the
+    hurdle's mean and noise (per gene, times a bounded per-cell factor), untruncated; both sds stay above 1% of
+    the gene's spread, so a point mass (z-scores) cannot collapse a component. Nothing is drawn below the floor.
+    """
+
+    name = "mixture"
+
+    def __init__(self, n_hidden: int, config: ModelConfig) -> None:
+        super().__init__(n_hidden, config)
+        self.bg_loc = nn.Linear(n_hidden, config.n_genes)
+        self.bg_log_sigma = nn.Parameter(torch.zeros(config.n_genes))
+        self.register_buffer("min_sigma", torch.full((config.n_genes,), SIGMA_FLOOR))
+
+    def start_from_data(self, x: Any, codes: np.ndarray | None, n_labels: int, seed: int) -> None:
+        """Floor, then each gene's two groups of values (a 1-d 2-means on a seeded sample): the background
+        component starts at the lower group, the expressed one at the upper, pi at the lower group's share."""
+        from vaexprs.data.preprocess import two_groups
+
+        floor, groups = two_groups(x, seed)
+        self.set_floor(floor)
+        with torch.no_grad():
+            self.min_sigma.copy_(torch.from_numpy(groups["min_sigma"]))
+            self.bg_loc.bias.copy_(torch.from_numpy(groups["low_mean"]))
+            self.bg_log_sigma.copy_(torch.from_numpy(np.log(groups["low_sd"])))
+            self.loc.bias.copy_(torch.from_numpy(groups["high_mean"]))
+            self.log_sigma.copy_(torch.from_numpy(np.log(groups["high_sd"])))
+            share = np.clip(groups["low_share"], 1e-3, 1 - 1e-3)
+            self.dropout.bias.copy_(torch.from_numpy(np.log(share / (1 - share))))
+
+    def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        bound = self.cell_noise_bound
+        cell = bound * torch.tanh(self.cell_log_sigma(h) / bound)  # (B, 1)
+        sigma = torch.maximum(torch.exp(self.log_sigma + cell), self.min_sigma)
+        bg_sigma = torch.maximum(torch.exp(self.bg_log_sigma), self.min_sigma).expand_as(sigma)
+        return {"mu": self.loc(h), "sigma": sigma, "pi_logit": self.dropout(h), "bg_mu": self.bg_loc(h),
+                "bg_sigma": bg_sigma}  # fmt: skip
+
+    def reconstruction_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return -mixture_log_prob(x, params).sum(-1)
+
+    def mean(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        background = torch.sigmoid(params["pi_logit"])
+        return background * params["bg_mu"] + (1 - background) * params["mu"]
+
+    def export_outputs(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {
+            **{k: params[k] for k in ("mu", "sigma", "pi_logit", "bg_mu", "bg_sigma")},
+            "floor": self.floor.expand_as(params["mu"]),
+        }
+
+
 class VAE(nn.Module):
     """A VAE, or a CVAE when `config.n_labels > 0`."""
 

@@ -25,7 +25,15 @@ if TYPE_CHECKING:  # pragma: no cover
 OPSET = 18
 IR_VERSION = 10  # what onnxruntime >= 1.17 reads
 BATCH = "batch"
-GRAPH_HEADS = ("bce", "mse", "nb", "zinb", "hurdle", "floor_hurdle")  # heads whose decoder this module writes
+GRAPH_HEADS = (
+    "bce",
+    "mse",
+    "nb",
+    "zinb",
+    "hurdle",
+    "floor_hurdle",
+    "mixture",
+)  # heads whose decoder this module writes
 
 
 class _Graph:
@@ -149,16 +157,23 @@ def decoder_graph(result: VAEResult) -> Any:
         _per_gene(graph, rho, np.exp(_numpy(head.log_theta)), "theta_values", "theta")
         if cfg.likelihood == "zinb":
             graph.op("Identity", [_linear(graph, h, head.dropout, "head.dropout")], output="pi_logit")
-    elif cfg.likelihood in ("hurdle", "floor_hurdle"):
+    elif cfg.likelihood in ("hurdle", "floor_hurdle", "mixture"):
         mu = graph.op("Identity", [_linear(graph, h, head.loc, "head.loc")], output="mu")
         # sigma = exp(log_sigma + b tanh(cell / b)): per gene, times the cell's bounded noise factor
         bound = graph.const("cell_noise_bound", np.array(head.cell_noise_bound))
         cell = _linear(graph, h, head.cell_log_sigma, "head.cell_log_sigma")  # (B, 1)
         factor = graph.op("Mul", [graph.op("Tanh", [graph.op("Div", [cell, bound])]), bound])
         log_sigma = graph.op("Add", [factor, graph.const("log_sigma", _numpy(head.log_sigma))])
-        graph.op("Exp", [log_sigma], output="sigma")
+        if cfg.likelihood == "mixture":  # both sds stay above the gene's min_sigma
+            min_sigma = graph.const("min_sigma", _numpy(head.min_sigma))
+            graph.op("Max", [graph.op("Exp", [log_sigma]), min_sigma], output="sigma")
+            graph.op("Identity", [_linear(graph, h, head.bg_loc, "head.bg_loc")], output="bg_mu")
+            bg_sigma = np.maximum(np.exp(_numpy(head.bg_log_sigma)), _numpy(head.min_sigma))
+            _per_gene(graph, mu, bg_sigma, "bg_sigma_values", "bg_sigma")
+        else:
+            graph.op("Exp", [log_sigma], output="sigma")
         graph.op("Identity", [_linear(graph, h, head.dropout, "head.dropout")], output="pi_logit")
-        if cfg.likelihood == "floor_hurdle":
+        if cfg.likelihood in ("floor_hurdle", "mixture"):
             _per_gene(graph, mu, _numpy(head.floor), "floor_values", "floor")
     else:
         raise VaexprsRuntimeError(f"no ONNX graph for the {cfg.likelihood!r} head")
@@ -176,7 +191,10 @@ def encoder_graph(result: VAEResult) -> Any:
         centred = graph.op("Sub", [x, graph.const("minimum", scaler.minimum)])
         scaled = graph.op("Div", [centred, graph.const("scale", scaler.scale)])
         x = graph.op("Clip", [scaled, graph.const("zero", np.array(0.0)), graph.const("one", np.array(1.0))])
-    if cfg.likelihood == "floor_hurdle":  # the values above each gene's floor (none below it), as the hurdle's
+    if cfg.likelihood in (
+        "floor_hurdle",
+        "mixture",
+    ):  # the values above each gene's floor (none below it), as the hurdle's
         x = graph.op("Relu", [graph.op("Sub", [x, graph.const("floor", _numpy(model.head.floor))])])
     if not model.head.scaled_input:  # count and hurdle heads see log1p of their input
         x = graph.op("Log", [graph.op("Add", [x, graph.const("log_offset", np.array(1.0))])])

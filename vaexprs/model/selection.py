@@ -9,7 +9,7 @@ generates as many cells as a held-out part has (label for label), and the packag
 with those held-out cells in one log space: the real-vs-generated AUC (its distance from 0.5: cells that copy
 real ones score below 0.5, benchmarks/results/calibration.md), penalised when the
 label keep rate falls below 0.9 or the zero fraction misses the real one by more than 0.05. Near-ties (0.02)
-go to the head that won most often in the study (hurdle, then the count heads, then floor_hurdle, then bce).
+go to the head that won most often in the study (hurdle, then the count heads, then floor_hurdle, mixture, bce).
 The winning sampled head then tries twice more, each kept only when clearly more real: with dropout (it stops
 the latent code memorising each cell's noise) and with standardized encoder input (the head's input centred and
 scaled per gene: on dense log-scale data far from 0, array intensities, log1p squeezes each cell's deviations to
@@ -49,8 +49,21 @@ MIN_CANDIDATE_EPOCHS = 30  # half of AUTO_EPOCHS_MIN: the budget never cuts a ca
 KEEP_MIN = 0.9
 ZERO_GAP = 0.05
 TIE = 0.02
-PREFERENCE = ("hurdle", "nb", "zinb", "floor_hurdle", "bce")  # the order of wins in the study; breaks near-ties
-SAMPLED_HEADS = ("hurdle", "nb", "zinb", "floor_hurdle")  # cells with sampling noise (bce/mse: the decoder mean)
+PREFERENCE = (
+    "hurdle",
+    "nb",
+    "zinb",
+    "floor_hurdle",
+    "mixture",
+    "bce",
+)  # the order of wins in the study; breaks near-ties
+SAMPLED_HEADS = (
+    "hurdle",
+    "nb",
+    "zinb",
+    "floor_hurdle",
+    "mixture",
+)  # cells with sampling noise (bce/mse: the decoder mean)
 CANDIDATE_DROPOUT = 0.2  # dropout = auto: the winner's second try (benchmarks/results/quality.md)
 # encoder_input = auto: the winner's third try sees standardized values (benchmarks/research/encoder_input_results.md:
 # it rescues dense log-scale data far from 0, array intensities, and harms sparse data, so it must win on held-out cells)
@@ -66,8 +79,9 @@ def candidate_heads(matrix: Any) -> tuple[list[str], dict[str, str]]:
     if non_negative:
         heads.insert(0, "hurdle")
         excluded["floor_hurdle"] = "no negative values: the hurdle's floor is 0"
+        excluded["mixture"] = "no negative values: the hurdle holds them"
     else:
-        heads.insert(0, "floor_hurdle")  # signed values: the one sampled head that can hold them
+        heads[0:0] = ["floor_hurdle", "mixture"]  # signed values: with a point mass at a floor, or spread
         excluded["hurdle"] = "the values have negative entries"
     if counts:
         heads[1:1] = ["nb", "zinb"]
