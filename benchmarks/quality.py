@@ -257,6 +257,7 @@ def model_info(result: Any) -> dict[str, Any]:
         "latent_dim": mc.latent_dim,
         "hidden": list(mc.hidden),
         "dropout": getattr(mc, "dropout", None),
+        "encoder_input": getattr(mc, "encoder_input", None),
         "epochs_run": len(hist),
         "best_epoch": getattr(result, "best_epoch", None),
         "max_epochs": getattr(tc, "epochs", None),
@@ -482,6 +483,18 @@ def flat(row: dict[str, Any], ds: dict[str, Any]) -> dict[str, Any]:
     })  # fmt: skip
 
 
+def model_label(info: dict[str, Any]) -> str:
+    """The head and what selection added to it, e.g. "hurdle + dropout 0.2 + standardized input"."""
+    chosen = next((c for c in info.get("selection") or [] if isinstance(c, dict) and c.get("chosen")), {})
+    encoder_input = info.get("encoder_input") or chosen.get("encoder_input")
+    parts = [str(info.get("likelihood"))]
+    if info.get("dropout"):
+        parts.append(f"dropout {info['dropout']:g}")
+    if encoder_input == "standardized":
+        parts.append("standardized input")
+    return " + ".join(parts)
+
+
 def _selection(sel: Any) -> str:
     """A compact view of result.selection (its format is the package's; shown generically)."""
     if not sel:
@@ -575,7 +588,7 @@ def markdown(report: dict[str, Any]) -> str:
             misses += f"; {len(row['aug_failed'])} augmentation seed(s) failed: {str(row['aug_failed'][0])[:80]}"
         time_s = f"{info['fit_s']:.0f}{_mark(c['time'])}"
         lines.append("| " + " | ".join([
-            *head, info["likelihood"],
+            *head, model_label(info),
             f"{_f(m['auc'])}{_mark(c['auc'])} / {_pm(h['auc_mean'], h['auc_std'])}",
             f"{_f(m['keep'])}{_mark(c['keep'])} / {_f(h['keep_mean'])} ({_f(ref['keep_cv'])})",
             f"{_f(m['corr'])}{_mark(c['corr'])} ({_f(ref['corr'])})",

@@ -573,6 +573,7 @@ def test_usage_errors_exit_2_and_name_the_option():
         (["generate", "x", "-o", "y.h5ad", "-n", "lots"], "Invalid value for '-n' / '--n-cells'"),
         (["train", "--epochs", "many"], "--epochs must be a whole number or auto"),
         (["train", "--dropout", "some"], "--dropout must be a number or auto"),
+        (["train", "--encoder-input", "zscore"], "Invalid value for '--encoder-input'"),
         (["promote", "m"], "Missing option '--version'"),
     ):
         code, _, err = cli(*args)

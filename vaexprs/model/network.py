@@ -10,7 +10,9 @@ The model follows scvi-tools' small contract (inference / generative / loss) so 
 is (its input kind, its outputs) is declared once in `vaexprs.bundle.heads.HEADS`; how its decoder outputs
 become cells lives there too (numpy, shared with the light generator).
 Heads: bce (VAExprs' default) and mse on min-max scaled values; nb and zinb on raw counts (scVI's decoder);
-hurdle on log-scale normalised values (RPKM/FPKM after log2(x + 1)); floor_hurdle on signed values (z-scores).
+hurdle on log-scale normalised values (RPKM/FPKM after log2(x + 1)); floor_hurdle on signed values (z-scores);
+mixture on signed values without a point mass (regressed-out). The encoder sees the head's input, or that
+standardized per gene (`encoder_input`).
 The CVAE concatenates a one-hot label to the encoder input and to z (VAExprs' own documentation; its code
 used one integer column). The latent variance is one consistent log-variance, in sampling and in the KL.
 """
