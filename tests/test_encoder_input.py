@@ -117,3 +117,42 @@ def test_standardized_model_round_trips_and_exports(tmp_path):
     bundle = vaexprs.export_bundle(result, tmp_path / "b")  # raises unless the ONNX graphs match torch
     spec = json.loads((bundle / "bundle.json").read_text())
     assert spec["onnx"]["encoder"]["parity_max_abs_diff"] < 1e-4
+
+
+def test_sparse_values_skip_the_standardized_try_and_a_diverged_final_fit_falls_back(monkeypatch, small_sim):
+    """Standardizing turns exact zeros into non-zero inputs; on sparse data with many genes training diverged
+    (treutlein), so selection does not try it there. Should the chosen model still diverge on all cells, the
+    runner-up is trained instead, and the table says so."""
+    import scipy.sparse as sp
+
+    sparse = np.where(np.random.default_rng(0).random((50, 40)) < 0.6, 0.0, 3.0)
+    assert selection.encoder_zero_share(sparse) == pytest.approx((sparse == 0).mean())
+    assert selection.encoder_zero_share(sp.csr_matrix(sparse)) == pytest.approx((sparse == 0).mean())
+    assert selection.encoder_zero_share(sparse - 3.0) == pytest.approx((sparse == 0).mean())  # signed: the floor
+    data = small_sim.copy()
+    data.X = np.where(np.random.default_rng(1).random(data.shape) < 0.5, 0.0, np.asarray(data.X))
+    result = vaexprs.fit_vae(data, "cell_type", epochs=20, hidden=(16,), seed=1, dropout=0.0)
+    skipped = [r for r in result.selection if str(r.get("candidate", "")).endswith("_standardized")]
+    assert len(skipped) == 1 and "exact zeros" in skipped[0]["skipped"] and "score" not in skipped[0]
+
+    from vaexprs.model import fit
+
+    real_fit_head = fit.fit_head
+
+    def final_diverges(subset, options, *args, **kwargs):
+        if kwargs.get("what", "training") == "training" and options["encoder_input"] == "standardized":
+            raise FloatingPointError("loss became non-finite at epoch 2: {'loss': nan}")
+        return real_fit_head(subset, options, *args, **kwargs)
+
+    monkeypatch.setattr(fit, "fit_head", final_diverges)
+    real_score = selection.realism_score
+    monkeypatch.setattr(  # the standardized candidate wins on held-out cells, then diverges on all cells
+        selection, "realism_score", lambda row: 0.0 if row["encoder_input"] == "standardized" else real_score(row)
+    )
+    dense = _intensities(n_per_label=30, genes=40, seed=2)
+    result = vaexprs.fit_vae(dense, "cell_type", epochs=10, hidden=(16,), seed=1, dropout=0.0)
+    rows = {r["candidate"]: r for r in result.selection if "candidate" in r}
+    assert "non-finite" in rows["hurdle_standardized"]["final_diverged"] and not rows["hurdle_standardized"]["chosen"]
+    chosen = [r for r in rows.values() if r.get("chosen")]
+    assert len(chosen) == 1 and chosen[0]["encoder_input"] == "head"
+    assert result.model_config.encoder_input == "head" and result.model_config.likelihood == chosen[0]["likelihood"]

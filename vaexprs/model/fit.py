@@ -229,9 +229,40 @@ def fit_vae(
 
         choice, selection = select_likelihood(data, model_options, train, data_config, progress)
         model_options = {**model_options, **choice}
-    result = fit_head(data, model_options, train, data_config, callbacks, progress)
+    try:
+        result = fit_head(data, model_options, train, data_config, callbacks, progress)
+    except FloatingPointError as exc:
+        if not selection:
+            raise
+        result = _refit_runner_up(data, model_options, train, data_config, callbacks, progress, selection, exc)
     result.selection = selection
     return result
+
+
+def _refit_runner_up(
+    data: TrainingData,
+    model_options: dict[str, Any],
+    train: TrainConfig,
+    data_config: DataConfig,
+    callbacks: Sequence[Any],
+    progress: bool | None,
+    selection: list[dict[str, Any]],
+    exc: FloatingPointError,
+) -> VAEResult:
+    """The selected model diverged on all cells (its candidate had not, on fewer cells and epochs): train the
+    best other candidate instead, and say so in the log and in the selection table."""
+    from vaexprs.model.selection import runner_up
+
+    failed = next(r for r in selection if r.get("chosen"))
+    fallback = runner_up(selection, failed)
+    if fallback is None:
+        raise exc
+    log.warning("likelihood=auto: %s diverged on all cells (%s); training %s instead", failed["candidate"],
+                str(exc).split(":")[0], fallback["candidate"])  # fmt: skip
+    failed.update(chosen=False, final_diverged=str(exc).split(":")[0])
+    fallback["chosen"] = True
+    options = {**model_options, **{k: fallback[k] for k in ("likelihood", "dropout", "encoder_input")}}
+    return fit_head(data, options, train, data_config, callbacks, progress)
 
 
 def _fit_signature() -> inspect.Signature:
