@@ -265,7 +265,8 @@ def select_likelihood(
                 try_again({"encoder_input": CANDIDATE_ENCODER_INPUT}, CANDIDATE_ENCODER_INPUT)
             else:
                 why = f"{zeros:.0%} of the values are exact zeros (or a gene's floor): more than {DENSE_ENOUGH:.0%}"
-                rows.append({"candidate": f"{winner['candidate']}_{CANDIDATE_ENCODER_INPUT}", "skipped": why})
+                name = f"{winner['candidate']}_{CANDIDATE_ENCODER_INPUT}"
+                rows.append({"candidate": name, "likelihood": winner["likelihood"], "skipped": why})
     for row in rows:
         row["chosen"] = row is winner
     choice = {k: winner[k] for k in ("likelihood", "dropout", "encoder_input")}
