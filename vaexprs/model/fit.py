@@ -257,9 +257,10 @@ def _refit_runner_up(
     fallback = runner_up(selection, failed)
     if fallback is None:
         raise exc
-    log.warning("likelihood=auto: %s diverged on all cells (%s); training %s instead", failed["candidate"],
-                str(exc).split(":")[0], fallback["candidate"])  # fmt: skip
-    failed.update(chosen=False, final_diverged=str(exc).split(":")[0])
+    why = str(exc).split(":")[0]  # "loss became non-finite at epoch N"
+    log.warning("likelihood=auto: %s diverged on all cells (%s); training %s instead", failed["candidate"], why,
+                fallback["candidate"])  # fmt: skip
+    failed.update(chosen=False, final_diverged=why)
     fallback["chosen"] = True
     options = {**model_options, **{k: fallback[k] for k in ("likelihood", "dropout", "encoder_input")}}
     return fit_head(data, options, train, data_config, callbacks, progress)

@@ -433,12 +433,10 @@ class MixtureHead(FloorHurdleHead):
             self.dropout.bias.copy_(torch.from_numpy(np.log(share / (1 - share))))
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        bound = self.cell_noise_bound
-        cell = bound * torch.tanh(self.cell_log_sigma(h) / bound)  # (B, 1)
-        sigma = torch.maximum(torch.exp(self.log_sigma + cell), self.min_sigma)
+        params = super().forward(h, library)  # the hurdle's mu, sigma (per gene x per cell) and pi_logit
+        sigma = torch.maximum(params["sigma"], self.min_sigma)
         bg_sigma = torch.maximum(torch.exp(self.bg_log_sigma), self.min_sigma).expand_as(sigma)
-        return {"mu": self.loc(h), "sigma": sigma, "pi_logit": self.dropout(h), "bg_mu": self.bg_loc(h),
-                "bg_sigma": bg_sigma}  # fmt: skip
+        return {**params, "sigma": sigma, "bg_mu": self.bg_loc(h), "bg_sigma": bg_sigma}
 
     def reconstruction_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return -mixture_log_prob(x, params).sum(-1)

@@ -173,7 +173,7 @@ def decoder_graph(result: VAEResult) -> Any:
         else:
             graph.op("Exp", [log_sigma], output="sigma")
         graph.op("Identity", [_linear(graph, h, head.dropout, "head.dropout")], output="pi_logit")
-        if cfg.likelihood in ("floor_hurdle", "mixture"):
+        if "floor" in names:  # floor_hurdle, mixture
             _per_gene(graph, mu, _numpy(head.floor), "floor_values", "floor")
     else:
         raise VaexprsRuntimeError(f"no ONNX graph for the {cfg.likelihood!r} head")
@@ -191,10 +191,7 @@ def encoder_graph(result: VAEResult) -> Any:
         centred = graph.op("Sub", [x, graph.const("minimum", scaler.minimum)])
         scaled = graph.op("Div", [centred, graph.const("scale", scaler.scale)])
         x = graph.op("Clip", [scaled, graph.const("zero", np.array(0.0)), graph.const("one", np.array(1.0))])
-    if cfg.likelihood in (
-        "floor_hurdle",
-        "mixture",
-    ):  # the values above each gene's floor (none below it), as the hurdle's
+    if "floor" in model.head.output_names:  # the values above each gene's floor (none below it), as the hurdle's
         x = graph.op("Relu", [graph.op("Sub", [x, graph.const("floor", _numpy(model.head.floor))])])
     if not model.head.scaled_input:  # count and hurdle heads see log1p of their input
         x = graph.op("Log", [graph.op("Add", [x, graph.const("log_offset", np.array(1.0))])])

@@ -50,21 +50,10 @@ MIN_CANDIDATE_EPOCHS = 30  # half of AUTO_EPOCHS_MIN: the budget never cuts a ca
 KEEP_MIN = 0.9
 ZERO_GAP = 0.05
 TIE = 0.02
-PREFERENCE = (
-    "hurdle",
-    "nb",
-    "zinb",
-    "floor_hurdle",
-    "mixture",
-    "bce",
-)  # the order of wins in the study; breaks near-ties
-SAMPLED_HEADS = (
-    "hurdle",
-    "nb",
-    "zinb",
-    "floor_hurdle",
-    "mixture",
-)  # cells with sampling noise (bce/mse: the decoder mean)
+# the order of wins in the study; breaks near-ties
+PREFERENCE = ("hurdle", "nb", "zinb", "floor_hurdle", "mixture", "bce")
+# cells with sampling noise (bce/mse: the decoder mean)
+SAMPLED_HEADS = ("hurdle", "nb", "zinb", "floor_hurdle", "mixture")
 CANDIDATE_DROPOUT = 0.2  # dropout = auto: the winner's second try (benchmarks/results/quality.md)
 # encoder_input = auto: the winner's third try sees standardized values (benchmarks/research/encoder_input_results.md:
 # it rescues dense log-scale data far from 0, array intensities, and harms sparse data, so it must win on held-out cells)
