@@ -198,28 +198,44 @@ def run(cmd: list[str], what: str, input_text: str | None = None, timeout: float
     return done.stdout
 
 
-def start_time(pid: int) -> str | None:
-    """The process's start time (clock ticks since boot), to tell it from a later process with the same pid."""
+EXITED = ("Z", "X")  # /proc states of a process that has exited (zombie, dead)
+
+
+def proc_fields(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None when there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return stat.rsplit(")", 1)[1].split()
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot), to tell it from a later process with the same pid."""
+    fields = proc_fields(pid)
+    return fields[19] if fields else None
 
 
 def alive(record: list[Any] | None) -> bool:
-    """Whether the process recorded as [pid, start time] still runs (and is that process)."""
-    return bool(record) and start_time(record[0]) == record[1]
+    """Whether the process recorded as [pid, start time] still runs (and is that process).
+
+    A zombie does not run: it has exited and only waits to be reaped, which init may do a second or more later
+    (the restart test once found weed "already running" and then gone).
+    """
+    if not record:
+        return False
+    fields = proc_fields(record[0])
+    return bool(fields) and fields[0] not in EXITED and fields[19] == record[1]
 
 
 def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether any process of the group still runs (zombies, exited but not yet reaped, do not count)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = proc_fields(entry.name)
+            if fields and fields[2] == str(pgid) and fields[0] not in EXITED:
+                return True
+    return False
 
 
 def spawn(cmd: list[str], log: Path, env: dict[str, str]) -> list[Any]:
