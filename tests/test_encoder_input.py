@@ -156,3 +156,24 @@ def test_sparse_values_skip_the_standardized_try_and_a_diverged_final_fit_falls_
     chosen = [r for r in rows.values() if r.get("chosen")]
     assert len(chosen) == 1 and chosen[0]["encoder_input"] == "head"
     assert result.model_config.encoder_input == "head" and result.model_config.likelihood == chosen[0]["likelihood"]
+
+
+def test_a_winner_that_already_looks_real_skips_the_standardized_try(monkeypatch):
+    """On dense values the third try is an escalation: where the winner already meets the realism target on
+    held-out cells (the vignette), a near-tie would be decided by the noise of a few cells, so it is not trained."""
+    tried = []
+    from vaexprs.model import fit
+
+    real_fit_head = fit.fit_head
+
+    def recording(subset, options, *args, **kwargs):
+        tried.append(options["encoder_input"])
+        return real_fit_head(subset, options, *args, **kwargs)
+
+    monkeypatch.setattr(fit, "fit_head", recording)
+    monkeypatch.setattr(selection, "realism_score", lambda row: 0.6 if row["likelihood"] == "hurdle" else 1.0)
+    data = _intensities(n_per_label=30, genes=40, seed=2)
+    result = vaexprs.fit_vae(data, "cell_type", epochs=6, hidden=(16,), seed=1, dropout=0.0)
+    (not_tried,) = [r for r in result.selection if r.get("candidate") == "hurdle_standardized"]
+    assert "realism target" in not_tried["skipped"] and "0.600" in not_tried["skipped"]
+    assert "standardized" not in tried and result.model_config.encoder_input == "head"
