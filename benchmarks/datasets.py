@@ -420,6 +420,92 @@ def trajectory(seed: int = 0, n_genes: int = 2000) -> Any:
     return adata
 
 
+def _programmes(
+    rng: np.random.Generator, n_labels: int, n_genes: int, n_on: int, low: float, high: float
+) -> np.ndarray:
+    """(labels, genes) log-scale shifts: each label switches on `n_on` genes of its own by U(low, high)."""
+    out = np.zeros((n_labels, n_genes))
+    for k in range(n_labels):
+        on = rng.choice(n_genes, size=n_on, replace=False)
+        out[k, on] += rng.uniform(low, high, n_on)
+    return out
+
+
+def _typed_labels(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Label names type1.. repeated by `sizes`, and their integer codes."""
+    return np.repeat([f"type{k + 1}" for k in range(len(sizes))], sizes), np.repeat(np.arange(len(sizes)), sizes)
+
+
+def atac_binary(seed: int = 0) -> Any:
+    """UNSEEN: binarised chromatin accessibility (scATAC peaks, 0/1), a simulation: 400 cells x 1,500 peaks,
+    4 labels (160/120/80/40), ~90% zeros; per-peak openness, 150 label-specific peaks per label and a per-cell
+    sequencing depth on the logit scale."""
+    rng = np.random.default_rng(seed + 606)
+    sizes = (160, 120, 80, 40)
+    labels, code = _typed_labels(sizes)
+    n, g = labels.size, 1500
+    logit = rng.normal(-3.0, 1.0, g)[None, :] + _programmes(rng, len(sizes), g, 150, 1.5, 3.0)[code]
+    logit += rng.normal(0.0, 0.5, (n, 1))  # depth: deeper cells open more peaks
+    x = (rng.random((n, g)) < _sigmoid(logit)).astype(np.float32)
+    order = rng.permutation(n)
+    desc = f"atac_binary (unseen): simulated 0/1 accessible peaks, {n} cells x {g} peaks, 4 labels, {np.mean(x == 0):.0%} zeros"
+    return _anndata(x[order], labels[order], None, "counts", desc, unseen=True)
+
+
+def cite_adt(seed: int = 0) -> Any:
+    """UNSEEN: CITE-seq antibody (ADT) counts, a simulation: 600 cells x 30 proteins, 6 labels (200 to 20),
+    dense (every protein has ambient background counts), 4 marker proteins per label at 7-55x background,
+    a per-cell staining factor and gamma-Poisson noise."""
+    rng = np.random.default_rng(seed + 707)
+    sizes = (200, 150, 100, 80, 50, 20)
+    labels, code = _typed_labels(sizes)
+    n, g = labels.size, 30
+    log_mu = rng.uniform(2.5, 4.5, g)[None, :] + _programmes(rng, len(sizes), g, 4, 2.0, 4.0)[code]
+    mu = np.exp(log_mu + rng.normal(0.0, 0.3, (n, 1)))
+    x = rng.poisson(rng.gamma(5.0, mu / 5.0)).astype(np.float32)
+    order = rng.permutation(n)
+    desc = (
+        f"cite_adt (unseen): simulated CITE-seq protein counts, {n} cells x {g} antibodies, 6 labels, "
+        f"{np.mean(x == 0):.1%} zeros, max {x.max():.0f}"
+    )
+    return _anndata(x[order], labels[order], None, "counts", desc, unseen=True)
+
+
+def bulk_counts(seed: int = 0) -> Any:
+    """UNSEEN: bulk RNA-seq read counts, a simulation: 36 samples x 8,000 genes, 3 groups (16/12/8), library
+    sizes 1e7..3e7, per-gene dispersion around 0.1 (biological replicates), 400 differentially expressed genes per
+    group; almost no zeros. Too few samples for the selection to hold any out (it falls back to the hurdle)."""
+    rng = np.random.default_rng(seed + 808)
+    sizes = (16, 12, 8)
+    labels, code = _typed_labels(sizes)
+    n, g = labels.size, 8000
+    programmes = np.zeros((len(sizes), g))
+    for k in range(len(sizes)):
+        de = rng.choice(g, size=400, replace=False)
+        programmes[k, de] = rng.normal(0.0, 1.2, de.size)
+    prop = np.exp(rng.normal(0.0, 2.0, g)[None, :] + programmes[code])
+    prop /= prop.sum(1, keepdims=True)
+    mu = prop * rng.uniform(1e7, 3e7, n)[:, None]
+    theta = 1.0 / np.exp(rng.normal(np.log(0.1), 0.5, g))[None, :]
+    x = rng.poisson(rng.gamma(theta, mu / theta)).astype(np.float32)
+    order = rng.permutation(n)
+    desc = (
+        f"bulk_counts (unseen): simulated bulk RNA-seq counts, {n} samples x {g} genes, 3 groups (16/12/8), "
+        f"{np.mean(x == 0):.1%} zeros, max {x.max():.3g}"
+    )
+    return _anndata(x[order], labels[order], None, "counts", desc, unseen=True)
+
+
+def log2tpm(seed: int = 0) -> Any:
+    """UNSEEN: log2(TPM + 1), how full-length data sets are often shared: the `fulllength` simulation's counts
+    (6,000 genes) scaled to a million per cell, then log2: non-integer, log-scale, ~72% zeros, maxima near 20."""
+    src = fulllength(seed, n_genes=6000)
+    x = np.asarray(src.X, dtype=np.float64)
+    y = np.log2(x / x.sum(1, keepdims=True) * 1e6 + 1.0).astype(np.float32)
+    desc = f"log2tpm (unseen): log2(TPM + 1) of the fulllength simulation, {y.shape[0]} cells x {y.shape[1]} genes, {np.mean(y == 0):.0%} zeros"
+    return _anndata(y, src.obs["cell_type"].astype(str).to_numpy(), None, "log", desc, unseen=True)
+
+
 BUILDERS: dict[str, Callable[..., Any]] = {
     "yan": yan,
     "treutlein": treutlein,
@@ -433,6 +519,10 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "scanpy_regressed": scanpy_regressed,
     "trajectory": trajectory,
     "microarray": microarray,
+    "atac_binary": atac_binary,
+    "cite_adt": cite_adt,
+    "bulk_counts": bulk_counts,
+    "log2tpm": log2tpm,
 }
 # these need /work/shared/data
 SHARED_ONLY = {

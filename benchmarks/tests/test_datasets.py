@@ -82,3 +82,16 @@ def test_microarray_is_dense_log_intensities_above_a_background() -> None:
     power = np.linalg.svd(centred - centred.mean(0), compute_uv=False) ** 2
     # brightness and five gene modules: six directions far above the noise (pure noise: < 2x the median)
     assert power[5] > 10 * np.median(power)
+
+
+def test_the_other_unseen_types_have_the_shape_of_their_assay() -> None:
+    """atac_binary is 0/1 and sparse; cite_adt dense counts on few features; bulk_counts deep, with almost no
+    zeros and fewer samples than the selection needs to hold any out; log2tpm log-scale, a million per cell."""
+    atac = _dense(datasets.build("atac_binary").X)
+    assert set(np.unique(atac)) == {0.0, 1.0} and 0.85 < np.mean(atac == 0) < 0.95
+    adt = _dense(datasets.build("cite_adt").X)
+    assert adt.shape[1] == 30 and np.mean(adt == 0) < 0.01
+    bulk = _dense(datasets.build("bulk_counts").X)
+    assert bulk.shape[0] < 40 and bulk.sum(1).min() > 5e6 and np.mean(bulk == 0) < 0.02
+    tpm = _dense(datasets.build("log2tpm").X).astype(np.float64)
+    np.testing.assert_allclose((np.exp2(tpm) - 1.0).sum(1), 1e6, rtol=1e-3)
