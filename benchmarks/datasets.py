@@ -265,6 +265,17 @@ def scanpy_regressed(seed: int = 0) -> Any:
 
 
 # --------------------------------------------------------------------------------------------- simulations
+def _typed_labels(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Label names type1.. repeated by `sizes`, and their integer codes."""
+    return np.repeat([f"type{k + 1}" for k in range(len(sizes))], sizes), np.repeat(np.arange(len(sizes)), sizes)
+
+
+def _unseen(rng: np.random.Generator, x: np.ndarray, labels: np.ndarray, kind: str, description: str) -> Any:
+    """A simulated set in a random cell order (so no label sits in a block), marked unseen for the report."""
+    order = rng.permutation(labels.size)
+    return _anndata(x[order], labels[order], None, kind, description, unseen=True)
+
+
 def microarray(seed: int = 0, n_genes: int = 3000) -> Any:
     """UNSEEN: log2 intensities of an expression array (bulk samples of sorted cell types), a simulation:
     150 samples, 4 labels (60/40/30/20), 3,000 probes; no zeros at all. Probe baselines N(7, 1.8) on a scanner
@@ -272,8 +283,7 @@ def microarray(seed: int = 0, n_genes: int = 3000) -> Any:
     intensity-dependent noise (larger near background) and a per-array brightness offset."""
     rng = np.random.default_rng(seed + 505)
     sizes = (60, 40, 30, 20)
-    labels = np.repeat([f"type{k + 1}" for k in range(len(sizes))], sizes)
-    code = np.repeat(np.arange(len(sizes)), sizes)
+    labels, code = _typed_labels(sizes)
     n = labels.size
     base = np.clip(rng.normal(7.0, 1.8, n_genes), 3.0, 14.0)
     programmes = np.zeros((len(sizes), n_genes))
@@ -286,13 +296,11 @@ def microarray(seed: int = 0, n_genes: int = 3000) -> Any:
     sd = 0.12 + 0.5 * np.exp(-(signal - 3.0) / 2.5)  # noisier near the background
     signal = signal + rng.normal(0.0, 1.0, signal.shape) * sd
     x = np.log2(np.exp2(signal) + 16.0)  # scanner background: intensities never reach 0
-    order = rng.permutation(n)
-    x = x[order]
     desc = (
         f"microarray (unseen): simulated log2 array intensities, {n} samples x {n_genes} probes, 4 labels "
         f"(60/40/30/20), no zeros, {x.min():.2f}..{x.max():.2f}"
     )
-    return _anndata(x.astype(np.float32), labels[order], None, "log", desc, unseen=True)
+    return _unseen(rng, x.astype(np.float32), labels, "log", desc)
 
 
 def fulllength(seed: int = 0, n_genes: int = 26000) -> Any:
@@ -301,7 +309,7 @@ def fulllength(seed: int = 0, n_genes: int = 26000) -> Any:
     expression-dependent dropout; ~80% zeros."""
     rng = np.random.default_rng(seed + 101)
     sizes = (25, 18, 14, 8)
-    labels = np.repeat([f"type{k + 1}" for k in range(len(sizes))], sizes)
+    labels, code = _typed_labels(sizes)
     n = labels.size
     # gene abundance (heavy-tailed, many barely expressed genes) x gene length (reads scale with length)
     log_p = rng.normal(0.0, 2.3, n_genes) + rng.normal(0.0, 0.6, n_genes)
@@ -311,7 +319,6 @@ def fulllength(seed: int = 0, n_genes: int = 26000) -> Any:
         programmes[k, de] = rng.normal(0.0, 1.6, de.size)
         on = rng.choice(n_genes, size=int(0.01 * n_genes), replace=False)  # label-specific genes switched on
         programmes[k, on] += rng.uniform(2.5, 5.0, on.size)
-    code = np.repeat(np.arange(len(sizes)), sizes)
     log_mu = log_p[None, :] + programmes[code]
     log_mu += rng.normal(0.0, 0.5, (n, n_genes))  # amplification / biological noise per cell and gene
     prop = np.exp(log_mu)
@@ -431,11 +438,6 @@ def _programmes(
     return out
 
 
-def _typed_labels(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Label names type1.. repeated by `sizes`, and their integer codes."""
-    return np.repeat([f"type{k + 1}" for k in range(len(sizes))], sizes), np.repeat(np.arange(len(sizes)), sizes)
-
-
 def atac_binary(seed: int = 0) -> Any:
     """UNSEEN: binarised chromatin accessibility (scATAC peaks, 0/1), a simulation: 400 cells x 1,500 peaks,
     4 labels (160/120/80/40), ~90% zeros; per-peak openness, 150 label-specific peaks per label and a per-cell
@@ -447,9 +449,8 @@ def atac_binary(seed: int = 0) -> Any:
     logit = rng.normal(-3.0, 1.0, g)[None, :] + _programmes(rng, len(sizes), g, 150, 1.5, 3.0)[code]
     logit += rng.normal(0.0, 0.5, (n, 1))  # depth: deeper cells open more peaks
     x = (rng.random((n, g)) < _sigmoid(logit)).astype(np.float32)
-    order = rng.permutation(n)
     desc = f"atac_binary (unseen): simulated 0/1 accessible peaks, {n} cells x {g} peaks, 4 labels, {np.mean(x == 0):.0%} zeros"
-    return _anndata(x[order], labels[order], None, "counts", desc, unseen=True)
+    return _unseen(rng, x, labels, "counts", desc)
 
 
 def cite_adt(seed: int = 0) -> Any:
@@ -463,12 +464,11 @@ def cite_adt(seed: int = 0) -> Any:
     log_mu = rng.uniform(2.5, 4.5, g)[None, :] + _programmes(rng, len(sizes), g, 4, 2.0, 4.0)[code]
     mu = np.exp(log_mu + rng.normal(0.0, 0.3, (n, 1)))
     x = rng.poisson(rng.gamma(5.0, mu / 5.0)).astype(np.float32)
-    order = rng.permutation(n)
     desc = (
         f"cite_adt (unseen): simulated CITE-seq protein counts, {n} cells x {g} antibodies, 6 labels, "
         f"{np.mean(x == 0):.1%} zeros, max {x.max():.0f}"
     )
-    return _anndata(x[order], labels[order], None, "counts", desc, unseen=True)
+    return _unseen(rng, x, labels, "counts", desc)
 
 
 def bulk_counts(seed: int = 0) -> Any:
@@ -488,12 +488,11 @@ def bulk_counts(seed: int = 0) -> Any:
     mu = prop * rng.uniform(1e7, 3e7, n)[:, None]
     theta = 1.0 / np.exp(rng.normal(np.log(0.1), 0.5, g))[None, :]
     x = rng.poisson(rng.gamma(theta, mu / theta)).astype(np.float32)
-    order = rng.permutation(n)
     desc = (
         f"bulk_counts (unseen): simulated bulk RNA-seq counts, {n} samples x {g} genes, 3 groups (16/12/8), "
         f"{np.mean(x == 0):.1%} zeros, max {x.max():.3g}"
     )
-    return _anndata(x[order], labels[order], None, "counts", desc, unseen=True)
+    return _unseen(rng, x, labels, "counts", desc)
 
 
 def log2tpm(seed: int = 0) -> Any:
