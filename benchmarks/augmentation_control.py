@@ -1,5 +1,5 @@
-"""Is the top-up gain the generator's, or only the rebalancing's? The quality study's top-up, against topping
-up with copies of real training cells.
+"""Is an augmentation gain the generator's, or would copies of real cells do as well? The quality study's gains,
+against adding copies of real training cells instead.
 
     PYTHONPATH=. python benchmarks/augmentation_control.py      # after benchmarks/quality.py (reads its JSON)
     -> JSON on stdout and in benchmarks/results/augmentation_control.json
@@ -10,7 +10,10 @@ drawn with replacement (no model at all), and the same two classifiers (`harness
 trained on it and tested on the held-out half. Two kinds of copies: `exact` (plain oversampling) and `noisy`
 (plus Gaussian noise of 0.1 x each gene's sd in the training half, clipped at 0: benchmarks/calibration.py's
 `copy`, a memorising generator). Balanced accuracy rewards rebalancing by itself; a generator is worth its
-top-up only where its gain beats these.
+top-up only where its gain beats these. The same two kinds of copies stand in for the same-size augmentation
+too (every label doubled with cells drawn with replacement, no rebalancing): where the real-only classifier is
+already at its ceiling, or the test half is a few dozen cells, copies move the RF as much as generated cells do,
+so a small same-size loss there says little about the generator.
 """
 
 from __future__ import annotations
@@ -33,25 +36,33 @@ RESULTS = ROOT / "benchmarks" / "results"
 NOISE = 0.1  # x each gene's sd, as benchmarks/calibration.py's `copy`
 
 
-def copies_topup(labels: np.ndarray, tr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Rows of `tr` drawn with replacement, label by label, to bring each label up to the largest one."""
-    want = harness.topup_counts(harness.label_counts(labels[tr]))
+def copies_of(labels: np.ndarray, tr: np.ndarray, want: dict[str, int], rng: np.random.Generator) -> np.ndarray:
+    """Rows of `tr` drawn with replacement, label by label, as many as `want` asks of each label."""
     picks = [rng.choice(tr[labels[tr] == k], v, replace=True) for k, v in sorted(want.items())]
     return np.concatenate(picks) if picks else np.array([], dtype=int)
 
 
-def control(ds: Dataset, seed: int) -> dict[str, Any] | None:
-    rng = np.random.default_rng(seed)
-    tr, te = harness.stratified_split(ds.labels, 0.5, seed, min_first=2)
-    rows = copies_topup(ds.labels, tr, rng)
-    if rows.size == 0:
-        return None
+def copies_gains(ds: Dataset, tr: np.ndarray, te: np.ndarray, rows: np.ndarray, rng: np.random.Generator,
+                 seed: int) -> dict[str, Any]:  # fmt: skip
+    """Classifier gains from adding the real training cells `rows`, exact and with NOISE x each gene's sd."""
     exact = ds.real[rows]
     sd = ds.real[tr].std(0, keepdims=True)
     noisy = np.clip(exact + rng.standard_normal(exact.shape).astype(np.float32) * (NOISE * sd), 0, None)
-    out: dict[str, Any] = {"seed": seed, "n_copies": int(rows.size)}
+    out: dict[str, Any] = {"n_copies": int(rows.size)}
     for kind, cells in (("exact", exact), ("noisy", noisy)):
         out[kind] = harness.classifier_gains(ds.real, ds.labels, tr, te, cells, ds.labels[rows], seed)
+    return out
+
+
+def control(ds: Dataset, seed: int) -> dict[str, Any]:
+    """One seed's split (the study's): top-up copies (None where the labels are balanced) and same-size copies."""
+    tr, te = harness.stratified_split(ds.labels, 0.5, seed, min_first=2)
+    counts = harness.label_counts(ds.labels[tr])
+    rng = np.random.default_rng(seed)
+    rows = copies_of(ds.labels, tr, harness.topup_counts(counts), rng)
+    out: dict[str, Any] = {"seed": seed, "topup": copies_gains(ds, tr, te, rows, rng, seed) if rows.size else None}
+    same_rng = np.random.default_rng([seed, 1])  # its own stream: the top-up draws stay those of earlier runs
+    out["same"] = copies_gains(ds, tr, te, copies_of(ds.labels, tr, counts, same_rng), same_rng, seed)
     return out
 
 
@@ -60,19 +71,23 @@ def main() -> int:
     out: dict[str, Any] = {"study": study["study"]["command"], "commit": study["environment"].get("git_commit"),
                            "rows": []}  # fmt: skip
     for row in study["rows"]:
-        topped = [r for r in row["aug_runs"] if "topup" in r]
-        if not topped:
+        done = [r for r in row["aug_runs"] if "lr" in r]
+        if not done:
             continue
-        seeds = [r["seed"] for r in topped]
         ds = Dataset(row["dataset"], study["study"].get("data_seed", 0))
-        runs = [c for c in (control(ds, s) for s in seeds) if c is not None]
-        summaries = {"generated": harness.summarize_augmentation([r["topup"] for r in topped])}
-        for kind in ("exact", "noisy"):
-            summaries[f"{kind}_copies"] = harness.summarize_augmentation([r[kind] for r in runs])
-        line = {"dataset": row["dataset"], "seeds": seeds, "runs": runs}
-        for clf in ("lr", "rf"):
-            for name, summary in summaries.items():
-                line[f"{clf}_{name}"] = summary[f"{clf}_bal_acc_gain_mean"]
+        runs = [control(ds, r["seed"]) for r in done]
+        parts = {"same": done, "topup": [r["topup"] for r in done if "topup" in r]}
+        line: dict[str, Any] = {"dataset": row["dataset"], "seeds": [r["seed"] for r in done], "runs": runs}
+        for part, generated in parts.items():
+            copies = [c[part] for c in runs if c[part] is not None]
+            if not generated or not copies:
+                continue
+            summaries = {"generated": harness.summarize_augmentation(generated)}
+            for kind in ("exact", "noisy"):
+                summaries[f"{kind}_copies"] = harness.summarize_augmentation([c[kind] for c in copies])
+            for clf in ("lr", "rf"):
+                for name, summary in summaries.items():
+                    line[f"{part}_{clf}_{name}"] = summary[f"{clf}_bal_acc_gain_mean"]
         out["rows"].append(line)
         print(json.dumps({k: v for k, v in clean(line).items() if k != "runs"}), file=sys.stderr)
     write_atomic(RESULTS / "augmentation_control.json", json.dumps(clean(out), indent=1) + "\n")
