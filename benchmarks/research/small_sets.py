@@ -14,14 +14,13 @@ DRAWS generation draws x FOREST_SEEDS random-forest seeds, and the same grid's f
 `hold-out`: on these half fits (33-45 cells) 20% of each label is fewer than the 10 cells the selection's metrics
 need, so `likelihood=auto` falls back to the hurdle without dropout. Here the selection holds out more instead,
 one cell at a time from the label with the most training cells left, up to half of each label (patched into
-`vaexprs.model.selection.selection_rows` in this process only).
+`vaexprs.model.selection.held_out_counts` in this process only).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 
 import numpy as np
 
@@ -61,28 +60,23 @@ def noise(name: str, seeds: list[int]) -> None:
 
 
 def patch_larger_hold_out() -> None:
-    """selection_rows holds out at least MIN_CELLS cells where up to MAX_HOLD_OUT of each label allows it."""
+    """selection.held_out_counts holds out at least MIN_CELLS cells where up to MAX_HOLD_OUT of each label
+    allows it: one more at a time from the label with the most training cells left."""
     from vaexprs.analysis.metrics import MIN_CELLS
     from vaexprs.model import selection
 
-    def selection_rows(n: int, labels: Any, seed: int, hold_out: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng(seed)
-        groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == v) for v in np.unique(labels)]
-        groups = [rng.permutation(rows) for rows in groups]  # the same draws as the package's rule
-        sizes = [len(g) if hold_out and len(g) >= selection.MIN_VAL_LABEL else 0 for g in groups]
-        ks = [max(1, round(s * selection.VAL_FRACTION)) if s else 0 for s in sizes]
+    package_rule = selection.held_out_counts
+
+    def held_out_counts(sizes: list[int]) -> list[int]:
+        ks = package_rule(sizes)
         while sum(ks) < MIN_CELLS:
             room = [i for i, s in enumerate(sizes) if s and ks[i] + 1 <= s * MAX_HOLD_OUT]
             if not room:
                 break
             ks[max(room, key=lambda j: (sizes[j] - ks[j], -j))] += 1
-        train = [g[k:] for g, k in zip(groups, ks, strict=True)]
-        val = [g[:k] for g, k in zip(groups, ks, strict=True)]
-        return selection._capped(train, selection.MAX_TRAIN_CELLS, 2), selection._capped(
-            val, selection.MAX_VAL_CELLS, 1
-        )
+        return ks
 
-    selection.selection_rows = selection_rows
+    selection.held_out_counts = held_out_counts
 
 
 def hold_out(name: str, seeds: list[int]) -> None:

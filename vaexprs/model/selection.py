@@ -98,13 +98,17 @@ def selection_rows(
     least two training cells)."""
     rng = np.random.default_rng(seed)
     groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == v) for v in np.unique(labels)]
-    train, val = [], []
-    for rows in groups:
-        rows = rng.permutation(rows)
-        k = max(1, round(len(rows) * VAL_FRACTION)) if hold_out and len(rows) >= MIN_VAL_LABEL else 0
-        val.append(rows[:k])
-        train.append(rows[k:])
+    groups = [rng.permutation(rows) for rows in groups]
+    ks = held_out_counts([len(g) if hold_out and len(g) >= MIN_VAL_LABEL else 0 for g in groups])
+    train = [g[k:] for g, k in zip(groups, ks, strict=True)]
+    val = [g[:k] for g, k in zip(groups, ks, strict=True)]
     return _capped(train, MAX_TRAIN_CELLS, 2), _capped(val, MAX_VAL_CELLS, 1)
+
+
+def held_out_counts(sizes: list[int]) -> list[int]:
+    """Cells to hold out of each label: VAL_FRACTION of it, at least one; none where its size is given as 0 (too
+    small to lose any, or nothing held out)."""
+    return [max(1, round(size * VAL_FRACTION)) if size else 0 for size in sizes]
 
 
 def _capped(groups: list[np.ndarray], cap: int, floor: int) -> np.ndarray:
