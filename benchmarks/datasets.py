@@ -505,6 +505,64 @@ def log2tpm(seed: int = 0) -> Any:
     return _anndata(y, src.obs["cell_type"].astype(str).to_numpy(), None, "log", desc, unseen=True)
 
 
+MANY_LABEL_SIZES = (160, 110, 80, 60, 45, 36, 30, 25, 20, 17, 14, 12, 10, 9, 8, 7, 6, 5, 5, 4, 4, 3, 3, 3)
+
+
+def many_labels(seed: int = 0) -> Any:
+    """UNSEEN: droplet UMI counts of highly variable genes only, with many small labels, a simulation: 24
+    subtypes of 6 lineages (160 down to 3 cells; 11 labels under 10 cells, 3 of 3), 1,000 genes. Each lineage
+    switches on 60 genes by U(1.5, 3.5) on the log scale and each subtype 15 more by U(0.7, 2.0), so subtypes of
+    one lineage are close, as annotated subclusters are; log-normal library sizes around 1.5e3 and gene-specific
+    NB dispersion (shape 0.3..50), no extra dropout (droplet zeros are the NB's own)."""
+    rng = np.random.default_rng(seed + 909)
+    labels, code = _typed_labels(MANY_LABEL_SIZES)
+    n, g, n_lineages = labels.size, 1000, 6
+    lineage = np.arange(len(MANY_LABEL_SIZES)) % n_lineages  # type1..type6 head each lineage, then smaller ones
+    log_mu = rng.normal(-0.5, 1.6, g)[None, :] + _programmes(rng, n_lineages, g, 60, 1.5, 3.5)[lineage[code]]
+    log_mu += _programmes(rng, len(MANY_LABEL_SIZES), g, 15, 0.7, 2.0)[code] + rng.normal(0.0, 0.25, (n, g))
+    prop = np.exp(log_mu - log_mu.max(1, keepdims=True))
+    prop /= prop.sum(1, keepdims=True)
+    mu = prop * np.exp(rng.normal(np.log(1.5e3), 0.5, n))[:, None]
+    theta = np.clip(np.exp(rng.normal(np.log(4.0), 0.8, g)), 0.3, 50.0)[None, :]
+    x = rng.poisson(rng.gamma(theta, mu / theta)).astype(np.float32)
+    desc = (
+        f"many_labels (unseen): simulated droplet UMI counts, HVG-only, {n} cells x {g} genes, "
+        f"{len(MANY_LABEL_SIZES)} labels (6 lineages x 4 subtypes, {max(MANY_LABEL_SIZES)} to "
+        f"{min(MANY_LABEL_SIZES)} cells), {np.mean(x == 0):.0%} zeros"
+    )
+    return _unseen(rng, x, labels, "counts", desc)
+
+
+SPOT_DOMAINS = (120, 100, 80, 60, 40)  # spots per tissue domain (the label)
+
+
+def visium_spots(seed: int = 0) -> Any:
+    """UNSEEN: spatial transcriptomics spots (Visium-like), a simulation: 400 spots x 2,000 genes, each spot the
+    summed UMI counts of 1 + Poisson(7) cells of 8 cell types, drawn in the proportions of its tissue domain (5
+    domains, the label: 120 to 40 spots; Dirichlet compositions, so domains share cell types and differ by
+    their mixture), plus a per-spot capture factor. Labels that no single cell has, fewer zeros than single
+    cells, counts summed over cells."""
+    rng = np.random.default_rng(seed + 1010)
+    labels, code = _typed_labels(SPOT_DOMAINS)
+    n, g, n_types = labels.size, 2000, 8
+    type_log_mu = rng.normal(0.0, 1.5, g)[None, :] + _programmes(rng, n_types, g, 80, 1.5, 3.5)
+    type_prop = np.exp(type_log_mu)
+    type_prop /= type_prop.sum(1, keepdims=True)
+    domain_mix = rng.dirichlet(np.full(n_types, 0.6), len(SPOT_DOMAINS))  # each domain's cell-type proportions
+    n_cells = 1 + rng.poisson(7.0, n)
+    spot_mix = np.stack([rng.multinomial(k, domain_mix[d]) for k, d in zip(n_cells, code, strict=True)])
+    mu = (spot_mix @ type_prop) * 8e2 * np.exp(rng.normal(0.0, 0.3, n))[:, None]  # ~800 UMIs per cell on these genes
+    theta = np.clip(np.exp(rng.normal(np.log(5.0), 0.7, g)), 0.5, 50.0)[None, :]
+    x = rng.poisson(rng.gamma(theta, mu / theta)).astype(np.float32)
+    desc = (
+        f"visium_spots (unseen): simulated spatial spots, {n} spots x {g} genes, summed counts of 1 + Poisson(7) "
+        f"cells of 8 types, 5 tissue domains as labels ({'/'.join(map(str, SPOT_DOMAINS))}), "
+        f"{np.mean(x == 0):.0%} zeros"
+    )
+    adata = _unseen(rng, x, labels, "counts", desc)
+    return adata
+
+
 BUILDERS: dict[str, Callable[..., Any]] = {
     "yan": yan,
     "treutlein": treutlein,
@@ -522,6 +580,8 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "cite_adt": cite_adt,
     "bulk_counts": bulk_counts,
     "log2tpm": log2tpm,
+    "many_labels": many_labels,
+    "visium_spots": visium_spots,
 }
 # these need /work/shared/data
 SHARED_ONLY = {

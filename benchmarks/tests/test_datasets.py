@@ -95,3 +95,15 @@ def test_the_other_unseen_types_have_the_shape_of_their_assay() -> None:
     assert bulk.shape[0] < 40 and bulk.sum(1).min() > 5e6 and np.mean(bulk == 0) < 0.02
     tpm = _dense(datasets.build("log2tpm").X).astype(np.float64)
     np.testing.assert_allclose((np.exp2(tpm) - 1.0).sum(1), 1e6, rtol=1e-3)
+
+
+def test_many_labels_and_spots_are_what_their_names_promise() -> None:
+    """many_labels: 24 labels, 11 of them under 10 cells, the smallest 3 (the study's split keeps 2 to train on);
+    visium_spots: summed counts of several cells, so deeper and less sparse per spot than one droplet cell."""
+    many = datasets.build("many_labels")
+    sizes = many.obs["cell_type"].value_counts()
+    assert len(sizes) == 24 and int((sizes < 10).sum()) == 11 and sizes.min() == 3
+    spots = datasets.build("visium_spots")
+    x, y = _dense(many.X), _dense(spots.X)
+    assert spots.obs["cell_type"].nunique() == 5
+    assert np.median(y.sum(1)) > 2 * np.median(x.sum(1)) and np.mean(y == 0) < np.mean(x == 0)
