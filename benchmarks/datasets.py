@@ -265,6 +265,12 @@ def scanpy_regressed(seed: int = 0) -> Any:
 
 
 # --------------------------------------------------------------------------------------------- simulations
+def _gamma_poisson(rng: np.random.Generator, mu: np.ndarray, shape: Any) -> np.ndarray:
+    """Negative-binomial counts (float64) of mean `mu` and gamma shape `shape` (inverse dispersion), drawn as a
+    gamma-Poisson mixture."""
+    return rng.poisson(rng.gamma(shape, mu / shape)).astype(np.float64)
+
+
 def _typed_labels(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Label names type1.. repeated by `sizes`, and their integer codes."""
     return np.repeat([f"type{k + 1}" for k in range(len(sizes))], sizes), np.repeat(np.arange(len(sizes)), sizes)
@@ -326,7 +332,7 @@ def fulllength(seed: int = 0, n_genes: int = 26000) -> Any:
     library = np.exp(rng.uniform(np.log(3e5), np.log(7e6), n))
     mu = prop * library[:, None]
     theta = np.exp(rng.normal(np.log(0.8), 0.5, n_genes))  # strong overdispersion (NB shape ~0.8)
-    counts = rng.poisson(rng.gamma(theta[None, :], mu / theta[None, :])).astype(np.float64)
+    counts = _gamma_poisson(rng, mu, theta[None, :])
     # Smart-seq dropout: failed capture/RT, likelier for weakly expressed genes, with a per-cell efficiency
     efficiency = rng.normal(0.0, 0.5, n)
     drop = 1.0 / (1.0 + np.exp(1.6 * (np.log10(mu + 1e-3) - 1.6 + efficiency[:, None])))
@@ -407,7 +413,7 @@ def trajectory(seed: int = 0, n_genes: int = 2000) -> Any:
     library = np.exp(rng.normal(np.log(5e3), 0.45, n))
     mu = prop * library[:, None]
     theta = np.clip(np.exp(rng.normal(np.log(3.0), 0.9, g)), 0.3, 30.0)  # gene-specific dispersion
-    counts = rng.poisson(rng.gamma(theta[None, :], mu / theta[None, :])).astype(np.float64)
+    counts = _gamma_poisson(rng, mu, theta[None, :])
     efficiency = rng.normal(0.0, 0.4, n)  # per-cell capture: some cells lose more weakly expressed genes
     drop = _sigmoid(-1.2 * (np.log(mu + 1e-6) - np.log(1.0) + efficiency[:, None]))
     counts[rng.random(counts.shape) < drop] = 0.0
@@ -463,7 +469,7 @@ def cite_adt(seed: int = 0) -> Any:
     n, g = labels.size, 30
     log_mu = rng.uniform(2.5, 4.5, g)[None, :] + _programmes(rng, len(sizes), g, 4, 2.0, 4.0)[code]
     mu = np.exp(log_mu + rng.normal(0.0, 0.3, (n, 1)))
-    x = rng.poisson(rng.gamma(5.0, mu / 5.0)).astype(np.float32)
+    x = _gamma_poisson(rng, mu, 5.0).astype(np.float32)
     desc = (
         f"cite_adt (unseen): simulated CITE-seq protein counts, {n} cells x {g} antibodies, 6 labels, "
         f"{np.mean(x == 0):.1%} zeros, max {x.max():.0f}"
@@ -487,7 +493,7 @@ def bulk_counts(seed: int = 0) -> Any:
     prop /= prop.sum(1, keepdims=True)
     mu = prop * rng.uniform(1e7, 3e7, n)[:, None]
     theta = 1.0 / np.exp(rng.normal(np.log(0.1), 0.5, g))[None, :]
-    x = rng.poisson(rng.gamma(theta, mu / theta)).astype(np.float32)
+    x = _gamma_poisson(rng, mu, theta).astype(np.float32)
     desc = (
         f"bulk_counts (unseen): simulated bulk RNA-seq counts, {n} samples x {g} genes, 3 groups (16/12/8), "
         f"{np.mean(x == 0):.1%} zeros, max {x.max():.3g}"
@@ -524,7 +530,7 @@ def many_labels(seed: int = 0) -> Any:
     prop /= prop.sum(1, keepdims=True)
     mu = prop * np.exp(rng.normal(np.log(1.5e3), 0.5, n))[:, None]
     theta = np.clip(np.exp(rng.normal(np.log(4.0), 0.8, g)), 0.3, 50.0)[None, :]
-    x = rng.poisson(rng.gamma(theta, mu / theta)).astype(np.float32)
+    x = _gamma_poisson(rng, mu, theta).astype(np.float32)
     desc = (
         f"many_labels (unseen): simulated droplet UMI counts, HVG-only, {n} cells x {g} genes, "
         f"{len(MANY_LABEL_SIZES)} labels (6 lineages x 4 subtypes, {max(MANY_LABEL_SIZES)} to "
@@ -553,14 +559,13 @@ def visium_spots(seed: int = 0) -> Any:
     spot_mix = np.stack([rng.multinomial(k, domain_mix[d]) for k, d in zip(n_cells, code, strict=True)])
     mu = (spot_mix @ type_prop) * 8e2 * np.exp(rng.normal(0.0, 0.3, n))[:, None]  # ~800 UMIs per cell on these genes
     theta = np.clip(np.exp(rng.normal(np.log(5.0), 0.7, g)), 0.5, 50.0)[None, :]
-    x = rng.poisson(rng.gamma(theta, mu / theta)).astype(np.float32)
+    x = _gamma_poisson(rng, mu, theta).astype(np.float32)
     desc = (
         f"visium_spots (unseen): simulated spatial spots, {n} spots x {g} genes, summed counts of 1 + Poisson(7) "
         f"cells of 8 types, 5 tissue domains as labels ({'/'.join(map(str, SPOT_DOMAINS))}), "
         f"{np.mean(x == 0):.0%} zeros"
     )
-    adata = _unseen(rng, x, labels, "counts", desc)
-    return adata
+    return _unseen(rng, x, labels, "counts", desc)
 
 
 BUILDERS: dict[str, Callable[..., Any]] = {

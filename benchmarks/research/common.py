@@ -119,6 +119,13 @@ def fit_generate(
     return x, np.asarray(gen.y_gen).astype(str), info
 
 
+def half_split(ds: Any, seed: int) -> tuple[np.ndarray, np.ndarray, Any, dict[str, int]]:
+    """The quality study's split of seed k: training rows A, held-out rows B, A's AnnData and its label counts
+    (what a same-size augmentation generates)."""
+    tr, te = harness.stratified_split(ds.labels, 0.5, seed, min_first=2)
+    return tr, te, ds.subset(tr), harness.label_counts(ds.labels[tr])
+
+
 def label_counts(labels: np.ndarray) -> dict[str, int]:
     v, c = np.unique(np.asarray(labels).astype(str), return_counts=True)
     return {str(a): int(b) for a, b in zip(v, c)}

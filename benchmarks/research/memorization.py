@@ -32,10 +32,8 @@ def memorization(name: str, seeds: list[int]) -> None:
 
     ds = quality.Dataset(name, 0)
     for seed in seeds:
-        tr, te = harness.stratified_split(ds.labels, 0.5, seed, min_first=2)
-        train = ds.subset(tr)
+        tr, te, train, want = common.half_split(ds, seed)
         result = vaexprs.fit_vae(train, "cell_type", seed=seed)
-        want = harness.label_counts(ds.labels[tr])
         rng = np.random.default_rng([seed, 2])
         rows = copies_of(ds.labels, tr, want, rng)
         sd = ds.real[tr].std(0, keepdims=True)

@@ -37,10 +37,8 @@ def noise(name: str, seeds: list[int]) -> None:
 
     ds = quality.Dataset(name, 0)
     for seed in seeds:
-        tr, te = harness.stratified_split(ds.labels, 0.5, seed, min_first=2)
-        train = ds.subset(tr)
+        tr, te, train, want = common.half_split(ds, seed)
         result = vaexprs.fit_vae(train, "cell_type", seed=seed)
-        want = harness.label_counts(ds.labels[tr])
         grid = np.zeros((DRAWS, FOREST_SEEDS))
         for g in range(DRAWS):
             gen = vaexprs.gen_exprs(result, seed=seed + 100 * g, labels=want)
