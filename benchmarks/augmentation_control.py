@@ -42,12 +42,20 @@ def copies_of(labels: np.ndarray, tr: np.ndarray, want: dict[str, int], rng: np.
     return np.concatenate(picks) if picks else np.array([], dtype=int)
 
 
+def noisy_copies(real: np.ndarray, tr: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The cells `rows` plus Gaussian noise of NOISE x each gene's sd over the training rows `tr`, clipped at 0
+    (non-negative data): a memorising generator's output."""
+    sd = real[tr].std(0, keepdims=True)
+    return np.clip(
+        real[rows] + rng.standard_normal((rows.size, real.shape[1])).astype(np.float32) * (NOISE * sd), 0, None
+    )
+
+
 def copies_gains(ds: Dataset, tr: np.ndarray, te: np.ndarray, rows: np.ndarray, rng: np.random.Generator,
                  seed: int) -> dict[str, Any]:  # fmt: skip
     """Classifier gains from adding the real training cells `rows`, exact and with NOISE x each gene's sd."""
     exact = ds.real[rows]
-    sd = ds.real[tr].std(0, keepdims=True)
-    noisy = np.clip(exact + rng.standard_normal(exact.shape).astype(np.float32) * (NOISE * sd), 0, None)
+    noisy = noisy_copies(ds.real, tr, rows, rng)
     out: dict[str, Any] = {"n_copies": int(rows.size)}
     for kind, cells in (("exact", exact), ("noisy", noisy)):
         out[kind] = harness.classifier_gains(ds.real, ds.labels, tr, te, cells, ds.labels[rows], seed)

@@ -21,7 +21,7 @@ import sys
 import numpy as np
 
 from benchmarks import harness, quality
-from benchmarks.augmentation_control import NOISE, copies_of
+from benchmarks.augmentation_control import copies_of, noisy_copies
 from benchmarks.research import common
 
 SAMPLERS = ("gmm", "prior")
@@ -35,14 +35,12 @@ def memorization(name: str, seeds: list[int]) -> None:
         tr, te, train, want = common.half_split(ds, seed)
         result = vaexprs.fit_vae(train, "cell_type", seed=seed)
         rng = np.random.default_rng([seed, 2])
-        rows = copies_of(ds.labels, tr, want, rng)
-        sd = ds.real[tr].std(0, keepdims=True)
-        copies = np.clip(ds.real[rows] + rng.standard_normal((rows.size, sd.shape[1])) * (NOISE * sd), 0, None)
+        copies = noisy_copies(ds.real, tr, copies_of(ds.labels, tr, want, rng), rng)
         line = {
             "dataset": name, "seed": seed, "head": result.model_config.likelihood,
             "dropout": result.model_config.dropout, "n_train": int(tr.size), "n_test": int(te.size),
             "real_a_vs_b": round(harness.rf_auc(ds.real[te], ds.real[tr], seed), 3),
-            "copies_vs_b": round(harness.rf_auc(ds.real[te], copies.astype(np.float32), seed), 3),
+            "copies_vs_b": round(harness.rf_auc(ds.real[te], copies, seed), 3),
         }  # fmt: skip
         for sampler in SAMPLERS:
             gen = vaexprs.gen_exprs(result, seed=seed, labels=want, sampler=sampler)
