@@ -484,7 +484,7 @@ def flat(row: dict[str, Any], ds: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_label(info: dict[str, Any]) -> str:
-    """The head and what selection added to it, e.g. "hurdle + dropout 0.2 + standardized input"."""
+    """The head and what selection added to it, e.g. "hurdle + dropout 0.2 + standardized input + beta 4"."""
     chosen = next((c for c in info.get("selection") or [] if isinstance(c, dict) and c.get("chosen")), {})
     encoder_input = info.get("encoder_input") or chosen.get("encoder_input")
     parts = [str(info.get("likelihood"))]
@@ -492,6 +492,8 @@ def model_label(info: dict[str, Any]) -> str:
         parts.append(f"dropout {info['dropout']:g}")
     if encoder_input == "standardized":
         parts.append("standardized input")
+    if info.get("beta") not in (None, 1.0):  # VAExprs' KL weight is 1
+        parts.append(f"beta {info['beta']:g}")
     return " + ".join(parts)
 
 

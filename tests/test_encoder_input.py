@@ -85,7 +85,7 @@ def test_selection_tries_standardized_input_on_the_winner_and_survives_a_diverge
 
     monkeypatch.setattr(fit, "fit_head", diverging)
     data = _intensities(n_per_label=30, genes=40, seed=2)
-    result = vaexprs.fit_vae(data, "cell_type", epochs=40, hidden=(16,), seed=1, dropout=0.0)
+    result = vaexprs.fit_vae(data, "cell_type", epochs=40, hidden=(16,), seed=1, dropout=0.0, beta=1.0)
     rows = [r for r in result.selection if "skipped" not in r]
     assert [r["candidate"] for r in rows[:2]] == ["hurdle", "bce"]
     assert selection.pick(rows[:2]) == "hurdle"  # bce's decoder mean is told from real cells

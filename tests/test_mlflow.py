@@ -234,10 +234,14 @@ def test_mlflow_run_train_logs_everything_and_registers(store: str, tmp_path: Pa
     # likelihood=auto (the default, the param as asked): the candidates' scores as metrics and selection.json,
     # the head that was trained as the tag vaexprs.likelihood
     assert params["likelihood"] == "auto"
+    # what "auto" became sits beside it (the selection chose the KL weight); -P epochs=3 was not auto
+    assert (params["beta"], params["batch_size_used"]) == ("auto", "32") and params["beta_used"] in {"1.0", "4.0"}
+    assert params["epochs"] == "3" and "epochs_used" not in params
     assert tags["vaexprs.likelihood"] in {"hurdle", "bce"}
     assert "selection.json" in artifacts and {"selection_hurdle_auc", "selection_bce_auc"} <= set(metrics)
     selection = json.loads(Path(client.download_artifacts(run.info.run_id, "selection.json")).read_text())
     assert [r["likelihood"] for r in selection if r.get("chosen")] == [tags["vaexprs.likelihood"]]
+    assert float(params["beta_used"]) == next(r["beta"] for r in selection if r.get("chosen"))
     # after training, generated cells are scored against the training cells (no validation split here)
     assert 0.0 <= metrics["eval_auc_real_vs_gen"] <= 1.0 and "eval_mean_corr" in metrics
     assert tags["eval_reference"].startswith("training cells")

@@ -94,22 +94,28 @@ def test_auto_on_counts_trains_every_head_and_records_the_choice():
     scored = [r for r in result.selection if "score" in r]
     heads = scored[:4]
     assert [r["candidate"] for r in heads] == ["hurdle", "nb", "zinb", "bce"]
-    assert all(r["dropout"] == 0.0 and r["encoder_input"] == "head" for r in heads)
+    assert all(r["dropout"] == 0.0 and r["encoder_input"] == "head" and r["beta"] == 1.0 for r in heads)
     best_head = selection.pick(heads)
     first = next(r for r in heads if r["candidate"] == best_head)
     # dropout = auto: the winning head (sampled here: bce never wins on counts) tries again with dropout
-    (dropout_try,) = scored[4:]
+    dropout_try, beta_try = scored[4:]
     assert dropout_try["candidate"] == f"{best_head}_dropout" and dropout_try["likelihood"] == best_head
-    assert dropout_try["dropout"] == selection.CANDIDATE_DROPOUT
+    assert dropout_try["dropout"] == selection.CANDIDATE_DROPOUT and dropout_try["beta"] == 1.0
     winner = dropout_try if dropout_try["score"] < first["score"] - selection.TIE else first  # clearly better only
     # encoder_input = auto: standardized input is not tried on sparse counts (tests/test_encoder_input.py), but
     # the table says why
     not_tried = next(r for r in result.selection if r.get("candidate") == f"{winner['candidate']}_standardized")
     assert "exact zeros" in not_tried["skipped"]
+    # beta = auto: then the winner so far with the heavier KL term, kept only when clearly more real as well
+    assert beta_try["candidate"] == f"{winner['candidate']}_beta4" and beta_try["beta"] == selection.CANDIDATE_BETA
+    assert (beta_try["likelihood"], beta_try["dropout"]) == (winner["likelihood"], winner["dropout"])
+    if beta_try["score"] < winner["score"] - selection.TIE:
+        winner = beta_try
     assert [r for r in scored if r["chosen"]] == [winner]
     assert winner["likelihood"] == result.model_config.likelihood == best_head
     assert winner["dropout"] == result.model_config.dropout
     assert winner["encoder_input"] == result.model_config.encoder_input
+    assert winner["beta"] == result.train_config.beta  # the final model trains with the chosen KL weight
     for r in scored:
         assert 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["keep"] <= 1.0 and r["epochs"] == 15 and r["val_cells"] == 24
     assert next(r for r in result.selection if r["likelihood"] == "mse")["skipped"]
@@ -130,6 +136,17 @@ def test_auto_never_trains_a_count_head_on_non_integers(small_sim):
         result.model_config.likelihood in {"hurdle", "bce"} and result.model_config.likelihood == chosen["likelihood"]
     )
     assert result.model_config.dropout == chosen["dropout"]
+    named = vaexprs.fit_vae(small_sim, "cell_type", likelihood="hurdle", epochs=2, hidden=(16,), seed=1)
+    assert named.train_config.beta == 1.0  # a head the user named keeps VAExprs' KL weight
+
+
+def test_beta_auto_is_left_to_the_selection_only_with_likelihood_auto():
+    """beta = auto (the default): open while the likelihood is, VAExprs' 1 for a named head; a number stays."""
+    assert TrainConfig().beta is None and TrainConfig(beta="auto").beta is None
+    assert TrainConfig().with_beta_for("auto").beta is None
+    assert TrainConfig().with_beta_for("bce").beta == 1.0 and TrainConfig(beta=2).with_beta_for("auto").beta == 2.0
+    with pytest.raises(OptionError, match="beta"):
+        TrainConfig(beta=-1)
 
 
 def test_dropout_auto_is_decided_with_the_likelihood():
@@ -142,17 +159,18 @@ def test_dropout_auto_is_decided_with_the_likelihood():
         ModelConfig(dropout=1.5)
 
 
-def test_selection_with_a_fixed_dropout_trains_no_second_try(monkeypatch):
+def test_selection_with_a_fixed_dropout_and_beta_trains_no_second_try(monkeypatch):
     data = _counts(n_per_label=25, genes=60, seed=5)
     monkeypatch.setattr(selection, "MIN_CANDIDATE_EPOCHS", 1)
     monkeypatch.setattr(selection, "SELECTION_WORK", 60 * 60 * 2)  # 60 training cells x 60 genes x 2 epochs
-    result = vaexprs.fit_vae(data, "cell_type", epochs=6, hidden=(16,), seed=1, dropout=0.1)
+    result = vaexprs.fit_vae(data, "cell_type", epochs=6, hidden=(16,), seed=1, dropout=0.1, beta=0.5)
     scored = [r for r in result.selection if "score" in r]
     names = [r["candidate"] for r in scored]
     assert names[:4] == ["hurdle", "nb", "zinb", "bce"] and not any(n.endswith("_dropout") for n in names)
-    assert names[4:] == []  # no dropout try; no standardized try either: these counts are sparse
+    assert names[4:] == []  # no dropout or beta try; no standardized try either: these counts are sparse
     assert all(r["train_cells"] == 60 and r["epochs"] == 2 for r in scored)  # the work budget, not 6 / 2
     assert all(r["dropout"] == 0.1 for r in scored) and result.model_config.dropout == 0.1
+    assert all(r["beta"] == 0.5 for r in scored) and result.train_config.beta == 0.5
 
 
 def test_explicit_likelihood_skips_selection(small_sim):
@@ -173,3 +191,26 @@ def test_hurdle_values_are_capped_at_plausible_maxima():
     assert np.all(counts.value_cap == np.floor(counts.value_cap))  # a whole count
     gen = vaexprs.gen_exprs(counts, num_samples=500, seed=1)
     assert np.all(gen.x_gen <= counts.value_cap[None, :]) and np.all(gen.x_gen == np.round(gen.x_gen))
+
+
+def test_a_winning_beta_try_is_what_the_final_model_trains_with(monkeypatch, small_sim):
+    """beta = auto: where the heavier KL term's cells are clearly more real on the held-out cells, the final model
+    (on all cells) trains with it, and the table, the result and its config say so."""
+    from vaexprs.model import fit
+
+    real_fit_head = fit.fit_head
+    trained = []
+
+    def recording(subset, options, train, *args, **kwargs):
+        trained.append((kwargs.get("what", "training"), options["likelihood"], train.beta))
+        return real_fit_head(subset, options, train, *args, **kwargs)
+
+    monkeypatch.setattr(fit, "fit_head", recording)
+    real_score = selection.realism_score
+    monkeypatch.setattr(selection, "realism_score", lambda row: 0.5 if row["beta"] == 4.0 else real_score(row))
+    result = vaexprs.fit_vae(small_sim, "cell_type", epochs=4, hidden=(16,), seed=1, dropout=0.0)
+    (chosen,) = [r for r in result.selection if r.get("chosen")]
+    assert chosen["candidate"].endswith("_beta4") and chosen["beta"] == selection.CANDIDATE_BETA
+    assert result.train_config.beta == 4.0 and result.model_config.likelihood == chosen["likelihood"]
+    assert trained[-1] == ("training", chosen["likelihood"], 4.0)  # the final fit, on all cells
+    assert all(beta == 1.0 for what, _, beta in trained[:-2])  # every candidate before the try: VAExprs' weight

@@ -312,7 +312,11 @@ class TrainConfig(Config):
         parse=parse_auto_int, show=show_auto,
     )  # fmt: skip
     lr: float = opt(1e-3, "Adam learning rate.", bounds=(1e-8, 10.0))
-    beta: float = opt(1.0, "Weight of the KL term (VAExprs' lambda; 0 = plain autoencoder).", bounds=(0.0, 1000.0))
+    beta: float | None = opt(
+        None, "Weight of the KL term (VAExprs' lambda; 0 = plain autoencoder); auto = chosen with likelihood=auto "
+        "(1, or 4 where the held-out cells say the heavier KL term makes the winner's cells more real), else 1.",
+        bounds=(0.0, 1000.0), parse=parse_auto_float, show=show_auto,
+    )  # fmt: skip
     val_split: float = opt(0.0, "Fraction of cells held out for validation (per label for a CVAE).", bounds=(0.0, 0.9))
     monitor: Monitor = opt("loss", "What early stopping and the best epoch watch: loss or val_loss.")
     patience: int = opt(0, "Early-stopping patience in epochs (0 = off: train all epochs).", bounds=(0, 100_000))
@@ -323,7 +327,7 @@ class TrainConfig(Config):
     def __post_init__(self) -> None:
         if self.patience is None:  # VAExprs' spelling of "no early stopping"
             self.patience = 0
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "beta"):
             if getattr(self, name) == "auto":
                 setattr(self, name, None)
         super().__post_init__()
@@ -338,6 +342,13 @@ class TrainConfig(Config):
         epochs = self.epochs if self.epochs is not None else auto_epochs(n_cells)
         batch = self.batch_size if self.batch_size is not None else auto_batch_size(n_cells)
         return replace(self, epochs=epochs, batch_size=batch)
+
+    def with_beta_for(self, likelihood: str) -> TrainConfig:
+        """beta = auto for a head the user named is VAExprs' 1; with likelihood=auto it stays open for the
+        model selection (vaexprs.model.selection) to decide."""
+        if self.beta is not None or likelihood == "auto":
+            return self
+        return replace(self, beta=1.0)
 
 
 @dataclass

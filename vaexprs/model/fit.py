@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -128,7 +128,7 @@ def fit_head(
     likelihood = model_options["likelihood"]
     head = HEADS[likelihood]
     matrix, val_matrix = data.matrix, data.val_matrix
-    train = train.resolved(matrix.shape[0])
+    train = train.with_beta_for(likelihood).resolved(matrix.shape[0])
     if head.count_input:
         matrix = check_counts(matrix, likelihood, data_config.round_counts)
         if val_matrix is not None:
@@ -222,13 +222,15 @@ def fit_vae(
     data_config = DataConfig(**data_opts)
     model_options = {**{k: v for k, v in config_defaults(ModelConfig).items() if k not in DATA_FIELDS}, **model_opts}
     ModelConfig(**model_options)  # every option checked before the data is read
+    train = train.with_beta_for(model_options["likelihood"])
     data = prepare_data(x_train, y_train, x_val, y_val, data_config, train)
     selection: list[dict[str, Any]] = []
     if model_options["likelihood"] == "auto":
         from vaexprs.model.selection import select_likelihood
 
         choice, selection = select_likelihood(data, model_options, train, data_config, progress)
-        model_options = {**model_options, **choice}
+        train = replace(train, beta=choice["beta"])
+        model_options = {**model_options, **{k: v for k, v in choice.items() if k != "beta"}}
     try:
         result = fit_head(data, model_options, train, data_config, callbacks, progress)
     except FloatingPointError as exc:
@@ -263,7 +265,7 @@ def _refit_runner_up(
     failed.update(chosen=False, final_diverged=why)
     fallback["chosen"] = True
     options = {**model_options, **{k: fallback[k] for k in ("likelihood", "dropout", "encoder_input")}}
-    return fit_head(data, options, train, data_config, callbacks, progress)
+    return fit_head(data, options, replace(train, beta=fallback["beta"]), data_config, callbacks, progress)
 
 
 def _fit_signature() -> inspect.Signature:

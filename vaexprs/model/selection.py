@@ -10,8 +10,10 @@ with those held-out cells in one log space: the real-vs-generated AUC (its dista
 real ones score below 0.5, benchmarks/results/calibration.md), penalised when the
 label keep rate falls below 0.9 or the zero fraction misses the real one by more than 0.05. Near-ties (0.02)
 go to the head that won most often in the study (hurdle, then the count heads, then floor_hurdle, mixture, bce).
-The winning sampled head then tries twice more, each kept only when clearly more real: with dropout (it stops
-the latent code memorising each cell's noise) and with standardized encoder input (the head's input centred and
+The winning sampled head then tries up to three more times, each kept only when clearly more real: with dropout
+(it stops the latent code memorising each cell's noise), with a heavier KL term (CANDIDATE_BETA: it keeps the
+latent code near the prior, so the sampler draws new cells rather than the training cells again) and, in between,
+with standardized encoder input (the head's input centred and
 scaled per gene: on dense log-scale data far from 0, array intensities, log1p squeezes each cell's deviations to
 hundredths and the latent goes unused; elsewhere it was worse in every research fit, so it is tried only where
 the winner still misses the realism target (score above REAL_ENOUGH) and at most DENSE_ENOUGH of the values are
@@ -19,8 +21,8 @@ exact zeros (more made training diverge), and the held-out cells decide).
 
 Selection is bounded: candidates see at most MAX_TRAIN_CELLS training cells for half the final model's epochs,
 and no more than SELECTION_WORK cell-epochs x genes each (the decoder's output layer, one weight per gene, is
-most of the cost), and are judged on at most MAX_VAL_CELLS held-out cells. So it costs at most about two and a
-half final trainings, and a mid-sized set with all its genes no longer pays more for selection than a larger one.
+most of the cost), and are judged on at most MAX_VAL_CELLS held-out cells. So it costs at most about three final
+trainings (seven candidates at half the epochs), and a mid-sized set with all its genes no longer pays more for selection than a larger one.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ PREFERENCE = ("hurdle", "nb", "zinb", "floor_hurdle", "mixture", "bce")
 # cells with sampling noise (bce/mse: the decoder mean)
 SAMPLED_HEADS = ("hurdle", "nb", "zinb", "floor_hurdle", "mixture")
 CANDIDATE_DROPOUT = 0.2  # dropout = auto: the winner's second try (benchmarks/results/quality.md)
+# beta = auto: the winner's last try trains with this KL weight. Where the encoded training cells spread far beyond
+# the prior (small deep sets: 15-70 times its variance, reconstruction summed over 20,000+ genes outweighing the KL
+# term), the latent sampler draws near-copies of the training cells; 4 halved that spread
+# (benchmarks/research/kl_weight_results.md). As the default for every head it lost pbmc3k's in-sample target
+# (AUC 0.733 -> 0.758), so it must win on the held-out cells
+CANDIDATE_BETA = 4.0
 # encoder_input = auto: the winner's third try sees standardized values (benchmarks/research/encoder_input_results.md:
 # it rescues dense log-scale data far from 0, array intensities, and harms sparse data, so it must win on held-out cells)
 CANDIDATE_ENCODER_INPUT = "standardized"
@@ -67,6 +75,8 @@ DENSE_ENOUGH = 0.25
 # the try only resolves near-ties by the noise of a few held-out cells (the vignette: 0.606 vs 0.640 on 60 cells chose
 # it, and the in-sample AUC went 0.46 -> 0.74; three research seeds had it worse there each time)
 REAL_ENOUGH = 0.75
+# what a selection row (and the choice) fixes: the head's options, and the KL weight it trained with
+CHOICE = ("likelihood", "dropout", "encoder_input", "beta")
 
 
 def candidate_heads(matrix: Any) -> tuple[list[str], dict[str, str]]:
@@ -152,15 +162,17 @@ def select_likelihood(
     progress: bool | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Train each applicable head on part of `data` (a TrainingData), score its cells against held-out cells,
-    and return the winner's options ({"likelihood", "dropout", "encoder_input"}) with the whole table (one row
-    per candidate, `chosen` marking the winner). With dropout auto (None), the winning sampled head competes once
-    more with CANDIDATE_DROPOUT; with encoder_input auto, the winner so far once more with standardized input.
-    A candidate whose training diverges (a non-finite loss) is recorded as such and cannot win."""
+    and return the winner's options (CHOICE: likelihood, dropout, encoder_input, beta) with the whole table (one
+    row per candidate, `chosen` marking the winner). With dropout auto (None), the winning sampled head competes
+    once more with CANDIDATE_DROPOUT; with encoder_input auto, the winner so far once more with standardized input
+    (an escalation, see the module's docstring); with beta auto (None), the winner so far once more with
+    CANDIDATE_BETA. A candidate whose training diverges (a non-finite loss) is recorded as such and cannot win."""
     from vaexprs.model.fit import TrainingData, fit_head
     from vaexprs.model.scoring import generate_like
 
     heads, excluded = candidate_heads(data.matrix)
     fixed = model_options.get("dropout")  # None = auto: selection decides
+    base_beta = 1.0 if train.beta is None else train.beta  # None = auto: 1, or CANDIDATE_BETA if it wins
     encoder_input = model_options.get("encoder_input", "auto")
     plain_input = "head" if encoder_input == "auto" else encoder_input
     skipped = [{"likelihood": h, "skipped": why} for h, why in excluded.items()]
@@ -179,7 +191,7 @@ def select_likelihood(
     if len(heads) == 1 or val_x.shape[0] < MIN_CELLS:
         why = "only one head applies" if len(heads) == 1 else f"fewer than {MIN_CELLS} cells to hold out"
         log.warning("likelihood=auto: %s; using %s", why, fallback)
-        choice = {"likelihood": fallback, "dropout": fixed or 0.0, "encoder_input": plain_input}
+        choice = {"likelihood": fallback, "dropout": fixed or 0.0, "encoder_input": plain_input, "beta": base_beta}
         return choice, [{**choice, "candidate": fallback, "chosen": True, "note": why}, *skipped]
 
     train_x = data.matrix[train_rows]
@@ -191,7 +203,7 @@ def select_likelihood(
     judge_x = apply_normalization(train_x, space, mean_library=mean_lib)  # the label judge learns from these
     final = train.resolved(data.matrix.shape[0])
     epochs = candidate_epochs(final.epochs, train_x.shape[0], train_x.shape[1])
-    cand_train = replace(final, epochs=epochs, val_split=0.0, monitor="loss")
+    cand_train = replace(final, epochs=epochs, val_split=0.0, monitor="loss", beta=base_beta)
     n_val = int(val_x.shape[0])
     log.info(
         "likelihood=auto: %s on %d cells for %d epochs each, judged on %d held-out cells",
@@ -201,8 +213,10 @@ def select_likelihood(
     def score(options: dict[str, Any], name: str) -> dict[str, Any]:
         """Train one candidate on the selection's training cells; score its cells against the held-out ones."""
         started = time.perf_counter()
+        head_options = {k: v for k, v in options.items() if k != "beta"}
+        cand = replace(cand_train, beta=options["beta"])
         try:
-            result = fit_head(subset, options, cand_train, data_config, progress=progress, what=f"selection: {name}")
+            result = fit_head(subset, head_options, cand, data_config, progress=progress, what=f"selection: {name}")
         except FloatingPointError as exc:  # diverged: on record, never chosen
             log.warning("  %-14s diverged: %s", name, exc)
             return {**_identity(options, name), "diverged": str(exc).split(":")[0]}
@@ -236,7 +250,7 @@ def select_likelihood(
         )  # fmt: skip
         return row
 
-    base = {**model_options, "dropout": fixed or 0.0, "encoder_input": plain_input}
+    base = {**model_options, "dropout": fixed or 0.0, "encoder_input": plain_input, "beta": base_beta}
     rows = [score({**base, "likelihood": head}, head) for head in heads]
     scored = [r for r in rows if "score" in r]
     if not scored:
@@ -246,8 +260,7 @@ def select_likelihood(
     def try_again(change: dict[str, Any], suffix: str) -> None:
         """The winner once more with `change`; kept only when its cells are clearly (by TIE) more real."""
         nonlocal winner
-        options = {**base, "likelihood": winner["likelihood"], "dropout": winner["dropout"],
-                   "encoder_input": winner["encoder_input"], **change}  # fmt: skip
+        options = {**base, **{k: winner[k] for k in CHOICE}, **change}
         rows.append(score(options, f"{winner['candidate']}_{suffix}"))
         if "score" in rows[-1] and rows[-1]["score"] < winner["score"] - TIE:
             winner = rows[-1]
@@ -269,12 +282,16 @@ def select_likelihood(
             if why:
                 name = f"{winner['candidate']}_{CANDIDATE_ENCODER_INPUT}"
                 rows.append({"candidate": name, "likelihood": winner["likelihood"], "skipped": why})
+        if train.beta is None:
+            # beta = auto: a heavier KL term keeps the latent code near the prior, so sampled cells are new ones
+            # rather than the training cells again; on some data it blurs them
+            try_again({"beta": CANDIDATE_BETA}, f"beta{CANDIDATE_BETA:g}")
     for row in rows:
         row["chosen"] = row is winner
-    choice = {k: winner[k] for k in ("likelihood", "dropout", "encoder_input")}
+    choice = {k: winner[k] for k in CHOICE}
     log.info(
-        "likelihood=auto chose %s (dropout %g, encoder input %s)",
-        choice["likelihood"], choice["dropout"], choice["encoder_input"],
+        "likelihood=auto chose %s (dropout %g, encoder input %s, beta %g)",
+        choice["likelihood"], choice["dropout"], choice["encoder_input"], choice["beta"],
     )  # fmt: skip
     return choice, [*rows, *skipped]
 
@@ -311,4 +328,5 @@ def _identity(options: dict[str, Any], name: str) -> dict[str, Any]:
         "likelihood": options["likelihood"],
         "dropout": float(options["dropout"]),
         "encoder_input": options["encoder_input"],
+        "beta": float(options["beta"]),
     }

@@ -97,13 +97,18 @@ def param_text(value: Any) -> str:
 
 def log_params_once(run_id: str, params: Mapping[str, Any]) -> None:
     """Log the params this run lacks: `mlflow run` already logged its entry point's values (in the user's
-    spelling, e.g. lr=1e-3) and MLflow refuses to change a param."""
+    spelling, e.g. lr=1e-3, epochs=auto) and MLflow refuses to change a param."""
     from mlflow import MlflowClient
     from mlflow.entities import Param
 
     client = MlflowClient()
-    have = set(client.get_run(run_id).data.params)
+    have = client.get_run(run_id).data.params
     new = [Param(k, param_text(v)) for k, v in params.items() if k not in have]
+    # where it logged "auto", the value the data or the likelihood decided goes beside it: beta=auto, beta_used=4.0
+    new += [
+        Param(f"{k}_used", param_text(v)) for k, v in params.items()
+        if have.get(k) == "auto" and param_text(v) not in ("auto", "") and f"{k}_used" not in have
+    ]  # fmt: skip
     for start in range(0, len(new), 100):  # log_batch takes at most 100 params
         client.log_batch(run_id, params=new[start : start + 100])
 
