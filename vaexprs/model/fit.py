@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -226,11 +226,10 @@ def fit_vae(
     data = prepare_data(x_train, y_train, x_val, y_val, data_config, train)
     selection: list[dict[str, Any]] = []
     if model_options["likelihood"] == "auto":
-        from vaexprs.model.selection import select_likelihood
+        from vaexprs.model.selection import apply_choice, select_likelihood
 
         choice, selection = select_likelihood(data, model_options, train, data_config, progress)
-        train = replace(train, beta=choice["beta"])
-        model_options = {**model_options, **{k: v for k, v in choice.items() if k != "beta"}}
+        model_options, train = apply_choice(model_options, train, choice)
     try:
         result = fit_head(data, model_options, train, data_config, callbacks, progress)
     except FloatingPointError as exc:
@@ -253,7 +252,7 @@ def _refit_runner_up(
 ) -> VAEResult:
     """The selected model diverged on all cells (its candidate had not, on fewer cells and epochs): train the
     best other candidate instead, and say so in the log and in the selection table."""
-    from vaexprs.model.selection import runner_up
+    from vaexprs.model.selection import apply_choice, runner_up
 
     failed = next(r for r in selection if r.get("chosen"))
     fallback = runner_up(selection, failed)
@@ -264,8 +263,8 @@ def _refit_runner_up(
                 fallback["candidate"])  # fmt: skip
     failed.update(chosen=False, final_diverged=why)
     fallback["chosen"] = True
-    options = {**model_options, **{k: fallback[k] for k in ("likelihood", "dropout", "encoder_input")}}
-    return fit_head(data, options, replace(train, beta=fallback["beta"]), data_config, callbacks, progress)
+    options, train = apply_choice(model_options, train, fallback)
+    return fit_head(data, options, train, data_config, callbacks, progress)
 
 
 def _fit_signature() -> inspect.Signature:

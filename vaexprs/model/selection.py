@@ -22,7 +22,8 @@ exact zeros (more made training diverge), and the held-out cells decide).
 Selection is bounded: candidates see at most MAX_TRAIN_CELLS training cells for half the final model's epochs,
 and no more than SELECTION_WORK cell-epochs x genes each (the decoder's output layer, one weight per gene, is
 most of the cost), and are judged on at most MAX_VAL_CELLS held-out cells. So it costs at most about three final
-trainings (seven candidates at half the epochs), and a mid-sized set with all its genes no longer pays more for selection than a larger one.
+trainings (seven candidates at half the epochs), and a mid-sized set with all its genes no longer pays more for
+selection than a larger one.
 """
 
 from __future__ import annotations
@@ -294,6 +295,15 @@ def select_likelihood(
         choice["likelihood"], choice["dropout"], choice["encoder_input"], choice["beta"],
     )  # fmt: skip
     return choice, [*rows, *skipped]
+
+
+def apply_choice(
+    model_options: dict[str, Any], train: TrainConfig, row: dict[str, Any]
+) -> tuple[dict[str, Any], TrainConfig]:
+    """A selection row (or the choice) as fit_head's arguments: the model options with its head's, and the train
+    config with its KL weight (beta is an optimisation option, not the network's)."""
+    head = {k: row[k] for k in CHOICE if k != "beta"}
+    return {**model_options, **head}, replace(train, beta=row["beta"])
 
 
 def encoder_zero_share(x: Any) -> float:
