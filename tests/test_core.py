@@ -182,6 +182,9 @@ def test_checkpoint_round_trip(tmp_path, small_cvae):
         (lambda x, y: (np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x), {}), "NaN/inf"),
         (lambda x, y: (np.where(np.arange(x.size).reshape(x.shape) == 5, np.inf, x), {}), "NaN/inf"),
         (lambda x, y: (np.zeros((0, 10)), {}), "empty"),
+        (lambda x, y: (np.zeros_like(x), {}), "every value of the expression matrix is 0"),
+        (lambda x, y: (sp.csr_matrix(x.shape, dtype=np.float32), {}), "every value of the expression matrix is 0"),
+        (lambda x, y: (np.full_like(x, 3.0), {}), "every value of the expression matrix is 3"),
         (lambda x, y: (x, {"beta": -1.0}), "beta must be"),
         (lambda x, y: (x, {"epochs": 0}), "epochs must be"),
         (lambda x, y: (x, {"likelihood": "poisson"}), "likelihood must be one of"),
@@ -212,3 +215,17 @@ def test_encode_gives_latent_means(small_cvae, small_sim):
     z = small_cvae.encode(small_sim, "cell_type")
     assert z.shape == (90, 2)
     np.testing.assert_allclose(z, small_cvae.latent, atol=1e-5)
+
+
+def test_only_a_truly_constant_matrix_is_refused():
+    """0/1 peaks stored sparse keep only 1s, but their implicit zeros make them data, not a constant."""
+    from vaexprs.data.io import single_value
+    from vaexprs.data.preprocess import value_summary
+
+    peaks = sp.random(30, 20, density=0.2, format="csr", random_state=0)
+    peaks.data[:] = 1.0
+    assert single_value(value_summary(peaks), 600) is None
+    assert single_value(value_summary(peaks.toarray()), 600) is None
+    assert single_value(value_summary(np.ones((30, 20))), 600) == 1.0
+    explicit_zeros = sp.csr_matrix((np.zeros(3), ([0, 1, 2], [0, 1, 2])), shape=(30, 20))
+    assert single_value(value_summary(explicit_zeros), 600) == 0.0

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vaexprs.data.backed import OnDiskCells, is_on_disk
-from vaexprs.data.preprocess import value_summary
+from vaexprs.data.preprocess import ValueSummary, value_summary
 from vaexprs.errors import InputError
 from vaexprs.files import atomic_output, check_free_space, file_sha256
 
@@ -169,9 +169,14 @@ def as_matrix(
         genes = [f"gene{j + 1}" for j in range(n_genes)]
     if len(set(genes)) != len(genes):
         raise InputError("gene names are not unique; make them unique (e.g. AnnData.var_names_make_unique())")
-    bad = value_summary(matrix).non_finite  # cells on disk: one streaming pass
-    if bad:
-        raise InputError(f"the expression matrix has {bad} NaN/inf value(s); remove or impute them first")
+    summary = value_summary(matrix)  # cells on disk: one streaming pass
+    if summary.non_finite:
+        raise InputError(
+            f"the expression matrix has {summary.non_finite} NaN/inf value(s); remove or impute them first"
+        )
+    constant = single_value(summary, n_cells * n_genes)
+    if constant is not None:
+        raise InputError(f"every value of the expression matrix is {constant:g}: there is nothing to learn")
     label_array = None
     if labels is not None:
         missing = sum(1 for v in labels if _is_missing(v))
@@ -181,6 +186,14 @@ def as_matrix(
         if label_array.shape[0] != n_cells:
             raise InputError(f"got {label_array.shape[0]} labels for {n_cells} cells")
     return matrix, genes, label_array
+
+
+def single_value(summary: ValueSummary, n_values: int) -> float | None:
+    """The one value every entry of a matrix holds, or None. A sparse matrix's implicit zeros count: one
+    whose stored values are all 1 (0/1 peaks) is not constant, one that stores nothing (or only zeros) is."""
+    if summary.size < n_values:  # implicit zeros
+        return 0.0 if summary.size == 0 or summary.minimum == summary.maximum == 0 else None
+    return summary.minimum if summary.minimum == summary.maximum else None
 
 
 def write_anndata(adata: AnnData, path: str | Path, force: bool = False) -> Path:
