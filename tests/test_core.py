@@ -229,3 +229,12 @@ def test_only_a_truly_constant_matrix_is_refused():
     assert single_value(value_summary(np.ones((30, 20))), 600) == 1.0
     explicit_zeros = sp.csr_matrix((np.zeros(3), ([0, 1, 2], [0, 1, 2])), shape=(30, 20))
     assert single_value(value_summary(explicit_zeros), 600) == 0.0
+
+
+@pytest.mark.parametrize("as_matrix", [np.asarray, sp.csr_matrix], ids=["dense", "sparse"])
+def test_a_boolean_matrix_trains_as_0_1_values(small_sim, as_matrix):
+    present = as_matrix(small_sim.X > 0)
+    labels = small_sim.obs["cell_type"].to_numpy()
+    result = vaexprs.fit_vae(present, y_train=labels, likelihood="hurdle", hidden=(8,), epochs=1)
+    gen = vaexprs.gen_exprs(result, num_samples=5, seed=1)
+    assert gen.x_gen.shape == (5, small_sim.n_vars) and np.isfinite(gen.x_gen).all()

@@ -156,10 +156,14 @@ def as_matrix(
         genes = []
     if matrix is None:
         raise InputError("the expression matrix is empty (None)")
-    if not hasattr(matrix, "tocsr") and not is_on_disk(matrix):
+    in_memory = not is_on_disk(matrix)
+    if in_memory and not hasattr(matrix, "tocsr"):
         matrix = np.asarray(matrix)
-        if matrix.dtype == object or not np.issubdtype(matrix.dtype, np.number):
-            raise InputError(f"expression values must be numeric; got dtype {matrix.dtype}")
+    if in_memory and matrix.dtype == np.bool_:  # presence / absence (binarised peaks, dense or sparse): 0/1
+        matrix = matrix.astype(np.float32)
+    dense = in_memory and not hasattr(matrix, "tocsr")
+    if dense and (matrix.dtype == object or not np.issubdtype(matrix.dtype, np.number)):
+        raise InputError(f"expression values must be numeric; got dtype {matrix.dtype}")
     if matrix.ndim != 2:
         raise InputError(f"expected a 2-D cells x genes matrix; got {matrix.ndim}-D")
     n_cells, n_genes = matrix.shape
