@@ -181,6 +181,14 @@ def test_bad_requests_create_no_file(cvae_dir, tmp_path, kwargs, message, suffix
     assert _files(tmp_path) == []
 
 
+@pytest.mark.parametrize("suffix", [s for s in SUPPORTED_SUFFIXES if s != ".h5ad"])
+def test_compression_outside_h5ad_is_refused_not_ignored(cvae_dir, tmp_path, suffix):
+    """--compression only reaches the .h5ad writer: elsewhere it would be dropped, and the file bigger than asked."""
+    with pytest.raises(InputError, match=r"compression applies to \.h5ad output only"):
+        generate_to_file(cvae_dir, tmp_path / f"gen{suffix}", n=5, compression="gzip")
+    assert _files(tmp_path) == []
+
+
 def test_missing_model_path(tmp_path):
     with pytest.raises(InputError, match=r"model .* does not exist"):
         generate_to_file(tmp_path / "no-model", tmp_path / "gen.h5ad", n=5)

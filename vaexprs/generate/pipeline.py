@@ -19,12 +19,14 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vaexprs.bundle.heads import head_facts
 from vaexprs.bundle.schema import Bundle, load_bundle
+from vaexprs.errors import OptionError
 from vaexprs.generate.engine import OnnxDecoder
 from vaexprs.generate.loop import iter_blocks
 from vaexprs.generate.request import GenerationRequest, Plan, plan_generation
@@ -202,9 +204,14 @@ def generate_to_file(
     written as CSR, since most of their values are exact zeros (decoder means and floor_hurdle's signed values
     are always dense). A .zarr made on Dask is always dense (its blocks finish in any order; a CSR X is appended
     in row order).
-    compression: "gzip" or "lzf" for the .h5ad X (none by default: fastest).
+    compression: "gzip" or "lzf" for the .h5ad X (none by default: fastest); refused for other outputs and on Dask.
     """
     request = as_request(request, fields)
+    if compression is not None and (dask is not None or Path(out).suffix.lower() != ".h5ad"):
+        # Silently writing an uncompressed file would leave the user believing it was compressed.
+        raise OptionError(
+            "compression", f"applies to .h5ad output only (without {{dask}}); got {compression!r} for {str(out)!r}"
+        )
     if dask is not None:
         from vaexprs.generate.distributed import generate_zarr
 
