@@ -186,6 +186,7 @@ def test_existing_output_needs_force(capsys, tmp_path, cvae_bundle):
         (["@missing.h5ad"], ["not found"]),
         (["@data", "--model", "gan"], ["Invalid value for '--model'"]),
         (["@data", "--model", "cvae", "--label-key", "celltype"], ["--label-key 'celltype' is not a column"]),
+        (["@data", "--label-key", "celltype"], ["--label-key 'celltype' is not a column"]),  # a typo is no VAE
         (["@data", "--beta", "-1"], ["--beta must be between 0 and 1000; got -1"]),
         (["@data", "--epochs", "0"], ["--epochs must be between 1 and"]),
         (["@data", "--hidden", "big"], ["--hidden must be layer sizes"]),

@@ -22,13 +22,16 @@ from vaexprs.errors import InputError, OptionError
 log = logging.getLogger("vaexprs")
 
 FORCE_ENV = "VAEXPRS_FORCE"  # --force as an environment variable: how MLproject entry points pass it
+DEFAULT_LABEL_KEY = "cell_type"  # absent from the data: a VAE; any other absent key is a typo and refused
 
 
 @dataclass
 class TrainJob(Config):
     """`vaexprs train`'s own options (the model's come from ModelConfig, TrainConfig and DataConfig)."""
 
-    label_key: str = opt("cell_type", "obs column with the cell labels.")
+    label_key: str = opt(
+        DEFAULT_LABEL_KEY, "obs column with the cell labels (a column you name must exist; cell_type may be absent)."
+    )
     model: ModelType = opt(
         "auto", "vae, cvae (conditioned on --label-key), or auto: cvae when the data has that column."
     )
@@ -95,7 +98,8 @@ def load_training_data(data: str | None, job: TrainJob, layer: str | None) -> tu
         raise OptionError("backed", "needs a DATA file (.h5ad) to read from disk")
     adata = simulate() if not data else read_expression(data, layer=layer, backed=job.backed)
     has_labels = job.label_key in adata.obs
-    if job.model == "cvae" and not has_labels:
+    named = job.label_key != DEFAULT_LABEL_KEY  # a key the user chose: its absence is a mistake, not "no labels"
+    if (job.model == "cvae" or (job.model == "auto" and named)) and not has_labels:
         known = ", ".join(map(str, adata.obs.columns)) or "none"
         raise OptionError("label_key", f"{job.label_key!r} is not a column of the data (obs columns: {known})")
     conditional = job.model == "cvae" or (job.model == "auto" and has_labels)
