@@ -515,7 +515,9 @@ def test_an_empty_checkpoint_is_a_clear_error(tmp_path: Path):
     assert code == 2 and "is not a vaexprs checkpoint" in one_error_line(err)
 
 
-def test_nan_labels_and_repeated_per_label_counts_are_refused(small_sim, cvae_dir: Path, tmp_path: Path):
+def test_nan_and_single_cell_labels_and_repeated_per_label_counts_are_refused(
+    small_sim, cvae_dir: Path, tmp_path: Path
+):
     import vaexprs
 
     bad = small_sim.copy()
@@ -523,6 +525,11 @@ def test_nan_labels_and_repeated_per_label_counts_are_refused(small_sim, cvae_di
     bad.obs.iloc[3, bad.obs.columns.get_loc("cell_type")] = np.nan
     with pytest.raises(InputError, match="1 cell\\(s\\) have no label"):
         vaexprs.fit_vae(bad, "cell_type", epochs=1)
+    lonely = small_sim.copy()
+    lonely.obs["cell_type"] = lonely.obs["cell_type"].astype(str)
+    lonely.obs.iloc[:7, lonely.obs.columns.get_loc("cell_type")] = [f"rare{i}" for i in range(7)]
+    with pytest.raises(InputError, match=r"single cell cannot be learnt: rare0, .*\(7 in all\); drop those cells"):
+        vaexprs.fit_vae(lonely, "cell_type", epochs=1)
     code, _, err = cli("generate", cvae_dir, "--per-label", "group1=3,group1=4", "-o", tmp_path / "x.h5ad")
     assert code == 2 and "--per-label names label 'group1' twice" in one_error_line(err)
 

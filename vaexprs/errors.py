@@ -18,6 +18,12 @@ EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
 
+def examples(names: list[str], limit: int = 5) -> str:
+    """The first few names and how many there are: a message stays one readable line on wide data."""
+    shown = ", ".join(str(n) for n in names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
 class VaexprsError(Exception):
     """Base of every error vaexprs raises on purpose."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vaexprs.config import Config, ModelType, opt
-from vaexprs.errors import InputError, OptionError
+from vaexprs.errors import InputError, OptionError, examples
 
 log = logging.getLogger("vaexprs")
 
@@ -100,7 +100,7 @@ def load_training_data(data: str | None, job: TrainJob, layer: str | None) -> tu
     has_labels = job.label_key in adata.obs
     named = job.label_key != DEFAULT_LABEL_KEY  # a key the user chose: its absence is a mistake, not "no labels"
     if (job.model == "cvae" or (job.model == "auto" and named)) and not has_labels:
-        known = ", ".join(map(str, adata.obs.columns)) or "none"
+        known = examples([str(c) for c in adata.obs.columns], 10) or "none"
         raise OptionError("label_key", f"{job.label_key!r} is not a column of the data (obs columns: {known})")
     conditional = job.model == "cvae" or (job.model == "auto" and has_labels)
     if job.model == "auto":

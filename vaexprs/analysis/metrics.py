@@ -21,7 +21,7 @@ import numpy as np
 
 from vaexprs.data.preprocess import column_mean_var
 from vaexprs.data.preprocess import is_sparse as _is_sparse
-from vaexprs.errors import InputError
+from vaexprs.errors import InputError, examples
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
@@ -320,11 +320,11 @@ def evaluate(
         if not shared:
             raise InputError(
                 "no cell label is shared between real and generated data "
-                f"(real: {_examples(sorted(r_set))}; generated: {_examples(sorted(g_set))})"
+                f"(real: {examples(sorted(r_set))}; generated: {examples(sorted(g_set))})"
             )
         skipped = sorted(r_set ^ g_set)
         if skipped:
-            log.warning("labels present on one side only are skipped: %s", _examples(skipped))
+            log.warning("labels present on one side only are skipped: %s", examples(skipped))
 
     n_real, n_gen, n_genes = real.shape[0], gen.shape[0], real.shape[1]
     stats_r, stats_g = _gene_stats(real), _gene_stats(gen)
@@ -371,11 +371,6 @@ def evaluate(
     return metrics
 
 
-def _examples(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(str(n) for n in names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
-
-
 def evaluate_anndata(real: AnnData, gen: AnnData, label_key: str | None = "cell_type", **kw: Any) -> dict:
     """`evaluate` on two AnnData objects (their .X): generated genes are aligned to the real order by name.
 
@@ -386,7 +381,7 @@ def evaluate_anndata(real: AnnData, gen: AnnData, label_key: str | None = "cell_
     for side, names in (("real", r_names), ("generated", g_names)):
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1}) if len(names) < 100_000 else []
-            raise InputError(f"{side} var_names are not unique, so genes cannot be aligned: {_examples(dup)}")
+            raise InputError(f"{side} var_names are not unique, so genes cannot be aligned: {examples(dup)}")
     if r_names != g_names:
         r_set, g_set = set(r_names), set(g_names)
         miss_g = [n for n in r_names if n not in g_set]
@@ -394,9 +389,9 @@ def evaluate_anndata(real: AnnData, gen: AnnData, label_key: str | None = "cell_
         if miss_g or miss_r:
             parts = []
             if miss_g:
-                parts.append(f"{len(miss_g)} real genes missing from generated (e.g. {_examples(miss_g, 3)})")
+                parts.append(f"{len(miss_g)} real genes missing from generated (e.g. {examples(miss_g, 3)})")
             if miss_r:
-                parts.append(f"{len(miss_r)} generated genes missing from real (e.g. {_examples(miss_r, 3)})")
+                parts.append(f"{len(miss_r)} generated genes missing from real (e.g. {examples(miss_r, 3)})")
             raise InputError("gene sets differ: " + "; ".join(parts))
         pos = {n: i for i, n in enumerate(g_names)}
         order = np.array([pos[n] for n in r_names], dtype=np.int64)
@@ -411,7 +406,7 @@ def evaluate_anndata(real: AnnData, gen: AnnData, label_key: str | None = "cell_
             if label_key not in ad.obs.columns:
                 raise InputError(
                     f"label_key {label_key!r} is not in the {side} obs columns "
-                    f"({_examples([str(c) for c in ad.obs.columns])}); pass label_key=None for unlabelled data"
+                    f"({examples([str(c) for c in ad.obs.columns])}); pass label_key=None for unlabelled data"
                 )
         real_labels = real.obs[label_key].to_numpy()
         gen_labels = gen.obs[label_key].to_numpy()
@@ -476,5 +471,5 @@ def format_table(metrics: dict) -> str:
     skipped = metrics.get("labels_skipped")
     if skipped:
         lines.append("")
-        lines.append(f"labels on one side only (skipped): {_examples([str(s) for s in skipped], 10)}")
+        lines.append(f"labels on one side only (skipped): {examples([str(s) for s in skipped], 10)}")
     return "\n".join(lines)

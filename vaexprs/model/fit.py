@@ -33,7 +33,7 @@ from vaexprs.data.preprocess import (
     plausible_maxima,
     value_summary,
 )
-from vaexprs.errors import InputError, OptionError
+from vaexprs.errors import InputError, OptionError, examples
 from vaexprs.generate.loop import iter_blocks, one_hot
 from vaexprs.generate.request import plan_generation, request_from
 from vaexprs.model.result import GeneratedCells, VAEResult
@@ -81,7 +81,10 @@ def prepare_data(
         values, counts = np.unique(labels, return_counts=True)
         lonely = [str(v) for v, c in zip(values, counts) if c < 2]
         if lonely:
-            raise InputError(f"label(s) with a single cell cannot be learnt: {', '.join(lonely)}")
+            raise InputError(
+                f"label(s) with a single cell cannot be learnt: {examples(lonely)}; drop those cells or merge the "
+                "label into another"
+            )
     uns = getattr(x_train, "uns", None)
     source = dict(uns.get("vaexprs_source", {})) if uns is not None and "vaexprs_source" in uns else None
     if x_val is not None:
