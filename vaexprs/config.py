@@ -321,7 +321,7 @@ class TrainConfig(Config):
     monitor: Monitor = opt("loss", "What early stopping and the best epoch watch: loss or val_loss.")
     patience: int = opt(0, "Early-stopping patience in epochs (0 = off: train all epochs).", bounds=(0, 100_000))
     restore_best_weights: bool = opt(True, "Keep the weights of the best epoch, not the last.")
-    seed: int = opt(1, "Random seed (CPU training is bit-reproducible).", bounds=(0, MAX_SEED))
+    seed: int = opt(1, "Random seed (CPU training is bit-reproducible on one kind of machine).", bounds=(0, MAX_SEED))
     device: Device = opt("auto", "Training device: auto, cpu or cuda.")
 
     def __post_init__(self) -> None:

@@ -5,7 +5,7 @@
 Callbacks (`Callback`) see every epoch's record and the end (or interruption) of training, which is where
 MLflow logging plugs in without the loop knowing about MLflow. The seed fixes weight initialisation (set by
 the caller before building the model), the shuffling order and the reparameterisation noise, so CPU training
-is bit-reproducible.
+is bit-reproducible on one kind of machine (another CPU may round differently).
 """
 
 from __future__ import annotations
