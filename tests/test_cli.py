@@ -129,6 +129,8 @@ def _missing_field(bundle: Path, tmp_path: Path) -> Path:
         (["-n", "10", "--bogus"], ["No such option: --bogus"]),
         (["--per-label", "group1:3"], ["--per-label", "group1:3"]),
         (["--per-label", "group1=x"], ["not an integer"]),
+        (["--per-label", "a{b}"], ["--per-label", "cannot parse 'a{b}'"]),  # user text keeps its braces
+        (["-n", "10", "--compression", "gzip", "@braces-csv"], ["(without --dask)", "out_{date}.csv"]),
         (["-n", "10", "--provider", "cuda"], ["cuda"]),
         (["-n", "10", "--provider", "tpu"], ["provider"]),
         (["-n", "10", "--sampler", "flow"], ["sampler"]),
@@ -145,6 +147,8 @@ def test_generate_bad_input_exits_2_with_one_line_and_no_file(capsys, tmp_path, 
         out = tmp_path / "nowhere" / "out.h5ad"
     if "@bad-suffix" in args:
         out = tmp_path / "out.xlsx"
+    if "@braces-csv" in args:
+        out = tmp_path / "out_{date}.csv"
     if "@tampered" in args:
         model = _tampered(cvae_bundle, tmp_path)
     if "@missing-field" in args:

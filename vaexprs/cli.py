@@ -173,7 +173,7 @@ def values_of(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
             try:
                 out[f.name] = parse(value) if parse is not None and isinstance(value, str) else value
             except OptionError as exc:  # worded with the option's own name
-                raise OptionError(f.name, exc.detail) from None
+                raise OptionError(f.name, exc.detail, exc.refs) from None
     return out
 
 

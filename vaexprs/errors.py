@@ -8,7 +8,6 @@ Interrupts exit 130 (SIGINT) and 143 (SIGTERM), as shells do.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 EXIT_OK = 0
@@ -39,16 +38,22 @@ class InputError(VaexprsError, ValueError):
 class OptionError(InputError):
     """A bad value for one named option; `message(flag_of)` words it for the surface the user is on."""
 
-    def __init__(self, option: str, detail: str) -> None:
+    def __init__(self, option: str, detail: str, refs: tuple[str, ...] = ()) -> None:
         self.option = option
-        self.detail = detail  # may name other options as {name}: worded like the option itself
+        self.detail = detail  # may name the options in `refs` as {name}: worded like the option itself
+        # Only declared names are placeholders: the detail often quotes user text (a path, a label), whose own
+        # braces must come out as typed ('out_{date}.csv', not 'out_--date.csv').
+        self.refs = refs
         super().__init__(self.message())
 
     def message(self, flag_of: Callable[[str], str] | None = None) -> str:
         def name(option: str) -> str:
             return flag_of(option) if flag_of else option
 
-        return f"{name(self.option)} " + re.sub(r"\{(\w+)\}", lambda m: name(m.group(1)), self.detail)
+        detail = self.detail
+        for ref in self.refs:
+            detail = detail.replace("{" + ref + "}", name(ref))
+        return f"{name(self.option)} {detail}"
 
 
 class VaexprsRuntimeError(VaexprsError, RuntimeError):

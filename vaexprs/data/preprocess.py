@@ -195,6 +195,7 @@ def check_counts(x: Any, likelihood: str, round_counts: bool = False) -> Any:
             "likelihood",
             f"{likelihood!r} needs raw counts (integers); the data has {n_frac} non-integer value(s) "
             f"(e.g. {example:.6g}): use bce, mse or hurdle for normalised values, or {{round_counts}} to round them",
+            ("round_counts",),
         )
     if n_frac:
         log.info("round_counts: rounded %d non-integer value(s) to the nearest integer", n_frac)

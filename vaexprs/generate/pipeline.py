@@ -210,7 +210,9 @@ def generate_to_file(
     if compression is not None and (dask is not None or Path(out).suffix.lower() != ".h5ad"):
         # Silently writing an uncompressed file would leave the user believing it was compressed.
         raise OptionError(
-            "compression", f"applies to .h5ad output only (without {{dask}}); got {compression!r} for {str(out)!r}"
+            "compression",
+            f"applies to .h5ad output only (without {{dask}}); got {compression!r} for {str(out)!r}",
+            ("dask",),
         )
     if dask is not None:
         from vaexprs.generate.distributed import generate_zarr

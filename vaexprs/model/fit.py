@@ -365,7 +365,7 @@ def gen_exprs(
         plan = plan_generation(spec, request)
     except OptionError as exc:  # worded with gen_exprs' own argument names
         names = {"n": "num_samples", "label": "labels", "per_label": "labels"}
-        raise OptionError(names.get(exc.option, exc.option), exc.detail) from None
+        raise OptionError(names.get(exc.option, exc.option), exc.detail, exc.refs) from None
     blocks = list(iter_blocks(spec, plan, TorchDecoder(result)))
     x_gen = np.concatenate([b.x for b in blocks]).astype(np.float32, copy=False)
     y_gen = None

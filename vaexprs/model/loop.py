@@ -167,7 +167,7 @@ def fit(
     with the bar on, the per-epoch lines go to the debug log instead.
     """
     if config.monitor == "val_loss" and val is None:
-        raise OptionError("monitor", "val_loss needs validation cells ({val_split} > 0, or x_val)")
+        raise OptionError("monitor", "val_loss needs validation cells ({val_split} > 0, or x_val)", ("val_split",))
     device = choose_device(config.device)
     model.to(device)
     ddp.join(device)  # under torchrun: one process group for every rank (a no-op otherwise)
