@@ -53,6 +53,16 @@ def test_simulate_writes_the_vignette_data_and_refuses_to_overwrite(capsys, tmp_
     assert_one_line_error(err, "exists", "--force")
 
 
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_simulate_refuses_a_seed_out_of_range_with_one_line(capsys, tmp_path, seed):
+    """numpy refused -1 with a bare ValueError (exit 1); 2**64 got as far as the writer (an HDF5 TypeError)."""
+    out = tmp_path / "sim.h5ad"
+    code, _, err = run_cli(capsys, "simulate", "-o", out, "--cells", "5", "--genes", "50", "--deg", "5", "--seed", seed)
+    assert code == 2
+    assert_one_line_error(err, f"--seed must be between 0 and {2**63 - 1}; got {seed}")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.fixture(scope="module")
 def sim_file(tmp_path_factory, small_sim):
     path = tmp_path_factory.mktemp("data") / "sim.h5ad"
@@ -192,6 +202,8 @@ def test_existing_output_needs_force(capsys, tmp_path, cvae_bundle):
         (["@data", "--model", "cvae", "--label-key", "celltype"], ["--label-key 'celltype' is not a column"]),
         (["@data", "--label-key", "celltype"], ["--label-key 'celltype' is not a column"]),  # a typo is no VAE
         (["@data", "--beta", "-1"], ["--beta must be between 0 and 1000; got -1"]),
+        # scikit-learn (the sampler's mixtures) takes seeds below 2**32: refused before training, not after it
+        (["@data", "--seed", "5000000000"], ["--seed must be between 0 and 4294967295; got 5000000000"]),
         (["@data", "--epochs", "0"], ["--epochs must be between 1 and"]),
         (["@data", "--hidden", "big"], ["--hidden must be layer sizes"]),
         (["@data", "--normalize", "zscore"], ["--normalize"]),

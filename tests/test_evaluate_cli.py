@@ -72,6 +72,7 @@ def _write(path, x, labels=None, genes=None):
         ("labels", ["no cell label is shared"]),
         ("few", ["at least 10"]),
         ("nan", ["NaN"]),
+        ("seed", ["--seed must be between 0 and 4294967295; got -1"]),  # was scikit-learn's traceback-like line
     ],
 )
 def test_evaluate_bad_input(capsys, tmp_path, change, fragments):
@@ -90,7 +91,8 @@ def test_evaluate_bad_input(capsys, tmp_path, change, fragments):
         gen_x[2, 3] = np.nan
     gen = _write(tmp_path / "gen.h5ad", gen_x, gen_labels, genes)
     out = tmp_path / "metrics.json"
-    code, _, err = run_cli(capsys, "evaluate", real, gen, "-o", out)
+    seed = ["--seed", "-1"] if change == "seed" else []
+    code, _, err = run_cli(capsys, "evaluate", real, gen, "-o", out, *seed)
     assert code == 2
     assert_one_line_error(err, *fragments)
     assert not out.exists()

@@ -113,6 +113,8 @@ def test_errors(cvae, tmp_path):
     result, gen = cvae
     with pytest.raises(InputError, match="method"):
         plots.plot_aug(gen, "MDS")
+    with pytest.raises(InputError, match="seed must be between 0 and 4294967295"):
+        plots.plot_aug(gen, seed=2**40)
     loaded = vaexprs.GeneratedCells(
         gen.x_gen, gen.y_gen, None, None, gen.latent, gen.genes, gen.output_space, gen.seed, gen.sampler
     )

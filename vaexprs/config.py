@@ -38,7 +38,8 @@ Provider = Literal["auto", "cpu", "cuda"]
 # expected value without sampling noise (VAExprs' behaviour)
 OutputSpace = Literal["counts", "lognorm", "log", "none", "mean"]
 
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**63 - 1  # an int64: stored in .h5ad uns and MLflow params as a number
+MAX_CLASSIFIER_SEED = 2**32 - 1  # scikit-learn's random_state range (the evaluation's PCA and classifiers)
 
 
 def choices(alias: Any) -> tuple[str, ...]:
@@ -141,6 +142,12 @@ def auto_batch_size(n_cells: int) -> int:
 
 def _resolved_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+def check_seed(seed: Any, high: int = MAX_SEED) -> int:
+    """A seed for the functions outside the option dataclasses (simulate, evaluate): an integer in [0, high],
+    refused with the usual one-line message rather than numpy's or scikit-learn's traceback."""
+    return _check_number("seed", seed, int, (0, high))
 
 
 def _check_number(name: str, value: Any, kind: type, bounds: tuple[float | None, float | None] | None) -> Any:
@@ -321,7 +328,11 @@ class TrainConfig(Config):
     monitor: Monitor = opt("loss", "What early stopping and the best epoch watch: loss or val_loss.")
     patience: int = opt(0, "Early-stopping patience in epochs (0 = off: train all epochs).", bounds=(0, 100_000))
     restore_best_weights: bool = opt(True, "Keep the weights of the best epoch, not the last.")
-    seed: int = opt(1, "Random seed (CPU training is bit-reproducible on one kind of machine).", bounds=(0, MAX_SEED))
+    seed: int = opt(
+        1,
+        "Random seed (CPU training is bit-reproducible on one kind of machine).",
+        bounds=(0, MAX_CLASSIFIER_SEED),  # the sampler's mixtures and the selection's judges are scikit-learn's
+    )
     device: Device = opt("auto", "Training device: auto, cpu or cuda.")
 
     def __post_init__(self) -> None:

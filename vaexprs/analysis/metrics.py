@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vaexprs.config import MAX_CLASSIFIER_SEED, check_seed
 from vaexprs.data.preprocess import column_mean_var
 from vaexprs.data.preprocess import is_sparse as _is_sparse
 from vaexprs.errors import InputError, examples
@@ -301,6 +302,7 @@ def evaluate(
         bad = _n_nonfinite(m)
         if bad:
             raise InputError(f"{side} data contains {bad} NaN/inf values")
+    seed = check_seed(seed, MAX_CLASSIFIER_SEED)
     if n_pcs < 1:
         raise InputError(f"n_pcs must be at least 1; got {n_pcs}")
     if n_markers < 1:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vaexprs.config import MAX_CLASSIFIER_SEED, check_seed
 from vaexprs.data.preprocess import is_sparse
 from vaexprs.errors import InputError
 from vaexprs.files import atomic_output
@@ -238,7 +239,7 @@ def _shown(
     """
     if max_cells < 1:
         raise InputError(f"max_cells must be at least 1; got {max_cells}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed, MAX_CLASSIFIER_SEED))  # the embeddings take it too
     rows_r = _subsample(n_real, max_cells, y_real, rng)
     limit_g = min(max_cells, max(GEN_SHOWN_MIN, len(rows_r)))
     rows_g = _subsample(n_gen, limit_g, y_gen, rng)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vaexprs.config import check_seed
 from vaexprs.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,6 +28,7 @@ def simulate(groups: int = 3, cells: int = 100, genes: int = 1000, deg: int = 10
     import anndata as ad
     import pandas as pd
 
+    seed = check_seed(seed)
     if min(groups, cells, genes, deg) < 1:
         raise InputError("simulate: groups, cells, genes and deg must all be positive integers")
     if groups * cells * genes > MAX_SIMULATED_VALUES:
