@@ -296,6 +296,17 @@ def test_main_entry_point_chains_the_steps_in_child_runs(store: str, tmp_path: P
     assert client.get_model_version_by_alias("vaexprs", "champion").run_id == children["train"].info.run_id
 
 
+def test_main_refuses_an_alias_mlflow_would_refuse_before_any_step(store: str, tmp_path: Path, capsys) -> None:
+    """A reserved alias used to fail at the promote step, after simulate, train and registration had run."""
+    from vaexprs.cli import main
+
+    assert main(["pipeline", "--alias", "v2", "--out-dir", str(tmp_path / "out"), "--epochs", "2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --alias 'v2' is reserved by MLflow (latest, numbers and v<number>); pick a name"
+    )
+    assert not (tmp_path / "out").exists() and not (tmp_path / "mlflow.db").exists()
+
+
 # --------------------------------------------------------------------------------------------- tracking
 
 
@@ -384,6 +395,20 @@ def test_promote_to_a_missing_version_fails_clearly(use_registry: dict[str, str]
     assert main(["promote", "vx", "--version", "7", "--alias", "champion"]) == 2
     assert capsys.readouterr().err.strip() == "error: model vx has no version 7 (versions: 1, 2)"
     assert main(["promote", "nope", "--version", "1"]) == 2
+    capsys.readouterr()
+    # MLflow's alias rules, named before the registry is touched (they used to read "alias ... not found")
+    for alias, says in [
+        ("bad alias!", "letters, digits, '_' and '-'"),
+        ("a" * 256, "1 to 255"),
+        ("", "1 to 255"),
+        ("v3", "reserved by MLflow"),
+        ("Latest", "reserved by MLflow"),
+        ("12", "reserved by MLflow"),
+    ]:
+        assert main(["promote", "vx", "--version", "1", "--alias", alias]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --alias ") and says in err and "\n" not in err, err
+    assert main(["promote", "vx", "--version", "1", "--alias", "staging-2_b"]) == 0
 
 
 def test_export_from_a_run_or_a_registered_version(use_registry: dict[str, str], tmp_path: Path) -> None:

@@ -210,9 +210,11 @@ class PipelineJob(Config):
         if self.experiment == "":
             self.experiment = None
         super().__post_init__()
-        from vaexprs.registry.models import check_model_name
+        from vaexprs.registry.models import check_alias, check_model_name
 
         check_model_name(self.register)
+        if self.alias:  # checked before simulate and train, not after them at the promote step
+            check_alias(self.alias)
 
 
 @dataclass

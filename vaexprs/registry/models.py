@@ -31,6 +31,11 @@ BUNDLE_JSON = "bundle.json"
 BUNDLE_LAYOUTS = ("", "artifacts/bundle", "bundle")
 MAX_NAME_LENGTH = 256
 _BAD_NAME = re.compile(r"[/@:\x00-\x1f\x7f]")
+# MLflow's rules for an alias; checked before the registry is touched, so the error names the rule rather than
+# reading "alias ... not found"
+_ALIAS = re.compile(r"[\w-]{1,255}")  # as MLflow: \w is Unicode (café is fine)
+# MLflow reserves latest and v<n>; a number would read as models:/NAME/VERSION
+_RESERVED_ALIAS = re.compile(r"latest|v\d+|\d+", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -146,8 +151,7 @@ def promote(name: str, version: int | str, alias: str = "champion") -> str | Non
     from mlflow.exceptions import MlflowException
 
     check_model_name(name, "name")
-    if not alias or not alias.strip() or _BAD_NAME.search(alias) or alias.isdigit():
-        raise OptionError("alias", f"must be a name like champion (not empty, not a number); got {alias!r}")
+    check_alias(alias)
     versions = model_versions(name)
     if int(version) not in versions:
         listed = ", ".join(map(str, versions)) or "none"
@@ -161,6 +165,17 @@ def promote(name: str, version: int | str, alias: str = "champion") -> str | Non
     except MlflowException as exc:
         raise _mlflow_error(exc, f"alias {alias!r} of {name} version {version}") from None
     return previous
+
+
+def check_alias(alias: str) -> str:
+    """An alias MLflow will accept: letters, digits, '_' and '-', at most 255, and not one it reserves."""
+    if not _ALIAS.fullmatch(alias or ""):
+        raise OptionError(
+            "alias", f"must be a name like champion (letters, digits, '_' and '-'; 1 to 255 of them); got {alias!r}"
+        )
+    if _RESERVED_ALIAS.fullmatch(alias):
+        raise OptionError("alias", f"{alias!r} is reserved by MLflow (latest, numbers and v<number>); pick a name")
+    return alias
 
 
 @contextlib.contextmanager
