@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -114,6 +116,11 @@ def test_labels_in_training_proportions_and_per_label_counts(small_cvae):
     assert sorted(gen.y_gen.tolist()) == ["group1"] * 2 + ["group3"] * 7
     prior = vaexprs.gen_exprs(small_cvae, num_samples=20, sampler="prior")
     assert prior.x_gen.shape == (20, 120)
+    # a list of labels used to be read as one label named "['group1', ...]"; its Counter is the per-label form
+    wanted = ["group1", "group2", "group1"]
+    with pytest.raises(InputError, match=r"labels must be one label name or \{label: count\}; got a list"):
+        vaexprs.gen_exprs(small_cvae, labels=wanted)
+    assert sorted(vaexprs.gen_exprs(small_cvae, labels=Counter(wanted)).y_gen.tolist()) == sorted(wanted)
 
 
 def test_to_anndata_holds_real_and_generated(small_cvae):
@@ -185,6 +192,7 @@ def test_checkpoint_round_trip(tmp_path, small_cvae):
         (lambda x, y: (np.zeros_like(x), {}), "every value of the expression matrix is 0"),
         (lambda x, y: (sp.csr_matrix(x.shape, dtype=np.float32), {}), "every value of the expression matrix is 0"),
         (lambda x, y: (np.full_like(x, 3.0), {}), "every value of the expression matrix is 3"),
+        (lambda x, y: (x.astype(np.complex64), {}), "must be real numbers; got dtype complex64"),
         (lambda x, y: (x, {"beta": -1.0}), "beta must be"),
         (lambda x, y: (x, {"epochs": 0}), "epochs must be"),
         (lambda x, y: (x, {"likelihood": "poisson"}), "likelihood must be one of"),

@@ -164,6 +164,8 @@ def as_matrix(
     dense = in_memory and not hasattr(matrix, "tocsr")
     if dense and (matrix.dtype == object or not np.issubdtype(matrix.dtype, np.number)):
         raise InputError(f"expression values must be numeric; got dtype {matrix.dtype}")
+    if in_memory and np.issubdtype(matrix.dtype, np.complexfloating):  # float32 would drop the imaginary parts
+        raise InputError(f"expression values must be real numbers; got dtype {matrix.dtype}")
     if matrix.ndim != 2:
         raise InputError(f"expected a 2-D cells x genes matrix; got {matrix.ndim}-D")
     n_cells, n_genes = matrix.shape

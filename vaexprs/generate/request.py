@@ -171,4 +171,11 @@ def request_from(
     """A request from VAExprs-style arguments: labels None (training proportions), a label, or {label: count}."""
     if isinstance(labels, Mapping):
         return GenerationRequest(n=None, per_label=dict(labels), **options)  # type: ignore[arg-type]
+    if labels is not None and not isinstance(labels, (str, int, np.integer)):
+        # a list would be read as one label named "['a', 'b']"; its counts are what the caller means
+        raise OptionError(
+            "label",
+            f"must be one label name or {{label: count}}; got a {type(labels).__name__} (for one cell per entry, "
+            "pass collections.Counter(labels))",
+        )
     return GenerationRequest(n=n, label=None if labels is None else str(labels), **options)
