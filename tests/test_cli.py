@@ -236,6 +236,25 @@ def test_train_rejects_nan_data(capsys, tmp_path, small_sim):
     assert_one_line_error(err, "NaN")
 
 
+def test_train_reads_the_label_column_of_a_csv_and_refuses_a_table_without_names(capsys, tmp_path, small_sim):
+    """The CSV layout `generate` writes (cell,cell_type,genes...) trains a CVAE; it used to be refused as
+    'non-numeric'. A table without a name column would lose its first gene to the cell names."""
+    import pandas as pd
+
+    frame = pd.DataFrame(np.asarray(small_sim.X), index=small_sim.obs_names, columns=small_sim.var_names)
+    frame.insert(0, "cell_type", small_sim.obs["cell_type"].to_numpy())
+    frame.to_csv(tmp_path / "cells.csv", index_label="cell")
+    args = ["--likelihood", "hurdle", "--epochs", "1", "-q"]
+    code, _, err = run_cli(capsys, "train", tmp_path / "cells.csv", *args, "-o", tmp_path / "bundle")
+    assert code == 0, err
+    bundle = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
+    assert bundle["labels"] == ["group1", "group2", "group3"] and bundle["genes"] == list(small_sim.var_names)
+    frame.drop(columns="cell_type").to_csv(tmp_path / "nonames.csv", index=False)
+    code, _, err = run_cli(capsys, "train", tmp_path / "nonames.csv", *args)
+    assert code == 2
+    assert_one_line_error(err, "first column of nonames.csv (gene1) is read as names but holds repeated numbers")
+
+
 def test_console_script_exit_code(tmp_path, cvae_bundle):
     exe = Path(sys.executable).with_name("vaexprs")
     if not exe.exists():

@@ -96,7 +96,10 @@ def load_training_data(data: str | None, job: TrainJob, layer: str | None) -> tu
 
     if job.backed and not data:
         raise OptionError("backed", "needs a DATA file (.h5ad) to read from disk")
-    adata = simulate() if not data else read_expression(data, layer=layer, backed=job.backed)
+    if not data:
+        adata = simulate()
+    else:  # a table's label column is read by name (e.g. the cell_type column of a CSV vaexprs generated)
+        adata = read_expression(data, layer=layer, backed=job.backed, label_key=job.label_key, require_label=False)
     has_labels = job.label_key in adata.obs
     named = job.label_key != DEFAULT_LABEL_KEY  # a key the user chose: its absence is a mistake, not "no labels"
     if (job.model == "cvae" or (job.model == "auto" and named)) and not has_labels:

@@ -35,13 +35,15 @@ def read_expression(
     labels_path: str | Path | None = None,
     genes_as_rows: bool = False,
     backed: bool = False,
+    require_label: bool = True,
 ) -> AnnData:
     """Read cells x genes expression into AnnData, with labels (if any) in obs['cell_type'].
 
     .h5ad: X or `layer`, labels from obs[`label_key`]. .csv/.tsv/.txt: first column = names, header = names;
     cells as rows unless `genes_as_rows`. .npy: a 2-D matrix (genes named gene1..). `labels_path`: a text file
     with one label per cell (or a CSV whose last column is the label). `backed`: .h5ad only; X stays on disk
-    (anndata's backed mode, read-only) for training out of core.
+    (anndata's backed mode, read-only) for training out of core. `require_label=False`: a `label_key` the file
+    lacks is no error (the caller decides what no labels means; a table's label column is still read).
     """
     import anndata as ad
     import pandas as pd
@@ -81,6 +83,12 @@ def read_expression(
         else:
             sep = "," if suffix == ".csv" else "\t"
             frame = pd.read_csv(path, sep=sep, index_col=0)
+            if frame.index.has_duplicates and pd.api.types.is_numeric_dtype(frame.index):
+                # a table without a name column: its first gene was read as cell names, and would be lost
+                raise InputError(
+                    f"the first column of {path.name} ({frame.index.name or 'unnamed'}) is read as names but holds "
+                    "repeated numbers: put the cell (or gene) names in the first column"
+                )
             if genes_as_rows:
                 frame = frame.T
             label_col = label_key if label_key in frame.columns else None
@@ -106,7 +114,7 @@ def read_expression(
     if labels_path is not None:
         key = label_key or "cell_type"
         adata.obs[key] = pd.Categorical(read_labels_file(labels_path, adata.n_obs))
-    elif label_key is not None and label_key not in adata.obs:
+    elif require_label and label_key is not None and label_key not in adata.obs:
         known = ", ".join(map(str, adata.obs.columns)) or "none"
         raise InputError(f"label column {label_key!r} not found in {path.name} (obs columns: {known})")
     adata.uns.setdefault("vaexprs_source", {"path": str(path), "sha256": file_sha256(path)})
