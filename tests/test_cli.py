@@ -255,6 +255,22 @@ def test_train_reads_the_label_column_of_a_csv_and_refuses_a_table_without_names
     assert_one_line_error(err, "first column of nonames.csv (gene1) is read as names but holds repeated numbers")
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".npy"])
+def test_generated_cells_train_again_with_their_labels(capsys, tmp_path, cvae_bundle, suffix):
+    """What generate writes is training data as it stands: the CSV's cell_type column, the .npy's .obs.csv."""
+    cells = tmp_path / f"gen{suffix}"
+    assert run_cli(capsys, "generate", cvae_bundle, "--per-label", "group1=12,group3=8", "-o", cells, "-q")[0] == 0
+    args = ["--likelihood", "hurdle", "--epochs", "1", "-q", "-o", tmp_path / "again"]
+    code, _, err = run_cli(capsys, "train", cells, *args)
+    assert code == 0, err
+    assert json.loads((tmp_path / "again" / "bundle.json").read_text())["labels"] == ["group1", "group3"]
+    if suffix == ".npy":  # labels for other cells than the matrix's are refused, not dropped
+        (tmp_path / "gen.obs.csv").write_text("cell,cell_type\nc1,group1\n")
+        code, _, err = run_cli(capsys, "train", cells, *args, "--force")
+        assert code == 2
+        assert_one_line_error(err, "gen.obs.csv has 1 rows for the 20 cells of gen.npy")
+
+
 def test_console_script_exit_code(tmp_path, cvae_bundle):
     exe = Path(sys.executable).with_name("vaexprs")
     if not exe.exists():

@@ -22,20 +22,8 @@ REAL_SPACES = ("auto", "lognorm", "log", "none")
 def _read(path: Path, label_key: str | None) -> Any:
     from vaexprs.data.io import read_expression
 
-    key = None
-    if label_key and path.suffix.lower() in (".csv", ".tsv", ".txt") and path.is_file():
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            header = handle.readline().rstrip("\r\n").split("," if path.suffix.lower() == ".csv" else "\t")
-        key = label_key if label_key in header else None  # generate's CSV: cell,cell_type,genes...
-    adata = read_expression(path, label_key=key)
-    obs_csv = path.with_name(path.stem + ".obs.csv")
-    if path.suffix == ".npy" and obs_csv.exists() and label_key:
-        import pandas as pd
-
-        obs = pd.read_csv(obs_csv, index_col=0)
-        if label_key in obs and len(obs) == adata.n_obs:
-            adata.obs[label_key] = obs[label_key].astype(str).to_numpy()
-    return adata
+    # labels where the file has them (generate's CSV column, a .npy's .obs.csv); their absence is judged later
+    return read_expression(path, label_key=label_key or None, require_label=False)
 
 
 def _meta(adata: Any) -> dict[str, Any]:

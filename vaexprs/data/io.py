@@ -40,7 +40,7 @@ def read_expression(
     """Read cells x genes expression into AnnData, with labels (if any) in obs['cell_type'].
 
     .h5ad: X or `layer`, labels from obs[`label_key`]. .csv/.tsv/.txt: first column = names, header = names;
-    cells as rows unless `genes_as_rows`. .npy: a 2-D matrix (genes named gene1..). `labels_path`: a text file
+    cells as rows unless `genes_as_rows`. .npy: a 2-D matrix (genes named gene1..), labels from `<stem>.obs.csv` beside it if there is one. `labels_path`: a text file
     with one label per cell (or a CSV whose last column is the label). `backed`: .h5ad only; X stays on disk
     (anndata's backed mode, read-only) for training out of core. `require_label=False`: a `label_key` the file
     lacks is no error (the caller decides what no labels means; a table's label column is still read).
@@ -80,6 +80,15 @@ def read_expression(
                 obs=pd.DataFrame(index=[f"cell{i + 1}" for i in range(x.shape[0])]),
                 var=pd.DataFrame(index=[f"gene{j + 1}" for j in range(x.shape[1])]),
             )
+            beside = path.with_name(path.stem + ".obs.csv")  # generate's labels of a .npy (cell,cell_type)
+            if label_key and labels_path is None and beside.is_file():
+                obs = pd.read_csv(beside, index_col=0)
+                if label_key in obs:
+                    if len(obs) != adata.n_obs:
+                        raise InputError(
+                            f"{beside.name} has {len(obs)} rows for the {adata.n_obs} cells of {path.name}"
+                        )
+                    adata.obs[label_key] = pd.Categorical(obs[label_key].astype(str).to_numpy())
         else:
             sep = "," if suffix == ".csv" else "\t"
             frame = pd.read_csv(path, sep=sep, index_col=0)
