@@ -253,6 +253,10 @@ def test_train_reads_the_label_column_of_a_csv_and_refuses_a_table_without_names
     code, _, err = run_cli(capsys, "train", tmp_path / "nonames.csv", *args)
     assert code == 2
     assert_one_line_error(err, "first column of nonames.csv (gene1) is read as names but holds repeated numbers")
+    frame.to_csv(tmp_path / "semicolons.csv", sep=";")  # used to read as "empty (90 cells x 0 genes)"
+    code, _, err = run_cli(capsys, "train", tmp_path / "semicolons.csv", *args)
+    assert code == 2
+    assert_one_line_error(err, "semicolons.csv has a single column; a .csv file's values must be separated by commas")
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".npy"])

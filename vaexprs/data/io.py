@@ -92,6 +92,11 @@ def read_expression(
         else:
             sep = "," if suffix == ".csv" else "\t"
             frame = pd.read_csv(path, sep=sep, index_col=0)
+            if frame.shape[1] == 0 and len(frame.index) > 0:  # every line was one field: another separator
+                expected = "commas" if sep == "," else "tabs"
+                raise InputError(
+                    f"{path.name} has a single column; a {suffix} file's values must be separated by {expected}"
+                )
             if frame.index.has_duplicates and pd.api.types.is_numeric_dtype(frame.index):
                 # a table without a name column: its first gene was read as cell names, and would be lost
                 raise InputError(
@@ -106,8 +111,8 @@ def read_expression(
                 values = frame.to_numpy(dtype=np.float32)
             except ValueError:
                 raise InputError(
-                    f"{path.name} has non-numeric values; cells must be rows (or pass genes_as_rows) "
-                    "and a label column must be named with label_key"
+                    f"{path.name} has non-numeric values; cells must be rows (transpose the table, or read it with "
+                    "read_expression(genes_as_rows=True)) and a label column must be named with label_key"
                 ) from None
             adata = ad.AnnData(
                 values,
