@@ -253,6 +253,11 @@ def test_train_reads_the_label_column_of_a_csv_and_refuses_a_table_without_names
     code, _, err = run_cli(capsys, "train", tmp_path / "nonames.csv", *args)
     assert code == 2
     assert_one_line_error(err, "first column of nonames.csv (gene1) is read as names but holds repeated numbers")
+    frame.iloc[:3, 0] = None  # empty label fields: missing, as in an .h5ad, not a label called "nan"
+    frame.to_csv(tmp_path / "unlabelled.csv", index_label="cell")
+    code, _, err = run_cli(capsys, "train", tmp_path / "unlabelled.csv", *args)
+    assert code == 2
+    assert_one_line_error(err, "3 cell(s) have no label")
     frame.to_csv(tmp_path / "semicolons.csv", sep=";")  # used to read as "empty (90 cells x 0 genes)"
     code, _, err = run_cli(capsys, "train", tmp_path / "semicolons.csv", *args)
     assert code == 2

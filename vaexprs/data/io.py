@@ -88,7 +88,7 @@ def read_expression(
                         raise InputError(
                             f"{beside.name} has {len(obs)} rows for the {adata.n_obs} cells of {path.name}"
                         )
-                    adata.obs[label_key] = pd.Categorical(obs[label_key].astype(str).to_numpy())
+                    adata.obs[label_key] = label_texts(obs[label_key])
         else:
             sep = "," if suffix == ".csv" else "\t"
             frame = pd.read_csv(path, sep=sep, index_col=0)
@@ -120,7 +120,7 @@ def read_expression(
                 var=pd.DataFrame(index=frame.columns.astype(str)),
             )
             if labels is not None:
-                adata.obs[label_key] = pd.Categorical(labels.astype(str).to_numpy())
+                adata.obs[label_key] = label_texts(labels)
     except InputError:
         raise
     except (OSError, ValueError, KeyError) as exc:
@@ -214,6 +214,14 @@ def as_matrix(
         if label_array.shape[0] != n_cells:
             raise InputError(f"got {label_array.shape[0]} labels for {n_cells} cells")
     return matrix, genes, label_array
+
+
+def label_texts(labels: Any) -> Any:
+    """A table's label column as categorical text; an empty field stays missing (refused later, as an .h5ad's
+    would be) rather than becoming a label called "nan"."""
+    import pandas as pd
+
+    return pd.Categorical(labels.where(labels.isna(), labels.astype(str)).to_numpy())
 
 
 def single_value(summary: ValueSummary, n_values: int) -> float | None:
