@@ -73,13 +73,15 @@ def _write(path, x, labels=None, genes=None):
         ("few", ["at least 10"]),
         ("nan", ["NaN"]),
         ("seed", ["--seed must be between 0 and 4294967295; got -1"]),  # was scikit-learn's traceback-like line
+        ("unlabelled", ["3 real cell(s) have no label"]),  # was a label "nan" on one side, skipped with a note
     ],
 )
 def test_evaluate_bad_input(capsys, tmp_path, change, fragments):
     rng = np.random.default_rng(0)
     x = rng.random((40, 30))
     labels = np.repeat(["a", "b"], 20)
-    real = _write(tmp_path / "real.h5ad", x, labels)
+    real_labels = np.where(np.arange(40) < 3, None, labels) if change == "unlabelled" else labels
+    real = _write(tmp_path / "real.h5ad", x, real_labels)
     gen_x, gen_labels, genes = rng.random((40, 30)), labels, None
     if change == "genes":
         genes = [f"other{i}" for i in range(30)]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vaexprs.config import MAX_CLASSIFIER_SEED, check_seed
+from vaexprs.data.io import count_missing
 from vaexprs.data.preprocess import column_mean_var
 from vaexprs.data.preprocess import is_sparse as _is_sparse
 from vaexprs.errors import InputError, examples
@@ -78,6 +79,11 @@ def _as_labels(labels: Any, n_cells: int, side: str, name: str) -> np.ndarray:
         raise InputError(f"{name} must be 1-D (one label per cell); got shape {arr.shape}")
     if arr.shape[0] != n_cells:
         raise InputError(f"{name} has {arr.shape[0]} entries but the {side} data has {n_cells} cells")
+    missing = count_missing(arr)
+    if missing:  # as str they would be one more label, "nan", compared like any other
+        raise InputError(
+            f"{missing} {side} cell(s) have no label (NaN or empty); label them or drop them, or evaluate without labels"
+        )
     return arr.astype(str)
 
 

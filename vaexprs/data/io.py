@@ -207,7 +207,7 @@ def as_matrix(
         raise InputError(f"every value of the expression matrix is {constant:g}: there is nothing to learn")
     label_array = None
     if labels is not None:
-        missing = sum(1 for v in labels if _is_missing(v))
+        missing = count_missing(labels)
         if missing:
             raise InputError(f"{missing} cell(s) have no label (NaN or empty); label them or drop them first")
         label_array = np.asarray([str(v) for v in labels], dtype=object)
@@ -264,6 +264,11 @@ def _write_elem() -> Any:
     except ImportError:  # pragma: no cover - older anndata
         from anndata.experimental import write_elem
     return write_elem
+
+
+def count_missing(labels: Any) -> int:
+    """How many cells have no label (None, NaN, pandas' NA or an empty string)."""
+    return sum(1 for v in labels if _is_missing(v))
 
 
 def _is_missing(value: Any) -> bool:
