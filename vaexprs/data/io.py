@@ -40,8 +40,9 @@ def read_expression(
     """Read cells x genes expression into AnnData, with labels (if any) in obs['cell_type'].
 
     .h5ad: X or `layer`, labels from obs[`label_key`]. .csv/.tsv/.txt: first column = names, header = names;
-    cells as rows unless `genes_as_rows`. .npy: a 2-D matrix (genes named gene1..), labels from `<stem>.obs.csv` beside it if there is one. `labels_path`: a text file
-    with one label per cell (or a CSV whose last column is the label). `backed`: .h5ad only; X stays on disk
+    cells as rows unless `genes_as_rows`. .npy: a 2-D matrix (genes named gene1..), labels from the
+    `<stem>.obs.csv` beside it if there is one. `labels_path`: a text file with one label per cell (or a CSV
+    whose last column is the label). `backed`: .h5ad only; X stays on disk
     (anndata's backed mode, read-only) for training out of core. `require_label=False`: a `label_key` the file
     lacks is no error (the caller decides what no labels means; a table's label column is still read).
     """
