@@ -67,6 +67,41 @@ def test_hurdle_log_prob_matches_scipy_truncated_normal():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def _dense_hurdle_log_prob(
+    x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, pi_logit: torch.Tensor
+) -> torch.Tensor:
+    """The formula evaluated at every entry (the implementation before the non-zero-only one)."""
+    z = (x - mu) / sigma
+    positive = (
+        torch.nn.functional.logsigmoid(-pi_logit)
+        - 0.5 * z.pow(2)
+        - torch.log(sigma)
+        - 0.5 * np.log(2 * np.pi)
+        - torch.special.log_ndtr(mu / sigma)
+    )
+    return torch.where(x > 0, positive, torch.nn.functional.logsigmoid(pi_logit))
+
+
+@pytest.mark.parametrize("zero_share", [0.0, 0.94, 1.0])
+def test_hurdle_log_prob_on_non_zero_entries_has_the_dense_values_and_gradients(zero_share: float) -> None:
+    """The truncated normal is evaluated at the non-zero entries only (speed): the loss and every gradient must
+    be those of the formula at every entry, for a mostly-zero batch and for batches without zeros or non-zeros."""
+    rng = np.random.default_rng(5)
+    x = _t(np.where(rng.random((32, 200)) < zero_share, 0.0, rng.uniform(0.05, 6, (32, 200))))
+    params = rng.normal(1, 2, (32, 200)), rng.uniform(-1, 1, 200), rng.normal(0, 2, (32, 200))
+    results = []
+    for log_prob in (hurdle_log_prob, _dense_hurdle_log_prob):
+        mu, log_sigma, logit = (_t(p).requires_grad_() for p in params)
+        loss = -log_prob(x, mu, torch.exp(log_sigma), logit).sum(-1)
+        loss.sum().backward()
+        results.append((loss.detach().numpy(), [p.grad.numpy() for p in (mu, log_sigma, logit)]))
+    (loss, grads), (want_loss, want_grads) = results
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-6)
+    for got, want in zip(grads, want_grads, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.all(grads[0][x.numpy() == 0] == 0)  # a zero says nothing about the non-zero mean
+
+
 def test_numpy_samplers_have_the_model_moments():
     rng = np.random.default_rng(3)
     mu, theta = np.full((200_000, 1), 4.0), np.full(1, 2.0)

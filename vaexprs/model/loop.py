@@ -173,7 +173,8 @@ def fit(
     ddp.join(device)  # under torchrun: one process group for every rank (a no-op otherwise)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    # multi-tensor Adam: the same updates bit for bit, in a few calls instead of a few per parameter tensor
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
     state = TrainState(model=model, device=str(device))
     if partial_result is not None:
         state.partial_result = lambda: partial_result(state)

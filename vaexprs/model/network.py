@@ -193,16 +193,24 @@ def zinb_log_prob(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, pi_log
 
 def hurdle_log_prob(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, pi_logit: torch.Tensor) -> torch.Tensor:
     """log density of the hurdle model, elementwise: x = 0 with probability pi = sigmoid(pi_logit), else
-    x ~ N(mu, sigma^2) truncated to (0, inf): log(1 - pi) + log N(x; mu, sigma) - log Phi(mu / sigma)."""
-    z = (x - mu) / sigma
-    positive = (
-        F.logsigmoid(-pi_logit)
+    x ~ N(mu, sigma^2) truncated to (0, inf): log(1 - pi) + log N(x; mu, sigma) - log Phi(mu / sigma).
+
+    The truncated normal is evaluated at the non-zero entries only: single-cell matrices are mostly zeros
+    (pbmc3k 94%), and its log Phi term was most of a training step's time when computed everywhere."""
+    x, mu, sigma, pi_logit = torch.broadcast_tensors(x, mu, sigma, pi_logit)  # views, for the indexing
+    positive = x > 0
+    log_prob = F.logsigmoid(pi_logit).masked_fill(positive, 0.0)
+    where = positive.nonzero(as_tuple=True)
+    m, s = mu[where], sigma[where]
+    z = (x[where] - m) / s
+    log_positive = (
+        F.logsigmoid(-pi_logit[where])
         - 0.5 * z.pow(2)
-        - torch.log(sigma)
+        - torch.log(s)
         - 0.5 * math.log(2 * math.pi)
-        - torch.special.log_ndtr(mu / sigma)
+        - torch.special.log_ndtr(m / s)
     )
-    return torch.where(x > 0, positive, F.logsigmoid(pi_logit))
+    return log_prob.index_put(where, log_positive)
 
 
 @register_head
