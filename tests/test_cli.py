@@ -264,6 +264,34 @@ def test_train_reads_the_label_column_of_a_csv_and_refuses_a_table_without_names
     assert_one_line_error(err, "semicolons.csv has a single column; a .csv file's values must be separated by commas")
 
 
+def test_train_reads_a_genes_by_cells_table_with_genes_as_rows(capsys, tmp_path, small_sim):
+    """R writes a SingleCellExperiment's counts genes x cells (write.csv(counts(sce))), with the labels as a row:
+    --genes-as-rows trains on cells, not on genes. Without it such a table is refused, since the label row makes
+    every column non-numeric; an .h5ad is cells x genes already, so the flag is refused there."""
+    import pandas as pd
+
+    frame = pd.DataFrame(np.asarray(small_sim.X), index=small_sim.obs_names, columns=small_sim.var_names)
+    frame.insert(0, "cell_type", small_sim.obs["cell_type"].to_numpy())
+    frame.T.to_csv(tmp_path / "genes_by_cells.csv", index_label="gene")
+    args = ["--likelihood", "hurdle", "--epochs", "1", "-q"]
+    code, _, err = run_cli(
+        capsys, "train", tmp_path / "genes_by_cells.csv", "--genes-as-rows", *args, "-o", tmp_path / "bundle"
+    )
+    assert code == 0, err
+    bundle = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
+    assert bundle["genes"] == list(small_sim.var_names) and bundle["labels"] == ["group1", "group2", "group3"]
+    code, _, err = run_cli(capsys, "train", tmp_path / "genes_by_cells.csv", *args)
+    assert code == 2
+    assert_one_line_error(err, "genes_by_cells.csv has non-numeric values", "--genes-as-rows")
+    small_sim.write_h5ad(tmp_path / "cells.h5ad")
+    code, _, err = run_cli(capsys, "train", tmp_path / "cells.h5ad", "--genes-as-rows", *args)
+    assert code == 2
+    assert_one_line_error(err, "--genes-as-rows applies to .csv/.tsv/.txt/.npy files; cells.h5ad is an .h5ad")
+    code, _, err = run_cli(capsys, "train", "--genes-as-rows", *args)  # the simulated default has no layout to flip
+    assert code == 2
+    assert_one_line_error(err, "--genes-as-rows needs a DATA file")
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".npy"])
 def test_generated_cells_train_again_with_their_labels(capsys, tmp_path, cvae_bundle, suffix):
     """What generate writes is training data as it stands: the CSV's cell_type column, the .npy's .obs.csv."""

@@ -48,6 +48,11 @@ class TrainJob(Config):
         "Leave the .h5ad's X on disk and stream minibatches from it (data larger than memory; X stored as CSR "
         "or dense).",
     )
+    genes_as_rows: bool = opt(
+        False,
+        "DATA (.csv/.tsv/.txt/.npy) has genes as rows and cells as columns, as R writes a SingleCellExperiment's "
+        "counts; a label row is read like a label column.",
+    )
 
     def __post_init__(self) -> None:
         for name in ("output", "checkpoint", "experiment", "register"):
@@ -96,10 +101,15 @@ def load_training_data(data: str | None, job: TrainJob, layer: str | None) -> tu
 
     if job.backed and not data:
         raise OptionError("backed", "needs a DATA file (.h5ad) to read from disk")
+    if job.genes_as_rows and not data:
+        raise OptionError("genes_as_rows", "needs a DATA file (.csv/.tsv/.txt/.npy) to read")
     if not data:
         adata = simulate()
     else:  # a table's label column is read by name (e.g. the cell_type column of a CSV vaexprs generated)
-        adata = read_expression(data, layer=layer, backed=job.backed, label_key=job.label_key, require_label=False)
+        adata = read_expression(
+            data, layer=layer, backed=job.backed, label_key=job.label_key, require_label=False,
+            genes_as_rows=job.genes_as_rows,
+        )  # fmt: skip
     has_labels = job.label_key in adata.obs
     named = job.label_key != DEFAULT_LABEL_KEY  # a key the user chose: its absence is a mistake, not "no labels"
     if (job.model == "cvae" or (job.model == "auto" and named)) and not has_labels:

@@ -18,7 +18,7 @@ import numpy as np
 
 from vaexprs.data.backed import OnDiskCells, is_on_disk
 from vaexprs.data.preprocess import ValueSummary, value_summary
-from vaexprs.errors import InputError
+from vaexprs.errors import InputError, OptionError
 from vaexprs.files import atomic_output, check_free_space, file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,6 +55,10 @@ def read_expression(
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise InputError(f"unsupported data format {suffix!r} for {path}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
+    if genes_as_rows and suffix == ".h5ad":
+        raise OptionError(
+            "genes_as_rows", f"applies to .csv/.tsv/.txt/.npy files; {path.name} is an .h5ad, cells x genes already"
+        )
     if backed and (suffix != ".h5ad" or layer is not None):
         raise InputError(
             f"training from disk (--backed) reads the X of an .h5ad file; {path.name} is "
@@ -112,8 +116,8 @@ def read_expression(
                 values = frame.to_numpy(dtype=np.float32)
             except ValueError:
                 raise InputError(
-                    f"{path.name} has non-numeric values; cells must be rows (transpose the table, or read it with "
-                    "read_expression(genes_as_rows=True)) and a label column must be named with label_key"
+                    f"{path.name} has non-numeric values: cells must be rows (for genes as rows: train "
+                    "--genes-as-rows, or genes_as_rows=True) and a label column must be named by the label key"
                 ) from None
             adata = ad.AnnData(
                 values,
