@@ -185,13 +185,18 @@ def test_mlproject_parameters_are_the_cli_s(entry: str) -> None:
     point = load_project(str(REPO)).get_entry_point(entry)
     command = " ".join(point.command.split())
     name = ENTRY_COMMANDS[entry]
-    assert re.match(rf"^(VAEXPRS_FORCE={{force}} )?python -m vaexprs {name} ", command), command
+    # boolean flags (--force, --genes-as-rows) go in as the environment variables the CLI reads for them
+    prefix = re.match(rf"^((?:VAEXPRS_[A-Z_]+={{[a-z_]+}} )*)python -m vaexprs {name} ", command)
+    assert prefix, command
+    by_env = dict(re.findall(r"(VAEXPRS_[A-Z_]+)={([a-z_]+)}", prefix.group(1)))
     cli = typer.main.get_command(app).commands[name]
     by_flag = {flag: param for param in cli.params for flag in param.opts}
     for key, parameter in point.parameters.items():
-        if key == "force":
-            assert command.startswith("VAEXPRS_FORCE={force} ") and parameter.default == "false"
-            assert any(p.envvar == "VAEXPRS_FORCE" for p in cli.params)
+        if key in by_env.values():
+            env = next(e for e, k in by_env.items() if k == key)
+            param = next((p for p in cli.params if p.envvar == env), None)
+            assert param is not None, f"{entry}: no CLI option reads {env}"
+            assert param.name == key and parameter.default == "false" and param.default is False, (entry, key)
             continue
         match = re.search(rf"(--[a-z-]+) {{{key}}}(?: |$)", command)
         if match is None:  # a positional argument

@@ -22,6 +22,7 @@ from vaexprs.errors import InputError, OptionError, examples
 log = logging.getLogger("vaexprs")
 
 FORCE_ENV = "VAEXPRS_FORCE"  # --force as an environment variable: how MLproject entry points pass it
+GENES_AS_ROWS_ENV = "VAEXPRS_GENES_AS_ROWS"  # the same for train's --genes-as-rows
 DEFAULT_LABEL_KEY = "cell_type"  # absent from the data: a VAE; any other absent key is a typo and refused
 
 
@@ -52,6 +53,7 @@ class TrainJob(Config):
         False,
         "DATA (.csv/.tsv/.txt/.npy) has genes as rows and cells as columns, as R writes a SingleCellExperiment's "
         "counts; a label row is read like a label column.",
+        envvar=GENES_AS_ROWS_ENV,
     )
 
     def __post_init__(self) -> None:
