@@ -198,9 +198,7 @@ def hurdle_log_prob(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, pi_l
     The truncated normal is evaluated at the non-zero entries only: single-cell matrices are mostly zeros
     (pbmc3k 94%), and its log Phi term was most of a training step's time when computed everywhere."""
     x, mu, sigma, pi_logit = torch.broadcast_tensors(x, mu, sigma, pi_logit)  # views, for the indexing
-    positive = x > 0
-    log_prob = F.logsigmoid(pi_logit).masked_fill(positive, 0.0)
-    where = positive.nonzero(as_tuple=True)
+    where = (x > 0).nonzero(as_tuple=True)
     m, s = mu[where], sigma[where]
     z = (x[where] - m) / s
     log_positive = (
@@ -210,7 +208,8 @@ def hurdle_log_prob(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, pi_l
         - 0.5 * math.log(2 * math.pi)
         - torch.special.log_ndtr(m / s)
     )
-    return log_prob.index_put(where, log_positive)
+    # the zero case everywhere, replaced at the non-zero entries (index_put's gradient leaves none to the zero case)
+    return F.logsigmoid(pi_logit).index_put(where, log_positive)
 
 
 @register_head
