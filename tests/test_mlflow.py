@@ -188,14 +188,13 @@ def test_mlproject_parameters_are_the_cli_s(entry: str) -> None:
     # boolean flags (--force, --genes-as-rows) go in as the environment variables the CLI reads for them
     prefix = re.match(rf"^((?:VAEXPRS_[A-Z_]+={{[a-z_]+}} )*)python -m vaexprs {name} ", command)
     assert prefix, command
-    by_env = dict(re.findall(r"(VAEXPRS_[A-Z_]+)={([a-z_]+)}", prefix.group(1)))
+    env_of = {key: env for env, key in re.findall(r"(VAEXPRS_[A-Z_]+)={([a-z_]+)}", prefix.group(1))}
     cli = typer.main.get_command(app).commands[name]
     by_flag = {flag: param for param in cli.params for flag in param.opts}
     for key, parameter in point.parameters.items():
-        if key in by_env.values():
-            env = next(e for e, k in by_env.items() if k == key)
-            param = next((p for p in cli.params if p.envvar == env), None)
-            assert param is not None, f"{entry}: no CLI option reads {env}"
+        if key in env_of:
+            param = next((p for p in cli.params if p.envvar == env_of[key]), None)
+            assert param is not None, f"{entry}: no CLI option reads {env_of[key]}"
             assert param.name == key and parameter.default == "false" and param.default is False, (entry, key)
             continue
         match = re.search(rf"(--[a-z-]+) {{{key}}}(?: |$)", command)
