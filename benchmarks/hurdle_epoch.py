@@ -29,6 +29,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.quality import write_atomic  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "benchmarks" / "results" / "hurdle_epoch.json"
 SETS = ("pbmc3k", "yan")  # sparse UMI counts, all 13,714 genes; dense RPKM, 44% zeros
@@ -142,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if not report["data"]:
         print(f"no data set found under {DATA}", file=sys.stderr)
         return 2
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_atomic(Path(args.out), json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
 
