@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import light_python
 from vaexprs.cli import main
+from vaexprs.errors import InputError
 
 COMMANDS = ["simulate", "train", "export", "generate", "evaluate", "promote"]
 
@@ -206,6 +207,7 @@ def test_existing_output_needs_force(capsys, tmp_path, cvae_bundle):
         (["@data", "--seed", "5000000000"], ["--seed must be between 0 and 4294967295; got 5000000000"]),
         (["@data", "--epochs", "0"], ["--epochs must be between 1 and"]),
         (["@data", "--hidden", "big"], ["--hidden must be layer sizes"]),
+        (["@data", "--hidden", "128,"], ["--hidden must be layer sizes", "an empty size"]),  # not one layer of 128
         (["@data", "--normalize", "zscore"], ["--normalize"]),
         (["@data", "--monitor", "val_loss"], ["--monitor val_loss needs validation cells (--val-split > 0"]),
         (["@data", "--register", "a/b"], ["--register 'a/b' is not a usable model name"]),
@@ -290,6 +292,19 @@ def test_train_reads_a_genes_by_cells_table_with_genes_as_rows(capsys, tmp_path,
     code, _, err = run_cli(capsys, "train", "--genes-as-rows", *args)  # the simulated default has no layout to flip
     assert code == 2
     assert_one_line_error(err, "--genes-as-rows needs a DATA file")
+    # an all-numeric genes x cells table with its labels in a file: the count mismatch says which flag is missing
+    import vaexprs
+
+    frame.drop(columns="cell_type").T.to_csv(tmp_path / "numeric_genes_by_cells.csv", index_label="gene")
+    (tmp_path / "labels.txt").write_text("\n".join(small_sim.obs["cell_type"].astype(str)) + "\n")
+    with pytest.raises(InputError, match=f"has {small_sim.n_obs} labels for {small_sim.n_vars} cells: it has one "
+                       "per column; .* pass --genes-as-rows"):  # fmt: skip
+        vaexprs.read_expression(tmp_path / "numeric_genes_by_cells.csv", labels_path=tmp_path / "labels.txt")
+    flipped = vaexprs.read_expression(
+        tmp_path / "numeric_genes_by_cells.csv", labels_path=tmp_path / "labels.txt", genes_as_rows=True
+    )
+    assert flipped.shape == small_sim.shape
+    assert list(flipped.obs["cell_type"]) == list(small_sim.obs["cell_type"].astype(str))
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".npy"])

@@ -83,7 +83,10 @@ def parse_hidden(spec: str | int | list[int] | tuple[int, ...]) -> tuple[int, ..
         raise OptionError("hidden", f"must be layer sizes like 512 or 512,256; got {spec!r}")
     if isinstance(spec, int):
         return (spec,)
-    parts = list(spec) if isinstance(spec, (list, tuple)) else [p for p in str(spec).replace(" ", "").split(",") if p]
+    parts = list(spec) if isinstance(spec, (list, tuple)) else str(spec).replace(" ", "").split(",")
+    if "" in parts and parts != [""]:  # "512," or "512,,256": a size left out, not a smaller network
+        raise OptionError("hidden", f"must be layer sizes like 512 or 512,256; got {spec!r} (an empty size)")
+    parts = [p for p in parts if p != ""]
     try:
         sizes = tuple(int(p) for p in parts)
     except (TypeError, ValueError):

@@ -132,7 +132,8 @@ def read_expression(
         raise InputError(f"cannot read {path}: {exc}") from None
     if labels_path is not None:
         key = label_key or "cell_type"
-        adata.obs[key] = pd.Categorical(read_labels_file(labels_path, adata.n_obs))
+        columns = adata.n_vars if suffix != ".h5ad" and not genes_as_rows else None
+        adata.obs[key] = pd.Categorical(read_labels_file(labels_path, adata.n_obs, columns))
     elif require_label and label_key is not None and label_key not in adata.obs:
         known = ", ".join(map(str, adata.obs.columns)) or "none"
         raise InputError(f"label column {label_key!r} not found in {path.name} (obs columns: {known})")
@@ -140,8 +141,10 @@ def read_expression(
     return adata
 
 
-def read_labels_file(path: str | Path, n_cells: int) -> list[str]:
-    """One label per line (or per CSV row: the last column), in cell order."""
+def read_labels_file(path: str | Path, n_cells: int, n_columns: int | None = None) -> list[str]:
+    """One label per line (or per CSV row: the last column), in cell order.
+
+    `n_columns`: the table's column count, to say so when the labels fit the columns (genes as rows)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"labels file not found: {path}")
@@ -150,7 +153,12 @@ def read_labels_file(path: str | Path, n_cells: int) -> list[str]:
     if len(labels) == n_cells + 1:  # a header line
         labels = labels[1:]
     if len(labels) != n_cells:
-        raise InputError(f"labels file {path.name} has {len(labels)} labels for {n_cells} cells")
+        hint = ""
+        if n_columns is not None and len(labels) == n_columns:
+            hint = (
+                ": it has one per column; if the table's columns are cells, pass --genes-as-rows (genes_as_rows=True)"
+            )
+        raise InputError(f"labels file {path.name} has {len(labels)} labels for {n_cells} cells{hint}")
     return labels
 
 
