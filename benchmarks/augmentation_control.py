@@ -3,6 +3,8 @@ against adding copies of real training cells instead.
 
     PYTHONPATH=. python benchmarks/augmentation_control.py      # after benchmarks/quality.py (reads its JSON)
     -> JSON on stdout and in benchmarks/results/augmentation_control.json
+    PYTHONPATH=. python benchmarks/augmentation_control.py --study benchmarks/results/quality_unseen.json \
+        --out benchmarks/results/augmentation_control_unseen.json   # another run of the study
 
 For every data set and augmentation seed of `results/quality.json`, the study's own split (the same
 `harness.stratified_split`, same seed) is topped up to its largest label's count with real training cells
@@ -18,6 +20,7 @@ so a small same-size loss there says little about the generator.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -74,8 +77,12 @@ def control(ds: Dataset, seed: int) -> dict[str, Any]:
     return out
 
 
-def main() -> int:
-    study = json.loads((RESULTS / "quality.json").read_text())
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", type=Path, default=RESULTS / "quality.json", help="the quality study's JSON")
+    parser.add_argument("--out", type=Path, default=RESULTS / "augmentation_control.json", help="where to write")
+    args = parser.parse_args(argv)
+    study = json.loads(args.study.read_text())
     out: dict[str, Any] = {"study": study["study"]["command"], "commit": study["environment"].get("git_commit"),
                            "rows": []}  # fmt: skip
     for row in study["rows"]:
@@ -98,7 +105,7 @@ def main() -> int:
                     line[f"{part}_{clf}_{name}"] = summary[f"{clf}_bal_acc_gain_mean"]
         out["rows"].append(line)
         print(json.dumps({k: v for k, v in clean(line).items() if k != "runs"}), file=sys.stderr)
-    write_atomic(RESULTS / "augmentation_control.json", json.dumps(clean(out), indent=1) + "\n")
+    write_atomic(args.out, json.dumps(clean(out), indent=1) + "\n")
     print(json.dumps([{k: v for k, v in r.items() if k != "runs"} for r in clean(out)["rows"]], indent=1))
     return 0
 

@@ -271,6 +271,22 @@ def _gamma_poisson(rng: np.random.Generator, mu: np.ndarray, shape: Any) -> np.n
     return rng.poisson(rng.gamma(shape, mu / shape)).astype(np.float64)
 
 
+def _droplet_counts(
+    rng: np.random.Generator,
+    log_mu: np.ndarray,
+    library: tuple[float, float],
+    theta: tuple[float, float],
+    theta_range: tuple[float, float],
+) -> np.ndarray:
+    """Float32 NB counts of cells x genes: softmax(log_mu) proportions times a log-normal library (median, sd of
+    its log), with a log-normal inverse dispersion per gene (median, sd of its log) clipped to `theta_range`."""
+    prop = np.exp(log_mu - log_mu.max(1, keepdims=True))
+    prop /= prop.sum(1, keepdims=True)
+    mu = prop * np.exp(rng.normal(np.log(library[0]), library[1], log_mu.shape[0]))[:, None]
+    shape = np.clip(np.exp(rng.normal(np.log(theta[0]), theta[1], log_mu.shape[1])), *theta_range)[None, :]
+    return _gamma_poisson(rng, mu, shape).astype(np.float32)
+
+
 def _typed_labels(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Label names type1.. repeated by `sizes`, and their integer codes."""
     return np.repeat([f"type{k + 1}" for k in range(len(sizes))], sizes), np.repeat(np.arange(len(sizes)), sizes)
@@ -526,11 +542,7 @@ def many_labels(seed: int = 0) -> Any:
     lineage = np.arange(len(MANY_LABEL_SIZES)) % n_lineages  # type1..type6 head each lineage, then smaller ones
     log_mu = rng.normal(-0.5, 1.6, g)[None, :] + _programmes(rng, n_lineages, g, 60, 1.5, 3.5)[lineage[code]]
     log_mu += _programmes(rng, len(MANY_LABEL_SIZES), g, 15, 0.7, 2.0)[code] + rng.normal(0.0, 0.25, (n, g))
-    prop = np.exp(log_mu - log_mu.max(1, keepdims=True))
-    prop /= prop.sum(1, keepdims=True)
-    mu = prop * np.exp(rng.normal(np.log(1.5e3), 0.5, n))[:, None]
-    theta = np.clip(np.exp(rng.normal(np.log(4.0), 0.8, g)), 0.3, 50.0)[None, :]
-    x = _gamma_poisson(rng, mu, theta).astype(np.float32)
+    x = _droplet_counts(rng, log_mu, library=(1.5e3, 0.5), theta=(4.0, 0.8), theta_range=(0.3, 50.0))
     desc = (
         f"many_labels (unseen): simulated droplet UMI counts, HVG-only, {n} cells x {g} genes, "
         f"{len(MANY_LABEL_SIZES)} labels (6 lineages x 4 subtypes, {max(MANY_LABEL_SIZES)} to "
@@ -568,6 +580,110 @@ def visium_spots(seed: int = 0) -> Any:
     return _unseen(rng, x, labels, "counts", desc)
 
 
+# ------------------------------------------ added 2026-12-06, after every default was fixed, run once as they are
+def _stratified_rows(labels: np.ndarray, n: int, min_per_label: int, rng: np.random.Generator) -> np.ndarray:
+    """About `n` rows in the labels' proportions, at least `min_per_label` of each (all of a smaller label)."""
+    names, counts = np.unique(labels, return_counts=True)
+    sizes = np.maximum(np.round(counts * n / counts.sum()).astype(int), min_per_label)
+    return _subsample(labels, {k: int(min(s, c)) for k, s, c in zip(names, sizes, counts, strict=True)}, rng)
+
+
+def shallow_umi(seed: int = 0) -> Any:
+    """UNSEEN: shallow droplet sequencing: pbmc3k's UMIs thinned binomially to 25% (about 550 per cell), 1,000
+    cells in the label proportions (at least 15 per label), the 2,000 most variable genes of the thinned cells
+    (seen in >= 3 of them); 8 labels."""
+    src = _read_shared("pbmc3k")
+    rng = np.random.default_rng(seed + 1111)
+    labels = src.obs["cell_type"].astype(str).to_numpy()
+    rows = _stratified_rows(labels, 1000, 15, rng)
+    x = src.X.tocsr()[rows].astype(np.float64)
+    x.data = rng.binomial(x.data.astype(np.int64), 0.25).astype(np.float64)
+    x.eliminate_zeros()
+    genes = seurat_hvg(x, 2000, min_cells=3)
+    sub = x[:, genes].astype(np.float32)
+    desc = (
+        f"shallow_umi (unseen): pbmc3k UMIs thinned to 25%, {sub.shape[0]} cells x {sub.shape[1]} highly variable "
+        f"genes, 8 labels, median {np.median(np.asarray(sub.sum(1))):.0f} UMIs per cell on them, "
+        f"{1 - sub.nnz / np.prod(sub.shape):.0%} zeros"
+    )
+    return _anndata(sub, labels[rows], [str(g) for g in src.var_names[genes]], "counts", desc, unseen=True)
+
+
+def ambient_corrected(seed: int = 0) -> Any:
+    """UNSEEN: ambient-RNA-corrected UMI counts as SoupX (roundToInt = FALSE) or CellBender leave them: pbmc3k,
+    800 cells in the label proportions (at least 10 per label), 2,000 most variable genes, each cell minus
+    rho x its library x the soup profile (the pooled expression of all 2,638 cells; rho ~ U(0.02, 0.2) per cell),
+    floored at 0: non-negative, mostly non-integer values, more zeros than the raw counts."""
+    src = _read_shared("pbmc3k")
+    rng = np.random.default_rng(seed + 1212)
+    labels = src.obs["cell_type"].astype(str).to_numpy()
+    full = src.X.tocsr().astype(np.float64)
+    soup = np.asarray(full.sum(0)).ravel()
+    soup /= soup.sum()
+    rows = _stratified_rows(labels, 800, 10, rng)
+    x = full[rows]
+    genes = seurat_hvg(x, 2000, min_cells=3)
+    lib = np.asarray(x.sum(1)).ravel()  # the library over all genes, as the correction sees it
+    rho = rng.uniform(0.02, 0.2, rows.size)
+    y = np.maximum(x[:, genes].toarray() - (rho * lib)[:, None] * soup[genes][None, :], 0.0).astype(np.float32)
+    desc = (
+        f"ambient_corrected (unseen): pbmc3k counts minus a per-cell share of the soup (SoupX-like, not rounded), "
+        f"{y.shape[0]} cells x {y.shape[1]} genes, 8 labels, {np.mean(y == 0):.0%} zeros, "
+        f"{np.mean(y[y > 0] != np.round(y[y > 0])):.0%} of non-zero values non-integer"
+    )
+    return _anndata(y, labels[rows], [str(g) for g in src.var_names[genes]], "counts", desc, unseen=True,
+                    non_integer=True)  # fmt: skip
+
+
+def two_batches(seed: int = 0) -> Any:
+    """UNSEEN: two sequencing batches with every label in both: pbmc3k, 1,000 cells in the label proportions (at
+    least 15 per label), half of them (at random) thinned binomially per gene as a second chemistry would capture
+    them (each gene kept with p = 0.6 x U(0.4, 1): fewer UMIs, gene-specific losses), then the 2,000 most variable
+    genes of the pooled cells. The batch is in obs['batch'], not in the label: a generator must reproduce both
+    batches within each label."""
+    src = _read_shared("pbmc3k")
+    rng = np.random.default_rng(seed + 1414)
+    labels = src.obs["cell_type"].astype(str).to_numpy()
+    rows = _stratified_rows(labels, 1000, 15, rng)
+    x = src.X.tocsr()[rows].astype(np.float64).tocoo()
+    batch = rng.random(rows.size) < 0.5
+    keep = 0.6 * rng.uniform(0.4, 1.0, x.shape[1])
+    second = batch[x.row]
+    x.data[second] = rng.binomial(x.data[second].astype(np.int64), keep[x.col[second]]).astype(np.float64)
+    x = x.tocsr()
+    x.eliminate_zeros()
+    genes = seurat_hvg(x, 2000, min_cells=3)
+    sub = x[:, genes].astype(np.float32)
+    desc = (
+        f"two_batches (unseen): pbmc3k UMI counts in two batches (the second thinned per gene), "
+        f"{sub.shape[0]} cells x {sub.shape[1]} genes, 8 labels, {int(batch.sum())} cells in batch B, "
+        f"{1 - sub.nnz / np.prod(sub.shape):.0%} zeros"
+    )
+    adata = _anndata(sub, labels[rows], [str(g) for g in src.var_names[genes]], "counts", desc, unseen=True)
+    adata.obs["batch"] = np.where(batch, "B", "A")
+    return adata
+
+
+PANEL_SIZES = (900, 700, 500, 400, 250, 150, 100)
+
+
+def targeted_panel(seed: int = 0) -> Any:
+    """UNSEEN: a targeted gene panel (BD Rhapsody-like), a simulation: 3,000 cells x 400 genes, 7 labels (900 to
+    100), deep per gene (log-normal libraries around 2,500 on 400 genes), 30 marker genes per label at
+    e^1..e^3, gene-specific NB dispersion (shape 0.5..30), few zeros: many cells, few genes."""
+    rng = np.random.default_rng(seed + 1313)
+    labels, code = _typed_labels(PANEL_SIZES)
+    n, g = labels.size, 400
+    log_mu = rng.normal(0.0, 1.2, g)[None, :] + _programmes(rng, len(PANEL_SIZES), g, 30, 1.0, 3.0)[code]
+    log_mu += rng.normal(0.0, 0.2, (n, g))
+    x = _droplet_counts(rng, log_mu, library=(2.5e3, 0.4), theta=(3.0, 0.8), theta_range=(0.5, 30.0))
+    desc = (
+        f"targeted_panel (unseen): simulated targeted-panel counts, {n} cells x {g} genes, "
+        f"{len(PANEL_SIZES)} labels ({max(PANEL_SIZES)} to {min(PANEL_SIZES)}), {np.mean(x == 0):.0%} zeros"
+    )
+    return _unseen(rng, x, labels, "counts", desc)
+
+
 BUILDERS: dict[str, Callable[..., Any]] = {
     "yan": yan,
     "treutlein": treutlein,
@@ -587,10 +703,15 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "log2tpm": log2tpm,
     "many_labels": many_labels,
     "visium_spots": visium_spots,
+    "shallow_umi": shallow_umi,
+    "ambient_corrected": ambient_corrected,
+    "targeted_panel": targeted_panel,
+    "two_batches": two_batches,
 }
 # these need /work/shared/data
 SHARED_ONLY = {
-    "yan", "treutlein", "pbmc3k", "umi_hvg", "rare_label", "scanpy_log", "scanpy_scaled", "scanpy_regressed"
+    "yan", "treutlein", "pbmc3k", "umi_hvg", "rare_label", "scanpy_log", "scanpy_scaled", "scanpy_regressed",
+    "shallow_umi", "ambient_corrected", "two_batches",
 }  # fmt: skip
 
 
