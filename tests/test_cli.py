@@ -97,6 +97,20 @@ def test_train_then_generate_then_export_from_checkpoint(capsys, tmp_path, sim_f
     )
 
 
+def test_temperature_is_recorded_and_one_is_the_default(capsys, tmp_path, cvae_bundle):
+    """--temperature reaches the sampler (other cells from the same seed) and the file's uns; 1 is the default."""
+    files = {}
+    for name, extra in (("plain", []), ("one", ["--temperature", "1"]), ("cold", ["--temperature", "0.5"])):
+        files[name] = tmp_path / f"{name}.h5ad"
+        code, _, err = run_cli(
+            capsys, "generate", cvae_bundle, "-n", "200", "--seed", "3", *extra, "-o", files[name], "-q"
+        )
+        assert code == 0, err
+    plain, one, cold = (ad.read_h5ad(files[k]) for k in ("plain", "one", "cold"))
+    assert np.array_equal(plain.X, one.X) and not np.array_equal(plain.X, cold.X)
+    assert plain.uns["vaexprs"]["temperature"] == 1.0 and cold.uns["vaexprs"]["temperature"] == 0.5
+
+
 def test_same_seed_same_bytes(capsys, tmp_path, cvae_bundle):
     outputs = []
     for name in ("a.npy", "b.npy"):
@@ -145,6 +159,7 @@ def _missing_field(bundle: Path, tmp_path: Path) -> Path:
         (["-n", "10", "--provider", "cuda"], ["cuda"]),
         (["-n", "10", "--provider", "tpu"], ["provider"]),
         (["-n", "10", "--sampler", "flow"], ["sampler"]),
+        (["-n", "10", "--temperature", "3"], ["--temperature must be between 0 and 2; got 3"]),
         (["-n", "10", "@missing-folder"], ["does not exist"]),
         (["-n", "10", "@bad-suffix"], ["unsupported output"]),
         (["-n", "10", "@tampered"], ["sha256"]),

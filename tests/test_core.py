@@ -116,6 +116,11 @@ def test_labels_in_training_proportions_and_per_label_counts(small_cvae):
     assert sorted(gen.y_gen.tolist()) == ["group1"] * 2 + ["group3"] * 7
     prior = vaexprs.gen_exprs(small_cvae, num_samples=20, sampler="prior")
     assert prior.x_gen.shape == (20, 120)
+    cold = vaexprs.gen_exprs(small_cvae, num_samples=20, sampler="prior", temperature=0.5)
+    np.testing.assert_allclose(cold.latent, 0.5 * prior.latent, rtol=1e-6)  # the same stream, half the spread
+    assert cold.temperature == 0.5 and cold.to_anndata().uns["vaexprs"]["temperature"] == 0.5
+    with pytest.raises(InputError, match="temperature must be between 0 and 2"):
+        vaexprs.gen_exprs(small_cvae, num_samples=20, temperature=5)
     # a list of labels used to be read as one label named "['group1', ...]"; its Counter is the per-label form
     wanted = ["group1", "group2", "group1"]
     with pytest.raises(InputError, match=r"labels must be one label name or \{label: count\}; got a list"):

@@ -132,10 +132,42 @@ def test_vae_generation_and_prior_sampler(vae):
     assert x.shape == (12, N_GENES) and codes is None
 
 
+def _latents(decoder, **request):
+    spec = decoder.bundle.spec
+    blocks = list(iter_blocks(spec, plan_generation(spec, GenerationRequest(**request)), decoder))
+    return np.concatenate([b.latent for b in blocks]), np.concatenate([b.x for b in blocks])
+
+
+def test_temperature_scales_the_latent_draws_around_their_components(cvae_dec, vae):
+    """The same random stream at every temperature: t = 1 is the default's cells bit for bit, and a draw's
+    distance from its mixture component's mean (the prior's from 0) shrinks by exactly t; t = 0 draws the means."""
+    spec = cvae_dec.bundle.spec
+    request = {"n": 60, "label": "group2", "seed": 4, "batch_size": 25}
+    z1, x1 = _latents(cvae_dec, **request)
+    z_default, x_default = _latents(cvae_dec, **request, temperature=1.0)
+    assert z1.tobytes() == z_default.tobytes() and x1.tobytes() == x_default.tobytes()
+    means = spec.sampler.mixtures[LABELS.index("group2")].means  # (K, D): the label's components
+    z_half, x_half = _latents(cvae_dec, **request, temperature=0.5)
+    assert not np.array_equal(x_half, x1)
+    # z_t = m + t (z_1 - m) for the component m each draw came from, so (z_t - t z_1) / (1 - t) is that mean
+    implied = (z_half.astype(np.float64) - 0.5 * z1) / 0.5
+    nearest = np.abs(implied[:, None, :] - means[None]).max(-1).min(1)
+    assert nearest.max() < 1e-5 and means.shape[0] > 1
+    z0, _ = _latents(cvae_dec, **request, temperature=0.0)  # t = 0: the component means themselves
+    assert np.abs(z0[:, None, :] - means[None]).max(-1).min(1).max() < 1e-5
+    prior_decoder = OnnxDecoder(vae, provider="cpu")
+    p1, _ = _latents(prior_decoder, n=12, sampler="prior", seed=2)
+    p_cold, _ = _latents(prior_decoder, n=12, sampler="prior", seed=2, temperature=0.25)
+    np.testing.assert_allclose(p_cold, 0.25 * p1, rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"n": 0}, "n must be between 1 and"),
+        ({"n": 5, "temperature": 2.5}, "temperature must be between 0 and 2; got 2.5"),
+        ({"n": 5, "temperature": -0.1}, "temperature must be between 0 and 2"),
+        ({"n": 5, "temperature": float("nan")}, "temperature must be a finite number"),
         ({"n": -3}, "n must be between 1 and"),
         ({"n": None}, "n is needed"),
         ({"n": 5, "label": "nope"}, "label 'nope' is unknown; this model knows: group1, group2, group3"),

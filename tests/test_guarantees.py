@@ -287,6 +287,29 @@ def test_served_model_refuses_oversized_requests(cvae_dir: Path, monkeypatch):
     assert model.predict(None, pd.DataFrame({"n": [3000]})).shape == (3000, 51)
 
 
+def test_served_model_takes_a_temperature_column(cvae_dir: Path):
+    """A row's temperature reaches the sampler (1 or missing: the default's cells); out of range is a 400."""
+    pd = pytest.importorskip("pandas")
+    from mlflow.exceptions import MlflowException
+
+    from vaexprs.generate.pyfunc import VaexprsGenerator
+
+    class Context:
+        def __init__(self) -> None:
+            self.artifacts = {"bundle": str(cvae_dir)}
+            self.model_config: dict = {}
+
+    model = VaexprsGenerator()
+    model.load_context(Context())
+    plain = model.predict(None, pd.DataFrame({"n": [40], "seed": [2]}))
+    rows = model.predict(None, pd.DataFrame({"n": [40, 40], "seed": [2, 2], "temperature": [1.0, 0.3]}))
+    assert rows.iloc[:40].equals(plain) and not rows.iloc[40:].reset_index(drop=True).equals(plain)
+    for bad, message in ((2.5, "temperature must be between 0 and 2"), ("hot", "temperature must be a number")):
+        with pytest.raises(MlflowException, match=message) as info:
+            model.predict(None, pd.DataFrame({"n": [5], "temperature": [bad]}))
+        assert info.value.get_http_status_code() == 400
+
+
 # ------------------------------------------------------------------------------------------ signals
 
 

@@ -2,10 +2,15 @@
 
     sampler = LatentSampler.from_dict(bundle_json["sampler"])
     z = sampler.sample(codes, n, rng, kind="gmm")          # (n, latent_dim) float32
+    z = sampler.sample(codes, n, rng, temperature=0.7)     # draws nearer their components' means
 
 The mixtures are fitted at training time (`vaexprs.model.mixture`, scikit-learn with BIC selection, as VAExprs
 uses mclust) and kept as plain arrays, so sampling needs numpy alone and survives a JSON round trip into
 bundle.json.
+
+A temperature t < 1 scales every draw's deviation from its component mean (the prior's from 0) by t: the
+covariances by t^2, the "truncation trick" of generative image models. Cells come out more typical of their
+label and less diverse; t = 1 is the fitted distribution, and the same random stream is used at every t.
 """
 
 from __future__ import annotations
@@ -39,10 +44,12 @@ class GaussianMixture:
     def n_components(self) -> int:
         return self.weights.shape[0]
 
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """(n, D) draws: pick a component by weight, then mean + L @ eps."""
+    def sample(self, n: int, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
+        """(n, D) draws: pick a component by weight, then mean + L @ (temperature * eps)."""
         component = rng.choice(self.n_components, size=n, p=self.weights)
         eps = rng.standard_normal((n, self.means.shape[1]))
+        if temperature != 1.0:
+            eps *= temperature
         z = np.empty_like(eps)
         for k in range(self.n_components):
             rows = component == k
@@ -68,18 +75,26 @@ class LatentSampler:
     latent_dim: int
     mixtures: list[GaussianMixture]
 
-    def sample(self, codes: np.ndarray | None, n: int, rng: np.random.Generator, kind: str = "gmm") -> np.ndarray:
+    def sample(
+        self,
+        codes: np.ndarray | None,
+        n: int,
+        rng: np.random.Generator,
+        kind: str = "gmm",
+        temperature: float = 1.0,
+    ) -> np.ndarray:
         """Latents (n, D) float32 for cells whose label codes are `codes` (None for a VAE)."""
         if kind not in choices(Sampler):
             raise OptionError("sampler", f"must be one of {', '.join(choices(Sampler))}; got {kind!r}")
         if kind == "prior":
-            return rng.standard_normal((n, self.latent_dim)).astype(np.float32)
+            z = rng.standard_normal((n, self.latent_dim))
+            return (z * temperature if temperature != 1.0 else z).astype(np.float32)
         if codes is None:
-            return self.mixtures[0].sample(n, rng).astype(np.float32)
+            return self.mixtures[0].sample(n, rng, temperature).astype(np.float32)
         z = np.empty((n, self.latent_dim), dtype=np.float64)
         for code in np.unique(codes):
             rows = codes == code
-            z[rows] = self.mixtures[int(code)].sample(int(rows.sum()), rng)
+            z[rows] = self.mixtures[int(code)].sample(int(rows.sum()), rng, temperature)
         return z.astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def make_block(spec: GenerativeSpec, plan: Plan, k: int, decode: Decode) -> Bloc
     rng = plan.block_rng(k)
     start, stop = plan.block_bounds(k)
     codes = plan.block_codes(k, rng)
-    z = spec.sampler.sample(codes, stop - start, rng, plan.sampler)  # (b, D) float32
+    z = spec.sampler.sample(codes, stop - start, rng, plan.sampler, plan.temperature)  # (b, D) float32
     outputs = decode(z, codes)
     x = outputs_to_cells(
         spec.likelihood, outputs, rng, plan.space.name, codes=codes, library=spec.library_size, cap=spec.value_cap

@@ -14,6 +14,7 @@ from vaexprs.errors import OptionError
 
 MAX_CELLS = 10_000_000_000  # ten billion cells: 80 TB of float32 at 2,000 genes; the disk check comes first
 MAX_BLOCK_CELLS = 1 << 20
+MAX_TEMPERATURE = 2.0  # latent draws at twice the fitted spread already leave the region the decoder learned
 MAX_BLOCK_BYTES = 2 << 30  # one block's float32 output; beyond it, memory (not speed) is what grows
 DEFAULT_BLOCK_CELLS = 8192
 # About 64 MB of float32 output per block: 8,192 cells at 2,000 genes, ~840 at 20,000. onnxruntime's working
@@ -60,6 +61,11 @@ class GenerationRequest(Config):
     sampler: Sampler = opt(
         "gmm", "Latent sampler: gmm (the mixture over training latents, VAExprs) or prior (N(0, I))."
     )
+    temperature: float = opt(
+        1.0, "Scale of the latent draws around their label's components: 1 = the fitted distribution; below 1 "
+        "more typical, less diverse cells (0.6-0.8 raised same-size augmentation gains, at some realism).",
+        bounds=(0.0, MAX_TEMPERATURE),
+    )  # fmt: skip
     seed: int = opt(1, "Random seed: the same seed and batch size give the same cells.", bounds=(0, MAX_SEED))
     batch_size: int | None = opt(
         None, "Cells per block [default: ~64 MB of output per block: 8,192 at 2,000 genes, ~840 at 20,000].",

@@ -103,6 +103,7 @@ def describe(bundle: Bundle, uri: str, version: str | None, provider: str, plan:
         "model_version": version,
         "seed": request.seed,
         "sampler": request.sampler,
+        "temperature": request.temperature,
         "provider": provider,
         "output_space": plan.space.name,
         "value_space": plan.space.value_space,
@@ -196,7 +197,8 @@ def generate_to_file(
     """Generate cells into a .h5ad/.csv/.npy file or a .zarr store, block by block; returns a summary of the run.
 
     model: a bundle folder, a models:/ or runs:/ URI, a loaded Bundle, or an OnnxDecoder to reuse its session.
-    request (or its fields as keywords: n, label, per_label, sampler, seed, batch_size, output_space): what
+    request (or its fields as keywords: n, label, per_label, sampler, temperature, seed, batch_size,
+    output_space): what
     to make. Bad input raises InputError before any file exists.
     dask: "local", "local:W" or "tcp://HOST:PORT" to make the blocks on a Dask cluster, written straight into
     the .zarr output (vaexprs.generate.distributed; needs vaexprs[dask]). The cells are the same either way.

@@ -5,7 +5,8 @@
          -d '{"dataframe_split": {"columns": ["label", "n", "seed"], "data": [["group1", 50, 1]]}}'
 
 Each input row asks for `n` cells (of `label`, or in the training proportions when the label is empty), drawn
-with `seed` (default 1) and `sampler` (gmm or prior; default gmm). The output has one row per cell: the model's
+with `seed` (default 1), `sampler` (gmm or prior; default gmm) and `temperature` (0 to 2, default 1: the scale
+of the latent draws, below 1 more typical cells). The output has one row per cell: the model's
 genes as columns, plus `cell_type` for a CVAE. The same seed gives the same cells as `vaexprs generate`.
 
 That default answer (JSON records: every gene name repeated in every cell, ~30 bytes a value) costs far more than
@@ -120,7 +121,7 @@ class VaexprsGenerator(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame | str:
-        """One block of cells per input row (label, n, seed, sampler), concatenated in row order.
+        """One block of cells per input row (label, n, seed, sampler, temperature), concatenated in row order.
 
         The whole input is checked (every row's request, the total against the per-request limit, and
         params["format"]) before any cell is made: a bad or oversized request answers 400 at once. Returns the
@@ -142,6 +143,7 @@ class VaexprsGenerator(mlflow.pyfunc.PythonModel):
                         label=None if _missing(row.get("label")) else str(row["label"]),
                         seed=DEFAULT_SEED if _missing(row.get("seed")) else _integer(row["seed"], "seed"),
                         sampler=DEFAULT_SAMPLER if _missing(row.get("sampler")) else str(row["sampler"]),
+                        temperature=1.0 if _missing(row.get("temperature")) else _number(row["temperature"]),
                     )
                 )
             except VaexprsError as exc:
@@ -219,8 +221,19 @@ def _integer(value: Any, name: str) -> int:
     return int(number)
 
 
+def _number(value: Any) -> float:
+    """A finite number from a JSON cell; anything else is a 400 (the request checks its range)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number) or isinstance(value, bool):
+        raise MlflowException(f"temperature must be a number; got {value!r}", INVALID_PARAMETER_VALUE)
+    return number
+
+
 def signature_for(bundle: Any) -> Any:
-    """Input: label (optional), n, seed (optional), sampler (optional); output: genes (+ cell_type); the
+    """Input: label (optional), n, seed (optional), sampler (optional), temperature (optional); output: genes (+ cell_type); the
     inference param `format` (records, npz or csr; declared so that the scoring server passes it on)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
@@ -231,6 +244,7 @@ def signature_for(bundle: Any) -> Any:
             ColSpec("long", "n"),
             ColSpec("long", "seed", required=False),
             ColSpec("string", "sampler", required=False),
+            ColSpec("double", "temperature", required=False),
         ]
     )
     params = ParamSchema([ParamSpec("format", "string", ANSWER_FORMATS[0])])

@@ -58,6 +58,10 @@ class Plan:
         return self.request.sampler
 
     @property
+    def temperature(self) -> float:
+        return self.request.temperature
+
+    @property
     def n_blocks(self) -> int:
         return -(-self.n_total // self.batch_size)
 

@@ -348,6 +348,7 @@ def gen_exprs(
     seed: int = 1,
     batch_size: int | None = None,
     output_space: str | None = None,
+    temperature: float = 1.0,
 ) -> GeneratedCells:
     """Generate cells: labels None = training proportions; a label name; or {label: count, ...}.
 
@@ -356,12 +357,16 @@ def gen_exprs(
     decoder mean for bce/mse; `lognorm` (nb/zinb: sampled counts, log-normalised with the training mean
     library size); `mean` (the expected value, no sampling noise: VAExprs' behaviour).
     batch_size: cells per block; the same seed and block size give the same cells as `vaexprs generate`.
+    temperature: scale of the latent draws around their label's components (0 to 2). 1 (the default) samples
+    the fitted distribution; below 1 gives more typical, less diverse cells, which raised a classifier's gain
+    from same-size augmentation in the study (0.6-0.8) at some cost in realism.
     """
     spec = result.spec
     try:
         request = request_from(
-            num_samples, labels, sampler=sampler, seed=seed, batch_size=batch_size, output_space=output_space
-        )
+            num_samples, labels, sampler=sampler, seed=seed, batch_size=batch_size, output_space=output_space,
+            temperature=temperature,
+        )  # fmt: skip
         plan = plan_generation(spec, request)
     except OptionError as exc:  # worded with gen_exprs' own argument names
         names = {"n": "num_samples", "label": "labels", "per_label": "labels"}
@@ -386,4 +391,5 @@ def gen_exprs(
         sampler=sampler,
         value_space=plan.space.value_space,
         sampled=plan.space.sampled,
+        temperature=plan.temperature,
     )

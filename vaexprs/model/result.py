@@ -213,6 +213,7 @@ class GeneratedCells:
     sampler: str
     value_space: str = ""  # the space the numbers are in (`mean` of a count head: expected counts)
     sampled: bool = False  # True when the cells carry the likelihood's sampling noise
+    temperature: float = 1.0  # the scale of the latent draws (1 = the fitted distribution)
 
     def to_anndata(self, label_key: str = "cell_type") -> AnnData:
         """Real (if known) and generated cells in one AnnData; obs['origin'] in {'real', 'generated'}."""
@@ -240,6 +241,7 @@ class GeneratedCells:
             "sampled": self.sampled,
             "seed": self.seed,
             "sampler": self.sampler,
+            "temperature": self.temperature,
         }
         if (self.value_space or self.output_space) in ("lognorm", "log"):
             adata.uns["log1p"] = {"base": 2.0}  # log2(x + 1): scanpy must not log these values again
