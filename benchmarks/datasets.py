@@ -588,6 +588,14 @@ def _stratified_rows(labels: np.ndarray, n: int, min_per_label: int, rng: np.ran
     return _subsample(labels, {k: int(min(s, c)) for k, s, c in zip(names, sizes, counts, strict=True)}, rng)
 
 
+def _thinned_hvg(x: Any, n_top: int) -> tuple[Any, np.ndarray]:
+    """Thinned counts (CSR) without the zeros thinning made, on their `n_top` most variable genes (seen in >= 3
+    cells): (float32 matrix, gene indices)."""
+    x.eliminate_zeros()
+    genes = seurat_hvg(x, n_top, min_cells=3)
+    return x[:, genes].astype(np.float32), genes
+
+
 def shallow_umi(seed: int = 0) -> Any:
     """UNSEEN: shallow droplet sequencing: pbmc3k's UMIs thinned binomially to 25% (about 550 per cell), 1,000
     cells in the label proportions (at least 15 per label), the 2,000 most variable genes of the thinned cells
@@ -598,9 +606,7 @@ def shallow_umi(seed: int = 0) -> Any:
     rows = _stratified_rows(labels, 1000, 15, rng)
     x = src.X.tocsr()[rows].astype(np.float64)
     x.data = rng.binomial(x.data.astype(np.int64), 0.25).astype(np.float64)
-    x.eliminate_zeros()
-    genes = seurat_hvg(x, 2000, min_cells=3)
-    sub = x[:, genes].astype(np.float32)
+    sub, genes = _thinned_hvg(x, 2000)
     desc = (
         f"shallow_umi (unseen): pbmc3k UMIs thinned to 25%, {sub.shape[0]} cells x {sub.shape[1]} highly variable "
         f"genes, 8 labels, median {np.median(np.asarray(sub.sum(1))):.0f} UMIs per cell on them, "
@@ -650,10 +656,7 @@ def two_batches(seed: int = 0) -> Any:
     keep = 0.6 * rng.uniform(0.4, 1.0, x.shape[1])
     second = batch[x.row]
     x.data[second] = rng.binomial(x.data[second].astype(np.int64), keep[x.col[second]]).astype(np.float64)
-    x = x.tocsr()
-    x.eliminate_zeros()
-    genes = seurat_hvg(x, 2000, min_cells=3)
-    sub = x[:, genes].astype(np.float32)
+    sub, genes = _thinned_hvg(x.tocsr(), 2000)
     desc = (
         f"two_batches (unseen): pbmc3k UMI counts in two batches (the second thinned per gene), "
         f"{sub.shape[0]} cells x {sub.shape[1]} genes, 8 labels, {int(batch.sum())} cells in batch B, "
