@@ -63,7 +63,7 @@ class GenerationRequest(Config):
     )
     temperature: float = opt(
         1.0, "Scale of the latent draws around their label's components: 1 = the fitted distribution; below 1 "
-        "more typical, less diverse cells (0.6-0.8 raised same-size augmentation gains, at some realism).",
+        "more typical, less diverse cells (for augmentation, try 0.6: see the README's Realism section).",
         bounds=(0.0, MAX_TEMPERATURE),
     )  # fmt: skip
     seed: int = opt(1, "Random seed: the same seed and batch size give the same cells.", bounds=(0, MAX_SEED))
