@@ -304,6 +304,15 @@ def test_lazy_anndata_is_the_same_cells_on_any_scheduler(cvae_dir, reference, tc
     assert_same_cells(tmp_path / "lazy.zarr", reference)
 
 
+def test_lazy_anndata_carries_the_temperature(cvae_dir, reference):
+    """A tempered request on Dask: the cells of generate_array at the same temperature, recorded in uns."""
+    adata = generate_lazy(cvae_dir, n=N, seed=SEED, batch_size=BATCH, provider="cpu", temperature=0.5)
+    x, _ = generate_array(cvae_dir, n=N, seed=SEED, batch_size=BATCH, provider="cpu", temperature=0.5)
+    lazy = adata.X.compute()
+    assert np.array_equal(lazy, x) and not np.array_equal(lazy, reference.X)
+    assert adata.uns["vaexprs"]["temperature"] == 0.5 and adata.obs.equals(reference.obs)  # labels: the same draws
+
+
 @pytest.mark.parametrize(
     ("address", "suffix", "code", "fragments"),
     [
