@@ -6,10 +6,9 @@
 `two_batches` (benchmarks/datasets.py) holds every label in two batches, the second thinned per gene; the batch
 is in obs['batch'], not in the label the CVAE is conditioned on. A logistic regression on a PCA of the real cells
 (harness space) learns the batch; it then names the batch of each generated cell. Per label, the share it calls
-batch B should match the real share (what it calls B among the real cells, in cross-validation); a generator that
-averaged the batches or kept only one would move that share towards 0, 1, or a blur the classifier puts on one
-side,
-and give P(B) a smaller spread than the real cells get.
+batch B should match the real share (what it calls B among the real cells, in cross-validation). A generator
+that kept only one batch would move that share towards 0 or 1; one that averaged the batches would give P(B) a
+smaller spread than the real cells get.
 """
 
 from __future__ import annotations

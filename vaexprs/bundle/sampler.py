@@ -47,9 +47,7 @@ class GaussianMixture:
     def sample(self, n: int, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
         """(n, D) draws: pick a component by weight, then mean + L @ (temperature * eps)."""
         component = rng.choice(self.n_components, size=n, p=self.weights)
-        eps = rng.standard_normal((n, self.means.shape[1]))
-        if temperature != 1.0:
-            eps *= temperature
+        eps = rng.standard_normal((n, self.means.shape[1])) * temperature  # x 1.0 is exact: the untempered draws
         z = np.empty_like(eps)
         for k in range(self.n_components):
             rows = component == k
@@ -87,8 +85,7 @@ class LatentSampler:
         if kind not in choices(Sampler):
             raise OptionError("sampler", f"must be one of {', '.join(choices(Sampler))}; got {kind!r}")
         if kind == "prior":
-            z = rng.standard_normal((n, self.latent_dim))
-            return (z * temperature if temperature != 1.0 else z).astype(np.float32)
+            return (rng.standard_normal((n, self.latent_dim)) * temperature).astype(np.float32)
         if codes is None:
             return self.mixtures[0].sample(n, rng, temperature).astype(np.float32)
         z = np.empty((n, self.latent_dim), dtype=np.float64)

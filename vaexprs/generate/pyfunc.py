@@ -143,7 +143,9 @@ class VaexprsGenerator(mlflow.pyfunc.PythonModel):
                         label=None if _missing(row.get("label")) else str(row["label"]),
                         seed=DEFAULT_SEED if _missing(row.get("seed")) else _integer(row["seed"], "seed"),
                         sampler=DEFAULT_SAMPLER if _missing(row.get("sampler")) else str(row["sampler"]),
-                        temperature=1.0 if _missing(row.get("temperature")) else _number(row["temperature"]),
+                        temperature=1.0
+                        if _missing(row.get("temperature"))
+                        else _number(row["temperature"], "temperature"),
                     )
                 )
             except VaexprsError as exc:
@@ -210,25 +212,28 @@ def npz_answer(x: np.ndarray, labels: np.ndarray | None, genes: Any, csr: bool =
     return base64.b64encode(buf.getbuffer()).decode("ascii")
 
 
-def _integer(value: Any, name: str) -> int:
-    """A whole number from a JSON cell (ints may arrive as floats); anything else is a 400."""
+def _finite(value: Any) -> float:
+    """A JSON cell as a float, NaN when it is not a finite number (strings, None, infinities)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
-        number = float("nan")
-    if not np.isfinite(number) or not number.is_integer():
+        return float("nan")
+    return number if np.isfinite(number) else float("nan")
+
+
+def _integer(value: Any, name: str) -> int:
+    """A whole number from a JSON cell (ints may arrive as floats); anything else is a 400."""
+    number = _finite(value)
+    if not number.is_integer():  # NaN is not
         raise MlflowException(f"{name} must be an integer; got {value!r}", INVALID_PARAMETER_VALUE)
     return int(number)
 
 
-def _number(value: Any) -> float:
+def _number(value: Any, name: str) -> float:
     """A finite number from a JSON cell; anything else is a 400 (the request checks its range)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not np.isfinite(number) or isinstance(value, bool):
-        raise MlflowException(f"temperature must be a number; got {value!r}", INVALID_PARAMETER_VALUE)
+    number = _finite(value)
+    if np.isnan(number) or isinstance(value, bool):
+        raise MlflowException(f"{name} must be a number; got {value!r}", INVALID_PARAMETER_VALUE)
     return number
 
 
