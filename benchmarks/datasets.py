@@ -687,6 +687,98 @@ def targeted_panel(seed: int = 0) -> Any:
     return _unseen(rng, x, labels, "counts", desc)
 
 
+# ------------------------------ a second batch, added later on 2026-12-06 on the same terms (run once, as they are)
+IMAGING_SIZES = (700, 450, 350, 250, 200, 150, 120, 90, 60, 40, 25, 12)
+
+
+def imaging_spatial(seed: int = 0) -> Any:
+    """UNSEEN: imaging-based spatial transcriptomics (MERFISH / Xenium-like), a simulation: 2,447 segmented cells
+    x a 300-gene panel, 12 labels (700 to 12), 15 designed markers per label at e^1.5..e^3.5. Transcripts scale
+    with the cell's volume (log-normal, sd 0.45) and a detection efficiency (about 180 per cell on the panel),
+    near-Poisson noise (NB shape around 8), segmentation bleed (each cell also holds 0-25% of a random
+    neighbour's transcripts, of any type), and the values divided by the cell's volume (times the median volume),
+    as Vizgen's and Squidpy's volume normalisation leave them: non-negative, non-integer."""
+    rng = np.random.default_rng(seed + 1515)
+    labels, code = _typed_labels(IMAGING_SIZES)
+    n, g, k = labels.size, 300, len(IMAGING_SIZES)
+    type_prop = np.exp(rng.normal(0.0, 1.2, g)[None, :] + _programmes(rng, k, g, 15, 1.5, 3.5))
+    type_prop /= type_prop.sum(1, keepdims=True)
+    volume = np.exp(rng.normal(0.0, 0.45, n))
+    library = 180.0 * volume**0.8 * np.exp(rng.normal(0.0, 0.25, n))
+    neighbour = rng.integers(0, k, n)  # the type of the cell whose transcripts bleed in
+    bleed = rng.uniform(0.0, 0.25, n)
+    mu = library[:, None] * (type_prop[code] + bleed[:, None] * type_prop[neighbour])
+    theta = np.clip(np.exp(rng.normal(np.log(8.0), 0.6, g)), 2.0, 100.0)[None, :]
+    x = (_gamma_poisson(rng, mu, theta) / volume[:, None]).astype(np.float32)
+    desc = (
+        f"imaging_spatial (unseen): simulated MERFISH-like cells, {n} cells x {g} panel genes, {k} labels "
+        f"({max(IMAGING_SIZES)} to {min(IMAGING_SIZES)}), counts with segmentation bleed divided by cell volume "
+        f"(non-integer), median {np.median(x.sum(1)):.0f} per cell, {np.mean(x == 0):.0%} zeros"
+    )
+    adata = _unseen(rng, x, labels, "counts", desc)
+    adata.uns["bench"]["non_integer"] = True
+    return adata
+
+
+def pearson_residuals(seed: int = 0) -> Any:
+    """UNSEEN: analytic Pearson residuals (Lause et al. 2021; scanpy's normalize_pearson_residuals, Seurat's
+    SCTransform scale.data), what X holds after that workflow: pbmc3k, 1,000 cells in the label proportions (at
+    least 15 per label), the 2,000 genes of highest residual variance, z = (x - mu) / sqrt(mu + mu^2 / 100) with
+    mu = the cell's total x the gene's share, clipped to +-sqrt(cells). Signed, dense, skewed to the right: each
+    gene's floor is where it is not detected, its tail where it is a marker."""
+    src = _read_shared("pbmc3k")
+    rng = np.random.default_rng(seed + 1616)
+    labels = src.obs["cell_type"].astype(str).to_numpy()
+    rows = _stratified_rows(labels, 1000, 15, rng)
+    x = src.X.tocsr()[rows].astype(np.float64)
+    detected = np.asarray((x > 0).sum(0)).ravel() >= 3
+    x = x[:, detected].toarray()
+    mu = x.sum(1, keepdims=True) * (x.sum(0, keepdims=True) / x.sum())
+    clip = np.sqrt(x.shape[0])
+    z = np.clip((x - mu) / np.sqrt(mu + mu**2 / 100.0), -clip, clip)
+    genes = np.sort(np.argsort(-z.var(0), kind="stable")[:2000])
+    y = z[:, genes].astype(np.float32)
+    names = src.var_names[np.flatnonzero(detected)[genes]]
+    desc = (
+        f"pearson_residuals (unseen): analytic Pearson residuals of pbmc3k counts (theta 100, clipped at "
+        f"+-{clip:.1f}), {y.shape[0]} cells x {y.shape[1]} genes of highest residual variance, 8 labels, "
+        f"values {y.min():.2f} to {y.max():.2f}, {np.mean(y < 0):.0%} negative"
+    )
+    return _anndata(y, labels[rows], [str(g) for g in names], "log", desc, unseen=True)
+
+
+PERTURB_SIZES = (400, 150, 120, 90, 70, 50, 35, 20)  # non-targeting control first
+
+
+def perturb_seq(seed: int = 0) -> Any:
+    """UNSEEN: a CRISPR screen read out by droplet UMIs (Perturb-seq-like), a simulation: 935 cells of one cell
+    line x 2,000 genes, labelled by guide: non-targeting controls (400) and 7 perturbations (150 to 20). Each
+    knocks its target gene down 4-fold and shifts a downstream programme of 0 to 40 genes by e^0.3..e^1 either
+    way (one perturbation has no effect at all); every cell also sits somewhere in a cell cycle shared by all
+    labels (a 150-gene programme) and has its own log-normal library. Labels differ weakly, so real cells are
+    told apart far less often than cell types are."""
+    rng = np.random.default_rng(seed + 1717)
+    labels, code = _typed_labels(PERTURB_SIZES)
+    labels = np.array(["non-targeting" if c == 0 else f"guide{c}" for c in code])
+    n, g, k = labels.size, 2000, len(PERTURB_SIZES)
+    effect = np.zeros((k, g))
+    for label, n_down in zip(range(1, k), (40, 30, 25, 15, 10, 5, 0), strict=True):
+        effect[label, rng.integers(0, g)] = -np.log(4.0)
+        genes = rng.choice(g, size=n_down, replace=False)
+        effect[label, genes] += rng.uniform(0.3, 1.0, n_down) * rng.choice([-1.0, 1.0], n_down)
+    cycle = np.zeros(g)
+    cycle[rng.choice(g, size=150, replace=False)] = rng.uniform(0.5, 1.5, 150)
+    phase = rng.beta(0.6, 1.2, n)  # most cells out of the cycle's peak
+    log_mu = rng.normal(0.0, 1.3, g)[None, :] + effect[code] + phase[:, None] * cycle[None, :]
+    x = _droplet_counts(rng, log_mu, library=(3e3, 0.45), theta=(2.0, 0.7), theta_range=(0.2, 30.0))
+    desc = (
+        f"perturb_seq (unseen): simulated CRISPR-screen UMI counts, {n} cells x {g} genes, {k} guide labels "
+        f"(non-targeting {PERTURB_SIZES[0]}, 7 perturbations of {PERTURB_SIZES[1]} to {PERTURB_SIZES[-1]}; weak "
+        f"effects, a shared cell cycle), {np.mean(x == 0):.0%} zeros"
+    )
+    return _unseen(rng, x, labels, "counts", desc)
+
+
 BUILDERS: dict[str, Callable[..., Any]] = {
     "yan": yan,
     "treutlein": treutlein,
@@ -710,11 +802,14 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "ambient_corrected": ambient_corrected,
     "targeted_panel": targeted_panel,
     "two_batches": two_batches,
+    "imaging_spatial": imaging_spatial,
+    "pearson_residuals": pearson_residuals,
+    "perturb_seq": perturb_seq,
 }
 # these need /work/shared/data
 SHARED_ONLY = {
     "yan", "treutlein", "pbmc3k", "umi_hvg", "rare_label", "scanpy_log", "scanpy_scaled", "scanpy_regressed",
-    "shallow_umi", "ambient_corrected", "two_batches",
+    "shallow_umi", "ambient_corrected", "two_batches", "pearson_residuals",
 }  # fmt: skip
 
 

@@ -107,3 +107,43 @@ def test_many_labels_and_spots_are_what_their_names_promise() -> None:
     x, y = _dense(many.X), _dense(spots.X)
     assert spots.obs["cell_type"].nunique() == 5
     assert np.median(y.sum(1)) > 2 * np.median(x.sum(1)) and np.mean(y == 0) < np.mean(x == 0)
+
+
+def test_imaging_spatial_is_volume_normalised_panel_counts() -> None:
+    """imaging_spatial: a 300-gene panel, 12 labels down to 12 cells, non-integer values (counts / cell volume),
+    so the count heads must not apply; segmentation bleed means no marker is exactly zero outside its label."""
+    a = datasets.build("imaging_spatial")
+    x = _dense(a.X)
+    sizes = a.obs["cell_type"].value_counts()
+    assert x.shape == (2447, 300) and len(sizes) == 12 and sizes.min() == 12
+    assert a.uns["bench"]["non_integer"] and np.mean(x[x > 0] != np.round(x[x > 0])) > 0.9
+    assert 0.5 < np.mean(x == 0) < 0.9 and 100 < np.median(x.sum(1)) < 400
+
+
+def test_pearson_residuals_are_signed_and_clipped() -> None:
+    """pearson_residuals (pbmc3k, skipped without the shared file): signed, dense, clipped at +-sqrt(cells),
+    skewed right (most values a little below 0, markers far above)."""
+    try:
+        a = datasets.build("pearson_residuals")
+    except datasets.DatasetUnavailable as exc:
+        pytest.skip(str(exc))
+    x = _dense(a.X)
+    assert a.uns["bench"]["kind"] == "log" and x.shape[1] == 2000 and a.obs["cell_type"].nunique() == 8
+    assert np.abs(x).max() <= np.sqrt(a.n_obs) + 1e-4 and np.mean(x < 0) > 0.5 and x.max() > 2 * -x.min()
+    assert np.array_equal(x, _dense(datasets.build("pearson_residuals").X))
+
+
+def test_perturb_seq_knocks_down_one_gene_per_guide() -> None:
+    """perturb_seq: non-targeting controls and 7 guides; each guide's target gene is clearly lower than in the
+    controls (the rest of its effect is weak)."""
+    a = datasets.build("perturb_seq")
+    x = _dense(a.X).astype(np.float64)
+    x = x / x.sum(1, keepdims=True) * 1e4
+    labels = a.obs["cell_type"].astype(str).to_numpy()
+    sizes = a.obs["cell_type"].value_counts()
+    assert sizes["non-targeting"] == 400 and len(sizes) == 8 and sizes.min() == 20
+    control = x[labels == "non-targeting"].mean(0)
+    expressed = control > 1.0
+    for k in range(1, 8):
+        ratio = x[labels == f"guide{k}"].mean(0)[expressed] / control[expressed]
+        assert ratio.min() < 0.5
