@@ -1,7 +1,8 @@
 """The issue's time targets: the plain default fit, selection included, on the shared sets pbmc3k (all genes,
-< 10 min) and yan (< 5 min), on this machine.
+< 10 min) and yan (< 5 min), on this machine; treutlein, the other small deep shared set, is held to yan's limit
+(the quality study's table timed it while another study shared the cores).
 
-    PYTHONPATH=. python benchmarks/default_fit_time.py        # ~8 min on 2 cores
+    PYTHONPATH=. python benchmarks/default_fit_time.py        # ~10 min on 2 cores
     -> JSON on stdout and in benchmarks/results/default_fit_time.json
 
 Each run is `fit_vae(adata, "cell_type", seed=0)` in one process, one after the other, alone on the machine
@@ -26,7 +27,7 @@ from benchmarks.quality import environment, write_atomic  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "benchmarks" / "results" / "default_fit_time.json"
-LIMITS_S = {"pbmc3k": 600, "yan": 300}
+LIMITS_S = {"pbmc3k": 600, "yan": 300, "treutlein": 300}
 
 
 def one_fit(name: str) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def one_fit(name: str) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--sets", default=",".join(LIMITS_S), help="comma-separated: pbmc3k, yan")
+    parser.add_argument("--sets", default=",".join(LIMITS_S), help=f"comma-separated, of {', '.join(LIMITS_S)}")
     args = parser.parse_args()
     names = args.sets.split(",")
     unknown = [n for n in names if n not in LIMITS_S]
