@@ -60,6 +60,22 @@ def test_pick_prefers_realism_then_the_studys_order():
     assert selection.realism_score({**copies, "auc": 0.5}) == pytest.approx(0.5)
 
 
+def test_keep_target_follows_real_cells_that_do_not_keep_their_labels():
+    """Labels real cells keep apart: the target is 0.9. Labels they do not (a weak CRISPR screen: 0.44 of real
+    cells kept), the real rate less 0.05: a candidate whose cells keep more than real cells is not rewarded over
+    a more realistic one, and a candidate that loses the labels is still charged."""
+    assert selection.keep_target(None) == selection.KEEP_MIN == selection.keep_target(0.99)
+    assert selection.keep_target(0.44) == pytest.approx(0.39)
+    realistic = {"likelihood": "hurdle", "auc": 0.55, "keep": 0.45, "zero_gap": 0.0}
+    caricature = {"likelihood": "hurdle", "auc": 0.70, "keep": 0.80, "zero_gap": 0.0}
+    # against a fixed 0.9 the caricature wins (0.80 against 1.00)
+    assert selection.realism_score(caricature) < selection.realism_score(realistic)
+    weak = {"keep_target": selection.keep_target(0.44)}
+    assert selection.realism_score({**realistic, **weak}) == pytest.approx(0.55)
+    assert selection.realism_score({**caricature, **weak}) == pytest.approx(0.70)
+    assert selection.realism_score({**realistic, **weak, "keep": 0.20}) == pytest.approx(0.55 + 0.19)
+
+
 def test_selection_rows_are_stratified_and_capped():
     labels = np.array(["big"] * 3000 + ["small"] * 4 + ["mid"] * 30)
     train, val = selection.selection_rows(labels.size, labels, seed=1)
@@ -118,6 +134,8 @@ def test_auto_on_counts_trains_every_head_and_records_the_choice():
     assert winner["beta"] == result.train_config.beta  # the final model trains with the chosen KL weight
     for r in scored:
         assert 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["keep"] <= 1.0 and r["epochs"] == 15 and r["val_cells"] == 24
+        assert r["keep_target"] == scored[0]["keep_target"] <= selection.KEEP_MIN  # one target for the table
+        assert r["score"] == pytest.approx(selection.realism_score(r))
     assert next(r for r in result.selection if r["likelihood"] == "mse")["skipped"]
     # the choice survives a save/load round trip and generated values stay within the plausible maxima
     gen = vaexprs.gen_exprs(result, num_samples=200, seed=3)

@@ -279,7 +279,7 @@ def log_training(
         },
     }
     for row in result.selection:  # likelihood=auto: every candidate's scores, e.g. selection_hurdle_dropout_auc
-        for key in ("auc", "keep", "corr", "zero_gap", "score", "seconds"):
+        for key in ("auc", "keep", "keep_target", "corr", "zero_gap", "score", "seconds"):
             if isinstance(row.get(key), (int, float)):
                 metrics[f"selection_{row.get('candidate', row['likelihood'])}_{key}"] = float(row[key])
     mlflow.log_metrics(metrics)
