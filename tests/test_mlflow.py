@@ -243,7 +243,9 @@ def test_mlflow_run_train_logs_everything_and_registers(store: str, tmp_path: Pa
     assert params["epochs"] == "3" and "epochs_used" not in params
     assert tags["vaexprs.likelihood"] in {"hurdle", "bce"}
     assert "selection.json" in artifacts and {"selection_hurdle_auc", "selection_bce_auc"} <= set(metrics)
+    assert 0.0 <= metrics["selection_hurdle_keep_target"] <= 0.9  # the keep the candidates were charged against
     selection = json.loads(Path(client.download_artifacts(run.info.run_id, "selection.json")).read_text())
+    assert {r["keep_target"] for r in selection if "score" in r} == {metrics["selection_hurdle_keep_target"]}
     assert [r["likelihood"] for r in selection if r.get("chosen")] == [tags["vaexprs.likelihood"]]
     assert float(params["beta_used"]) == next(r["beta"] for r in selection if r.get("chosen"))
     # after training, generated cells are scored against the training cells (no validation split here)
