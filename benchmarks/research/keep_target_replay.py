@@ -35,24 +35,29 @@ class _Stop(Exception):
 
 
 def real_keep(adata: Any, seed: int) -> float | None:
-    """The held-out real cells' keep rate in `fit_vae(adata, "cell_type", seed=seed)`'s selection (its first
-    label_keep_rate call); None when no selection runs."""
+    """The held-out real cells' keep rate in `fit_vae(adata, "cell_type", seed=seed)`'s selection (the first
+    call of its label judge); None when no selection runs."""
     import vaexprs
     from vaexprs.model import selection
 
     got: dict[str, Any] = {}
-    original = selection.label_keep_rate
+    original = selection.label_judge
 
-    def first_call(*args: Any, **kwargs: Any) -> Any:
-        got["keep"] = original(*args, **kwargs)
-        raise _Stop
+    def judge_once(*args: Any, **kwargs: Any) -> Any:
+        judge = original(*args, **kwargs)
 
-    selection.label_keep_rate = first_call
+        def first_call(*cells: Any) -> Any:
+            got["keep"] = judge(*cells)
+            raise _Stop
+
+        return first_call
+
+    selection.label_judge = judge_once
     try:
         with contextlib.suppress(_Stop):
             vaexprs.fit_vae(adata, "cell_type", seed=seed, progress=False)
     finally:
-        selection.label_keep_rate = original
+        selection.label_judge = original
     return got.get("keep")
 
 

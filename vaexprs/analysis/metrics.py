@@ -14,6 +14,7 @@ sparse. scikit-learn and scipy are imported inside the functions, so importing t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -217,30 +218,54 @@ def _tstr_trtr(
     return tstr, trtr
 
 
+def _keep_judge(zr: np.ndarray, yr: np.ndarray, seed: int) -> Any:
+    """The classifier, trained on real cells, that names generated cells' labels; None with fewer than two."""
+    return _label_classifier(seed).fit(zr, yr) if len(np.unique(yr)) >= 2 else None
+
+
+def _judged_keep(clf: Any, yr: np.ndarray, zg: np.ndarray, yg: np.ndarray) -> float | None:
+    """Share of generated cells (of labels the real cells have) that `clf` gives their own label."""
+    known = np.isin(yg, np.unique(yr))
+    if clf is None or not known.any():
+        return None
+    return float(np.mean(clf.predict(zg[known]) == yg[known]))
+
+
 def _keep_rate(zr: np.ndarray, yr: np.ndarray, zg: np.ndarray, yg: np.ndarray, seed: int) -> float | None:
     """Share of generated cells (of labels the real cells have) that a classifier trained on real cells labels
     as their own label: do generated cells keep their cell identity?"""
-    known = np.isin(yg, np.unique(yr))
-    if len(np.unique(yr)) < 2 or not known.any():
-        return None
-    clf = _label_classifier(seed).fit(zr, yr)
-    return float(np.mean(clf.predict(zg[known]) == yg[known]))
+    return _judged_keep(_keep_judge(zr, yr, seed), yr, zg, yg)
+
+
+def label_judge(
+    real_x: Any, real_labels: Any, *, n_pcs: int = 50, seed: int = 0
+) -> Callable[[Any, Any], float | None]:  # fmt: skip
+    """label_keep_rate's judge (a PCA of the real cells, then a logistic regression), fitted once:
+    `keep = judge(gen_x, gen_labels)`. Model selection judges every candidate, and the held-out real cells, with
+    the one judge of its training cells."""
+    from sklearn.decomposition import PCA
+
+    real = _as_matrix(real_x, "real")
+    yr = _as_labels(real_labels, real.shape[0], "real", "real_labels")
+    real_d = _dense_rows(real, np.arange(real.shape[0]))
+    pca = PCA(n_components=min(n_pcs, real_d.shape[0] - 1, real_d.shape[1]), random_state=seed).fit(real_d)
+    clf = _keep_judge(pca.transform(real_d), yr, seed)
+
+    def keep(gen_x: Any, gen_labels: Any) -> float | None:
+        gen = _as_matrix(gen_x, "generated")
+        yg = _as_labels(gen_labels, gen.shape[0], "generated", "gen_labels")
+        return _judged_keep(clf, yr, pca.transform(_dense_rows(gen, np.arange(gen.shape[0]))), yg)
+
+    return keep
 
 
 def label_keep_rate(
     real_x: Any, real_labels: Any, gen_x: Any, gen_labels: Any, *, n_pcs: int = 50, seed: int = 0
 ) -> float | None:
     """The label keep rate with the classifier trained on all of `real_x` (a PCA of the real cells, then a
-    logistic regression); None with fewer than two real labels. Model selection judges with the training cells."""
-    from sklearn.decomposition import PCA
-
-    real, gen = _as_matrix(real_x, "real"), _as_matrix(gen_x, "generated")
-    yr = _as_labels(real_labels, real.shape[0], "real", "real_labels")
-    yg = _as_labels(gen_labels, gen.shape[0], "generated", "gen_labels")
-    rows_r, rows_g = np.arange(real.shape[0]), np.arange(gen.shape[0])
-    real_d, gen_d = _dense_rows(real, rows_r), _dense_rows(gen, rows_g)
-    pca = PCA(n_components=min(n_pcs, real_d.shape[0] - 1, real_d.shape[1]), random_state=seed).fit(real_d)
-    return _keep_rate(pca.transform(real_d), yr, pca.transform(gen_d), yg, seed)
+    logistic regression); None with fewer than two real labels. To judge several generated sets against the same
+    real cells, fit the judge once with label_judge."""
+    return label_judge(real_x, real_labels, n_pcs=n_pcs, seed=seed)(gen_x, gen_labels)
 
 
 def _top_markers(sums: np.ndarray, counts: np.ndarray, i: int, k: int) -> np.ndarray | None:

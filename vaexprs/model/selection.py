@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from vaexprs.analysis.metrics import MIN_CELLS, evaluate, label_keep_rate
+from vaexprs.analysis.metrics import MIN_CELLS, evaluate, label_judge
 from vaexprs.config import DataConfig, TrainConfig
 from vaexprs.data.preprocess import apply_normalization, choose_normalization, library_size, value_summary
 
@@ -217,8 +217,10 @@ def select_likelihood(
     epochs = candidate_epochs(final.epochs, train_x.shape[0], train_x.shape[1])
     cand_train = replace(final, epochs=epochs, val_split=0.0, monitor="loss", beta=base_beta)
     n_val = int(val_x.shape[0])
-    labelled = train_y is not None and val_y is not None
-    real_keep = label_keep_rate(judge_x, train_y, real_val, val_y, seed=train.seed) if labelled else None
+    # one label judge for the table: trained on the training cells, it names the labels of the held-out real
+    # cells (the keep target) and of every candidate's cells
+    judge = None if train_y is None else label_judge(judge_x, train_y, seed=train.seed)
+    real_keep = judge(real_val, val_y) if judge is not None and val_y is not None else None
     target = keep_target(real_keep)
     log.info(
         "likelihood=auto: %s on %d cells for %d epochs each, judged on %d held-out cells (label keep target %.2f%s)",
@@ -241,9 +243,7 @@ def select_likelihood(
         if gen.value_space == "counts":
             gen_x = apply_normalization(gen_x, space, mean_library=mean_lib)
         m = evaluate(real_val, gen_x, val_y, gen.y_gen if val_y is not None else None, seed=train.seed)
-        keep = None
-        if train_y is not None:
-            keep = label_keep_rate(judge_x, train_y, gen_x, gen.y_gen, seed=train.seed)
+        keep = None if judge is None else judge(gen_x, gen.y_gen)
         row = {
             **_identity(options, name),
             "auc": m["auc_real_vs_gen"],
