@@ -13,7 +13,9 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -265,25 +267,30 @@ def test_labels_are_drawn_per_block_so_memory_is_flat_in_n(cvae_dir: Path):
     assert middle.tolist() == [0] * 1000 and counts.block_codes(10**6, counts.block_rng(0)).tolist() == [2] * 1000
 
 
+def _served_context(bundle: Path, model_config: dict) -> Any:
+    """What MLflow hands the served model's load_context: the bundle artifact and the model config."""
+    return types.SimpleNamespace(artifacts={"bundle": str(bundle)}, model_config=model_config)
+
+
+def _served_model(bundle: Path, model_config: dict) -> Any:
+    from vaexprs.generate.pyfunc import VaexprsGenerator
+
+    model = VaexprsGenerator()
+    model.load_context(_served_context(bundle, model_config))
+    return model
+
+
 def test_served_model_refuses_oversized_requests(cvae_dir: Path, monkeypatch):
     pd = pytest.importorskip("pandas")
     from mlflow.exceptions import MlflowException
 
-    from vaexprs.generate.pyfunc import VaexprsGenerator
-
-    class Context:
-        def __init__(self) -> None:
-            self.artifacts = {"bundle": str(cvae_dir)}
-            self.model_config = {"max_cells_per_request": 1000}
-
-    model = VaexprsGenerator()
-    model.load_context(Context())
+    model = _served_model(cvae_dir, {"max_cells_per_request": 1000})
     assert model.predict(None, pd.DataFrame({"n": [600, 400]})).shape == (1000, 51)
     with pytest.raises(MlflowException, match="asks for 1001 cells; this model serves at most 1000") as info:
         model.predict(None, pd.DataFrame({"n": [600, 401]}))
     assert info.value.get_http_status_code() == 400
     monkeypatch.setenv("VAEXPRS_MAX_CELLS_PER_REQUEST", "5000")
-    model.load_context(Context())
+    model.load_context(_served_context(cvae_dir, {"max_cells_per_request": 1000}))
     assert model.predict(None, pd.DataFrame({"n": [3000]})).shape == (3000, 51)
 
 
@@ -292,15 +299,7 @@ def test_served_model_takes_a_temperature_column(cvae_dir: Path):
     pd = pytest.importorskip("pandas")
     from mlflow.exceptions import MlflowException
 
-    from vaexprs.generate.pyfunc import VaexprsGenerator
-
-    class Context:
-        def __init__(self) -> None:
-            self.artifacts = {"bundle": str(cvae_dir)}
-            self.model_config: dict = {}
-
-    model = VaexprsGenerator()
-    model.load_context(Context())
+    model = _served_model(cvae_dir, {})
     plain = model.predict(None, pd.DataFrame({"n": [40], "seed": [2]}))
     rows = model.predict(None, pd.DataFrame({"n": [40, 40], "seed": [2, 2], "temperature": [1.0, 0.3]}))
     assert rows.iloc[:40].equals(plain) and not rows.iloc[40:].reset_index(drop=True).equals(plain)

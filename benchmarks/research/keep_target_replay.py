@@ -114,9 +114,16 @@ def replay_unit(ds: Dataset, path: Path) -> dict[str, Any]:
     keep = real_keep(adata, seed)
     target = selection.keep_target(keep)
     winner, missing = replay(rows, target)
-    same = all(winner.get(k) == chosen.get(k) for k in CHOICE if k in chosen)
-    return {**out, "real_keep": keep, "keep_target": round(target, 3), "status": "same" if same and not missing
-            else "rerun", "chosen": chosen.get("candidate"), "replayed": winner.get("candidate"), "missing": missing}  # fmt: skip
+    same = all(winner.get(k) == chosen.get(k) for k in CHOICE if k in chosen) and not missing
+    return {
+        **out,
+        "real_keep": keep,
+        "keep_target": round(target, 3),
+        "status": "same" if same else "rerun",
+        "chosen": chosen.get("candidate"),
+        "replayed": winner.get("candidate"),
+        "missing": missing,
+    }
 
 
 def main(names: list[str]) -> list[dict[str, Any]]:

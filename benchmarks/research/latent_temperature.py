@@ -9,8 +9,9 @@ A temperature t scales every covariance of the fitted latent mixtures by t^2 (th
 generative image models). Since 2026-12-06 that is the package's own opt-in `temperature` option of gen_exprs
 and `vaexprs generate`, which this script calls; before, it scaled a copy of the sampler's covariances (the same
 distribution). t < 1 draws cells nearer their label's components, trading diversity for typicality. The model
-is trained once per fit with plain defaults; only the sampler changes. In-sample: fit on all cells and score as the quality study does (judge trained on all real cells). Augmentation: the study's
-half split of seed k, same-size generated cells added to half A, classifiers tested on half B.
+is trained once per fit with plain defaults; only the sampler changes. In-sample: fit on all cells and score as
+the quality study does (judge trained on all real cells). Augmentation: the study's half split of seed k,
+same-size generated cells added to half A, classifiers tested on half B.
 """
 
 from __future__ import annotations

@@ -534,8 +534,8 @@ def generate_lazy(
         with distributed.Client("tcp://sched:8786"): x = adata.X.sum(axis=0).compute()   # on a cluster
 
     Arguments are those of `generate_array`: `model` (a bundle folder, a models:/ or runs:/ URI, a Bundle or an
-    OnnxDecoder), a GenerationRequest or its fields as keywords (n, label, per_label, sampler,
-    temperature, seed, batch_size, output_space), `provider` and `threads` for the onnxruntime sessions the tasks start.
+    OnnxDecoder), a GenerationRequest or its fields as keywords (n, label, per_label, sampler, temperature, seed,
+    batch_size, output_space), `provider` and `threads` for the onnxruntime sessions the tasks start.
 
     The values are bit-identical to `generate_array` / `vaexprs generate` with the same seed and batch_size,
     whichever scheduler computes them (threads, processes or a distributed cluster, any number of workers):

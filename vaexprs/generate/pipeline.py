@@ -198,8 +198,7 @@ def generate_to_file(
 
     model: a bundle folder, a models:/ or runs:/ URI, a loaded Bundle, or an OnnxDecoder to reuse its session.
     request (or its fields as keywords: n, label, per_label, sampler, temperature, seed, batch_size,
-    output_space): what
-    to make. Bad input raises InputError before any file exists.
+    output_space): what to make. Bad input raises InputError before any file exists.
     dask: "local", "local:W" or "tcp://HOST:PORT" to make the blocks on a Dask cluster, written straight into
     the .zarr output (vaexprs.generate.distributed; needs vaexprs[dask]). The cells are the same either way.
     dense: write sampled cells (counts, or hurdle log values) to .h5ad or .zarr as a dense X; by default they are

@@ -238,8 +238,9 @@ def _number(value: Any, name: str) -> float:
 
 
 def signature_for(bundle: Any) -> Any:
-    """Input: label (optional), n, seed (optional), sampler (optional), temperature (optional); output: genes (+ cell_type); the
-    inference param `format` (records, npz or csr; declared so that the scoring server passes it on)."""
+    """Input: label (optional), n, seed (optional), sampler (optional), temperature (optional); output: genes
+    (+ cell_type); the inference param `format` (records, npz or csr; declared so that the scoring server passes
+    it on)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
