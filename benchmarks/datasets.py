@@ -292,10 +292,13 @@ def _typed_labels(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat([f"type{k + 1}" for k in range(len(sizes))], sizes), np.repeat(np.arange(len(sizes)), sizes)
 
 
-def _unseen(rng: np.random.Generator, x: np.ndarray, labels: np.ndarray, kind: str, description: str) -> Any:
-    """A simulated set in a random cell order (so no label sits in a block), marked unseen for the report."""
+def _unseen(
+    rng: np.random.Generator, x: np.ndarray, labels: np.ndarray, kind: str, description: str, **extra: Any
+) -> Any:
+    """A simulated set in a random cell order (so no label sits in a block), marked unseen for the report (`extra`:
+    more facts for uns['bench'], as _anndata's)."""
     order = rng.permutation(labels.size)
-    return _anndata(x[order], labels[order], None, kind, description, unseen=True)
+    return _anndata(x[order], labels[order], None, kind, description, unseen=True, **extra)
 
 
 def microarray(seed: int = 0, n_genes: int = 3000) -> Any:
@@ -715,9 +718,7 @@ def imaging_spatial(seed: int = 0) -> Any:
         f"({max(IMAGING_SIZES)} to {min(IMAGING_SIZES)}), counts with segmentation bleed divided by cell volume "
         f"(non-integer), median {np.median(x.sum(1)):.0f} per cell, {np.mean(x == 0):.0%} zeros"
     )
-    adata = _unseen(rng, x, labels, "counts", desc)
-    adata.uns["bench"]["non_integer"] = True
-    return adata
+    return _unseen(rng, x, labels, "counts", desc, non_integer=True)
 
 
 def pearson_residuals(seed: int = 0) -> Any:
