@@ -309,6 +309,22 @@ def test_served_model_takes_a_temperature_column(cvae_dir: Path):
         assert info.value.get_http_status_code() == 400
 
 
+def test_served_model_refuses_booleans_for_numbers(cvae_dir: Path):
+    """A JSON true is a flag, not the number 1: n, seed and temperature refuse it with a 400 naming the column."""
+    pd = pytest.importorskip("pandas")
+    from mlflow.exceptions import MlflowException
+
+    model = _served_model(cvae_dir, {})
+    for frame, message in (
+        ({"n": [True]}, "n must be an integer; got True"),
+        ({"n": [5], "seed": [False]}, "seed must be an integer; got False"),
+        ({"n": [5], "temperature": [True]}, "temperature must be a number; got True"),
+    ):
+        with pytest.raises(MlflowException, match=message) as info:
+            model.predict(None, pd.DataFrame(frame))
+        assert info.value.get_http_status_code() == 400
+
+
 # ------------------------------------------------------------------------------------------ signals
 
 

@@ -213,7 +213,10 @@ def npz_answer(x: np.ndarray, labels: np.ndarray | None, genes: Any, csr: bool =
 
 
 def _finite(value: Any) -> float:
-    """A JSON cell as a float, NaN when it is not a finite number (strings, None, infinities)."""
+    """A JSON cell as a float, NaN when it is not a finite number (strings, None, infinities, booleans: a JSON
+    true is not the number 1 to a caller who meant a flag)."""
+    if isinstance(value, (bool, np.bool_)):
+        return float("nan")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -232,7 +235,7 @@ def _integer(value: Any, name: str) -> int:
 def _number(value: Any, name: str) -> float:
     """A finite number from a JSON cell; anything else is a 400 (the request checks its range)."""
     number = _finite(value)
-    if np.isnan(number) or isinstance(value, bool):
+    if np.isnan(number):
         raise MlflowException(f"{name} must be a number; got {value!r}", INVALID_PARAMETER_VALUE)
     return number
 
