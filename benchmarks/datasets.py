@@ -780,6 +780,101 @@ def perturb_seq(seed: int = 0) -> Any:
     return _unseen(rng, x, labels, "counts", desc)
 
 
+# ------------------------------------ a third batch, added 2026-12-07 on the same terms (run once, as they are)
+METHYLATION_SIZES = (220, 160, 110, 70, 40, 20)
+
+
+def methylation(seed: int = 0) -> Any:
+    """UNSEEN: single-nucleus DNA methylation (snmC-seq-like) gene-body mCH levels, as ALLCools' posterior
+    normalisation leaves them, a simulation: 620 nuclei x 2,000 genes, 6 neuron types (220 to 20). Each nucleus
+    has its own global mCH rate (around 4%); genes differ by a log-normal factor and each type is hypomethylated
+    on 80 genes of its own (its markers) and hypermethylated on 40. Coverage is gamma-Poisson (gene length x
+    nucleus depth; short genes are often uncovered), methylated cytosines beta-binomial. The value is
+    (mc + a) / (cov + a + b) / (a / (a + b)) with the nucleus' prior a = 2 x rate, b = 2 x (1 - rate): positive,
+    dense, non-integer, about 1 at the nucleus' mean, and exactly 1 wherever the gene had no coverage (a point
+    mass inside the range, not at 0)."""
+    rng = np.random.default_rng(seed + 1818)
+    labels, code = _typed_labels(METHYLATION_SIZES)
+    n, g, k = labels.size, 2000, len(METHYLATION_SIZES)
+    rate = np.exp(rng.normal(np.log(0.04), 0.3, n))
+    programme = np.zeros((k, g))
+    for t in range(k):
+        hypo, hyper = np.split(rng.choice(g, size=120, replace=False), [80])
+        programme[t, hypo] = -rng.uniform(0.7, 2.0, hypo.size)
+        programme[t, hyper] = rng.uniform(0.3, 1.0, hyper.size)
+    level = np.clip(rate[:, None] * np.exp(rng.normal(0.0, 0.5, g)[None, :] + programme[code]), 1e-4, 0.9)
+    depth = np.exp(rng.normal(0.0, 0.4, n))
+    length = np.exp(rng.normal(np.log(15.0), 1.1, g))
+    cov = _gamma_poisson(rng, depth[:, None] * length[None, :], 2.0)
+    strength = 30.0  # beta-binomial: cytosines of one gene in one nucleus share a methylation level
+    p = rng.beta(level * strength, (1.0 - level) * strength)
+    mc = rng.binomial(cov.astype(np.int64), p).astype(np.float64)
+    a, b = 2.0 * rate[:, None], 2.0 * (1.0 - rate[:, None])
+    x = ((mc + a) / (cov + a + b) / (a / (a + b))).astype(np.float32)
+    desc = (
+        f"methylation (unseen): simulated snmC-seq gene-body mCH, ALLCools posterior ratios, {n} nuclei x {g} "
+        f"genes, {k} labels ({max(METHYLATION_SIZES)} to {min(METHYLATION_SIZES)}), values {x.min():.2f} to "
+        f"{x.max():.1f}, {np.mean(cov == 0):.0%} uncovered (exactly 1)"
+    )
+    return _unseen(rng, x, labels, "log", desc, non_integer=True)
+
+
+PROTEOMICS_SIZES = (160, 100, 70, 45, 25)
+
+
+def proteomics(seed: int = 0) -> Any:
+    """UNSEEN: single-cell proteomics (SCoPE2 / plexDIA-like) log2 protein intensities with the missing values
+    filled with 0, as they reach AnnData: 400 cells x 800 proteins, 5 labels (160 to 25). Protein abundance
+    log2 ~ N(18, 2.2); each type shifts 40 proteins of its own by +-U(0.8, 2.5); a per-cell loading (sd 0.4)
+    and per-value noise (sd 0.5). Values are missing not at random (the mass spectrometer misses faint
+    peptides: P(seen) = sigmoid((log2 value - 16.5) / 0.8)) and a little at random (5%): zeros far below the
+    smallest seen value, and more of them for faint proteins and faint cells."""
+    rng = np.random.default_rng(seed + 1919)
+    labels, code = _typed_labels(PROTEOMICS_SIZES)
+    n, g, k = labels.size, 800, len(PROTEOMICS_SIZES)
+    shift = _programmes(rng, k, g, 40, 0.8, 2.5) * rng.choice([-1.0, 1.0], (k, g))
+    value = rng.normal(18.0, 2.2, g)[None, :] + shift[code] + rng.normal(0.0, 0.4, (n, 1))
+    value += rng.normal(0.0, 0.5, (n, g))
+    seen = (rng.random((n, g)) < _sigmoid((value - 16.5) / 0.8)) & (rng.random((n, g)) > 0.05)
+    x = np.where(seen, value, 0.0).astype(np.float32)
+    desc = (
+        f"proteomics (unseen): simulated single-cell proteomics log2 intensities, missing as 0, {n} cells x {g} "
+        f"proteins, {k} labels ({max(PROTEOMICS_SIZES)} to {min(PROTEOMICS_SIZES)}), {np.mean(x == 0):.0%} "
+        f"missing, seen values {x[x > 0].min():.1f} to {x.max():.1f}"
+    )
+    return _unseen(rng, x, labels, "log", desc, non_integer=True)
+
+
+UNFILTERED_SIZES = (300, 180, 120, 80, 50, 30, 15)
+
+
+def unfiltered_umi(seed: int = 0) -> Any:
+    """UNSEEN: a droplet UMI matrix with every gene of the reference, as Cell Ranger writes it and many users
+    pass it on unfiltered, a simulation: 775 cells x 8,000 genes, 7 labels (300 to 15). A third of the genes are
+    never seen in these cells (all-zero columns); 13 mitochondrial genes take 2-15% of each cell's UMIs (more in
+    stressed cells) and two MALAT1-like genes about 3% each; 25 markers per label at e^1..e^3; log-normal
+    libraries around 4,000 and gene-specific NB dispersion (shape 0.3..50)."""
+    rng = np.random.default_rng(seed + 2020)
+    labels, code = _typed_labels(UNFILTERED_SIZES)
+    n, g, k = labels.size, 8000, len(UNFILTERED_SIZES)
+    log_mu = rng.normal(-1.0, 1.5, g)[None, :] + _programmes(rng, k, g, 25, 1.0, 3.0)[code]
+    log_mu += rng.normal(0.0, 0.2, (n, g))
+    silent = rng.choice(np.arange(15, g), size=g // 3, replace=False)
+    log_mu[:, silent] = -np.inf  # never expressed here
+    x = _droplet_counts(rng, log_mu, library=(4e3, 0.5), theta=(3.0, 0.8), theta_range=(0.3, 50.0))
+    lib = x.sum(1, keepdims=True)
+    mito_share = np.clip(rng.gamma(2.0, 0.025, n), 0.02, 0.15)[:, None]  # of the final library
+    mito_prop = rng.dirichlet(np.full(13, 2.0))
+    x[:, :13] = rng.poisson(lib * mito_share / (1 - mito_share - 0.06) * mito_prop[None, :])
+    x[:, 13:15] = rng.poisson(lib * 0.03 / (1 - mito_share - 0.06) * np.exp(rng.normal(0.0, 0.2, (n, 2))))
+    desc = (
+        f"unfiltered_umi (unseen): simulated droplet UMI counts with every gene, {n} cells x {g} genes, {k} labels "
+        f"({max(UNFILTERED_SIZES)} to {min(UNFILTERED_SIZES)}), {int(np.sum(x.sum(0) == 0))} genes never seen, "
+        f"median {np.median(x[:, :13].sum(1) / x.sum(1)):.1%} mitochondrial, {np.mean(x == 0):.0%} zeros"
+    )
+    return _unseen(rng, x, labels, "counts", desc)
+
+
 BUILDERS: dict[str, Callable[..., Any]] = {
     "yan": yan,
     "treutlein": treutlein,
@@ -806,6 +901,9 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "imaging_spatial": imaging_spatial,
     "pearson_residuals": pearson_residuals,
     "perturb_seq": perturb_seq,
+    "methylation": methylation,
+    "proteomics": proteomics,
+    "unfiltered_umi": unfiltered_umi,
 }
 # these need /work/shared/data
 SHARED_ONLY = {

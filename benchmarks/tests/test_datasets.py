@@ -147,3 +147,38 @@ def test_perturb_seq_knocks_down_one_gene_per_guide() -> None:
     for k in range(1, 8):
         ratio = x[labels == f"guide{k}"].mean(0)[expressed] / control[expressed]
         assert ratio.min() < 0.5
+
+
+def test_methylation_is_positive_ratios_with_a_point_mass_at_one() -> None:
+    """methylation: posterior mCH ratios, positive and non-integer, exactly 1 wherever a gene had no coverage
+    (a point mass inside the range), and each label's markers hypomethylated (below 1) in it."""
+    a = datasets.build("methylation")
+    x = _dense(a.X)
+    assert x.shape == (620, 2000) and a.obs["cell_type"].value_counts().min() == 20
+    assert x.min() > 0 and a.uns["bench"]["kind"] == "log" and a.uns["bench"]["non_integer"]
+    assert 0.01 < np.mean(x == 1.0) < 0.2 and x.max() > 3
+
+
+def test_proteomics_misses_faint_values_not_at_random() -> None:
+    """proteomics: log2 intensities with missing values as 0, far below the faintest seen value; faint proteins
+    are missing more often than bright ones."""
+    a = datasets.build("proteomics")
+    x = _dense(a.X)
+    seen = x[x > 0]
+    assert x.shape == (400, 800) and 0.2 < np.mean(x == 0) < 0.5 and seen.min() > 8
+    level = np.where(x > 0, x, np.nan)
+    brightness = np.nanmedian(level, axis=0)
+    missing = np.mean(x == 0, axis=0)
+    faint, bright = brightness < np.nanquantile(brightness, 0.25), brightness > np.nanquantile(brightness, 0.75)
+    assert missing[faint].mean() > 3 * missing[bright].mean()
+
+
+def test_unfiltered_umi_keeps_every_gene() -> None:
+    """unfiltered_umi: integer counts where a third of the genes are never seen, and mitochondrial genes take a
+    few percent of every cell."""
+    a = datasets.build("unfiltered_umi")
+    x = _dense(a.X)
+    assert x.shape == (775, 8000) and np.array_equal(x, np.round(x))
+    assert 2000 < int(np.sum(x.sum(0) == 0)) < 3000
+    mito = x[:, :13].sum(1) / x.sum(1)
+    assert 0.015 < np.median(mito) < 0.1 and mito.max() < 0.2
