@@ -875,6 +875,29 @@ def unfiltered_umi(seed: int = 0) -> Any:
     return _unseen(rng, x, labels, "counts", desc)
 
 
+FRACTION_SIZES = (250, 180, 140, 100, 80, 60, 40, 12)
+
+
+def fractions(seed: int = 0) -> Any:
+    """UNSEEN: relative abundances, each cell's counts divided by its total (`sc.pp.normalize_total(target_sum=1)`
+    without log1p; compositional analyses start here), a simulation: 862 cells x 1,500 genes, 8 labels (250 to
+    12), 30 markers per label at e^1..e^3, log-normal libraries around 2,500 and gene-specific NB dispersion
+    (shape 0.3..50). Non-negative, non-integer, every row sums to 1, most values below 0.01: linear-scale values
+    that never reach the size at which normalize=auto logs them."""
+    rng = np.random.default_rng(seed + 2121)
+    labels, code = _typed_labels(FRACTION_SIZES)
+    n, g, k = labels.size, 1500, len(FRACTION_SIZES)
+    log_mu = rng.normal(-0.5, 1.4, g)[None, :] + _programmes(rng, k, g, 30, 1.0, 3.0)[code]
+    log_mu += rng.normal(0.0, 0.2, (n, g))
+    counts = _droplet_counts(rng, log_mu, library=(2.5e3, 0.5), theta=(3.0, 0.8), theta_range=(0.3, 50.0))
+    x = (counts / counts.sum(1, keepdims=True)).astype(np.float32)
+    desc = (
+        f"fractions (unseen): simulated UMI counts divided by each cell's total, {n} cells x {g} genes, {k} labels "
+        f"({max(FRACTION_SIZES)} to {min(FRACTION_SIZES)}), max {x.max():.3f}, {np.mean(x == 0):.0%} zeros"
+    )
+    return _unseen(rng, x, labels, "linear", desc, non_integer=True)
+
+
 BUILDERS: dict[str, Callable[..., Any]] = {
     "yan": yan,
     "treutlein": treutlein,
@@ -904,6 +927,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "methylation": methylation,
     "proteomics": proteomics,
     "unfiltered_umi": unfiltered_umi,
+    "fractions": fractions,
 }
 # these need /work/shared/data
 SHARED_ONLY = {

@@ -784,7 +784,8 @@ def main(argv: list[str] | None = None) -> int:
         k_aug = n_aug if args.quick else seeds_for.get(name, n_aug)
         for setting, kwargs in settings.items():
             fp = {**base_fp, "kwargs": kwargs, "seed": args.seed, "part": "insample"}
-            ins = cached(f"{name}__{setting}__insample", fp, functools.partial(run_insample, ds, kwargs, args.seed))
+            key = f"{name}__{setting}__insample" + ("" if args.seed == SEED else f"_seed{args.seed}")  # its own file
+            ins = cached(key, fp, functools.partial(run_insample, ds, kwargs, args.seed))
             gc.collect()
             runs = []
             if "refused" not in ins:

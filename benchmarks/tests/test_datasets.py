@@ -182,3 +182,13 @@ def test_unfiltered_umi_keeps_every_gene() -> None:
     assert 2000 < int(np.sum(x.sum(0) == 0)) < 3000
     mito = x[:, :13].sum(1) / x.sum(1)
     assert 0.015 < np.median(mito) < 0.1 and mito.max() < 0.2
+
+
+def test_fractions_are_rows_that_sum_to_one() -> None:
+    """fractions: non-negative, non-integer relative abundances, each cell summing to 1, far below the size at
+    which normalize=auto would log them."""
+    a = datasets.build("fractions")
+    x = _dense(a.X).astype(np.float64)
+    assert x.shape == (862, 1500) and a.obs["cell_type"].value_counts().min() == 12
+    assert np.allclose(x.sum(1), 1.0, atol=1e-4) and x.min() == 0 and x.max() < 1
+    assert np.mean(x[x > 0] != np.round(x[x > 0])) == 1.0 and a.uns["bench"]["kind"] == "linear"
