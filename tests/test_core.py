@@ -9,7 +9,13 @@ import pytest
 import scipy.sparse as sp
 
 import vaexprs
-from vaexprs.data.preprocess import MinMaxScaler, Preprocessor, apply_normalization, choose_normalization
+from vaexprs.data.preprocess import (
+    MinMaxScaler,
+    Preprocessor,
+    apply_normalization,
+    choose_normalization,
+    unlogged_totals_hint,
+)
 from vaexprs.errors import InputError
 
 
@@ -46,6 +52,28 @@ def test_auto_normalization_says_what_it_chose():
     assert method == "none" and "none" in note
     with pytest.raises(InputError, match="normalize must be one of"):
         choose_normalization(np.ones((2, 2)), "zscore")
+
+
+def test_unlogged_fractions_are_flagged_and_fit_vae_warns(caplog):
+    """Cells that all sum to one total below the log threshold (fractions, percentages) are normalised counts
+    without the log: normalize=auto would model them unlogged, so fit_vae says how to log them."""
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(rng.gamma(0.5, 4.0, (60, 40))).astype(np.float64) + np.eye(60, 40)
+    fractions = counts / counts.sum(1, keepdims=True)
+    hint = unlogged_totals_hint(fractions)
+    assert hint is not None and "sum to 1:" in hint and "x * 10000" in hint
+    assert "sum to 100:" in unlogged_totals_hint(sp.csr_matrix(fractions * 100.0))
+    assert unlogged_totals_hint(counts) is None  # counts: lognorm
+    assert unlogged_totals_hint(np.log2(counts + 1.0)) is None  # logged: the totals differ
+    assert unlogged_totals_hint(fractions * 1e4) is None  # above 100: normalize=auto logs them
+    labels = np.repeat(["a", "b"], 30)
+    with caplog.at_level("WARNING", logger="vaexprs"):
+        vaexprs.fit_vae(fractions.astype(np.float32), labels, likelihood="hurdle", epochs=1)
+    assert any("look like normalised counts without the log" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vaexprs"):
+        vaexprs.fit_vae(fractions.astype(np.float32), labels, likelihood="hurdle", epochs=1, normalize="none")
+    assert not any("without the log" in r.getMessage() for r in caplog.records)  # the user chose
 
 
 def test_scaler_is_fitted_on_training_cells_and_guards_constant_genes():

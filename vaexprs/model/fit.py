@@ -31,6 +31,7 @@ from vaexprs.data.preprocess import (
     check_counts,
     library_size,
     plausible_maxima,
+    unlogged_totals_hint,
     value_summary,
 )
 from vaexprs.errors import InputError, OptionError, examples
@@ -227,6 +228,8 @@ def fit_vae(
     ModelConfig(**model_options)  # every option checked before the data is read
     train = train.with_beta_for(model_options["likelihood"])
     data = prepare_data(x_train, y_train, x_val, y_val, data_config, train)
+    if data_config.normalize == "auto" and (hint := unlogged_totals_hint(data.matrix)):
+        log.warning(hint)
     selection: list[dict[str, Any]] = []
     if model_options["likelihood"] == "auto":
         from vaexprs.model.selection import apply_choice, select_likelihood
