@@ -108,7 +108,11 @@ def choose_normalization(x: Any, requested: str = "auto") -> tuple[Normalization
         raise OptionError("normalize", f"must be one of {', '.join(choices(Normalize))}; got {requested!r}")
     if requested != "auto":
         return requested, f"normalize={requested} (as requested)"  # type: ignore[return-value]
-    summary = value_summary(x)
+    return _auto_normalization(value_summary(x))
+
+
+def _auto_normalization(summary: ValueSummary) -> tuple[Normalization, str]:
+    """normalize="auto"'s rule, on a matrix's value summary (choose_normalization; unlogged_totals_hint)."""
     vmax = summary.maximum if summary.size else 0.0
     if summary.counts:
         return "lognorm", "normalize=auto chose lognorm: the values are non-negative integers (counts)"
@@ -126,7 +130,7 @@ def unlogged_totals_hint(x: Any) -> str | None:
     linear scale, which a classifier tells from real cells (benchmarks: fractions, AUC 0.84); counts per 10,000
     are logged by normalize=auto (AUC 0.63). None for anything else."""
     summary = value_summary(x)
-    if summary.size == 0 or summary.counts or summary.minimum < 0 or summary.maximum > LOG_SCALE_MAX:
+    if summary.size == 0 or summary.minimum < 0 or _auto_normalization(summary)[0] != "none":
         return None
     totals = library_size(x)
     total = float(np.median(totals))
