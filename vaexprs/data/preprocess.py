@@ -126,9 +126,10 @@ def _auto_normalization(summary: ValueSummary) -> tuple[Normalization, str]:
 
 def unlogged_totals_hint(x: Any) -> str | None:
     """A warning for values normalize=auto takes as log-scale although every cell sums to one total: counts
-    normalised without the log (`normalize_total(target_sum=1)`, percentages). The model would draw them on their
+    normalised without the log (`normalize_total(target_sum=1)`, percentages). A hurdle would draw them on their
     linear scale, which a classifier tells from real cells (benchmarks: fractions, AUC 0.84); counts per 10,000
-    are logged by normalize=auto (AUC 0.63). None for anything else."""
+    are logged by normalize=auto (AUC 0.63), and log_hurdle models them logged. fit_vae gives it unless
+    log_hurdle was chosen. None for anything else."""
     summary = value_summary(x)
     if summary.size == 0 or summary.minimum < 0 or _auto_normalization(summary)[0] != "none":
         return None
@@ -140,7 +141,7 @@ def unlogged_totals_hint(x: Any) -> str | None:
         f"every cell's values sum to {total:.4g}: they look like normalised counts without the log, which "
         f"normalize=auto takes as log-scale (values below {LOG_SCALE_MAX:g}) and the model draws on their linear "
         f"scale, easy to tell from real cells. Scale them to counts per 10,000 (x * {1e4 / total:.6g}) so that "
-        "normalize=auto logs them, or log them yourself"
+        "normalize=auto logs them, log them yourself, or use likelihood=log_hurdle"
     )
 
 
@@ -352,6 +353,26 @@ def moments_above_floor(
     block = x[rows]
     shifted = np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64) - floor
     return floor.astype(np.float32), nonzero_moments(shifted, None if codes is None else codes[rows], n_labels)
+
+
+def positive_median(x: Any, seed: int) -> float:
+    """The median of the positive values of a seeded sample of at most FLOOR_SAMPLE_CELLS cells (1 where there
+    are none): the log_hurdle head's scale, where its log2(x / s + 1) bends (bounded on disk too)."""
+    block = x[sample_rows(x.shape[0], FLOOR_SAMPLE_CELLS, seed)]
+    values = _values(block.tocsr() if is_sparse(block) else block).ravel()
+    positive = values[np.isfinite(values) & (values > 0)]
+    return float(np.median(positive)) if positive.size else 1.0
+
+
+def scaled_log(x: Any, scale: float) -> Any:
+    """log2(x / scale + 1) of non-negative values, float32; sparse stays sparse, cells on disk get a view."""
+    if is_on_disk(x):
+        return x.map(partial(scaled_log, scale=scale))
+    if is_sparse(x):
+        out = x.tocsr().astype(np.float64, copy=True)
+        out.data = np.log2(out.data / scale + 1.0)
+        return out.astype(np.float32)
+    return np.log2(np.asarray(x, dtype=np.float64) / scale + 1.0).astype(np.float32)
 
 
 def two_groups(x: Any, seed: int, iterations: int = 30) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -228,14 +228,15 @@ def fit_vae(
     ModelConfig(**model_options)  # every option checked before the data is read
     train = train.with_beta_for(model_options["likelihood"])
     data = prepare_data(x_train, y_train, x_val, y_val, data_config, train)
-    if data_config.normalize == "auto" and (hint := unlogged_totals_hint(data.matrix)):
-        log.warning(hint)
+    hint = unlogged_totals_hint(data.matrix) if data_config.normalize == "auto" else None
     selection: list[dict[str, Any]] = []
     if model_options["likelihood"] == "auto":
         from vaexprs.model.selection import apply_choice, select_likelihood
 
         choice, selection = select_likelihood(data, model_options, train, data_config, progress)
         model_options, train = apply_choice(model_options, train, choice)
+    if hint and model_options["likelihood"] != "log_hurdle":  # log_hurdle models such values logged
+        log.warning(hint)
     try:
         result = fit_head(data, model_options, train, data_config, callbacks, progress)
     except FloatingPointError as exc:

@@ -31,6 +31,7 @@ GRAPH_HEADS = (
     "nb",
     "zinb",
     "hurdle",
+    "log_hurdle",
     "floor_hurdle",
     "mixture",
 )  # heads whose decoder this module writes
@@ -157,7 +158,7 @@ def decoder_graph(result: VAEResult) -> Any:
         _per_gene(graph, rho, np.exp(_numpy(head.log_theta)), "theta_values", "theta")
         if cfg.likelihood == "zinb":
             graph.op("Identity", [_linear(graph, h, head.dropout, "head.dropout")], output="pi_logit")
-    elif cfg.likelihood in ("hurdle", "floor_hurdle", "mixture"):
+    elif cfg.likelihood in ("hurdle", "log_hurdle", "floor_hurdle", "mixture"):
         mu = graph.op("Identity", [_linear(graph, h, head.loc, "head.loc")], output="mu")
         # sigma = exp(log_sigma + b tanh(cell / b)): per gene, times the cell's bounded noise factor
         bound = graph.const("cell_noise_bound", np.array(head.cell_noise_bound))
@@ -175,6 +176,8 @@ def decoder_graph(result: VAEResult) -> Any:
         graph.op("Identity", [_linear(graph, h, head.dropout, "head.dropout")], output="pi_logit")
         if "floor" in names:  # floor_hurdle, mixture
             _per_gene(graph, mu, _numpy(head.floor), "floor_values", "floor")
+        if "log_scale" in names:  # log_hurdle
+            _per_gene(graph, mu, _numpy(head.log_scale), "log_scale_values", "log_scale")
     else:
         raise VaexprsRuntimeError(f"no ONNX graph for the {cfg.likelihood!r} head")
     return graph.model("decoder", inputs, [(name, g) for name in names])
@@ -193,6 +196,10 @@ def encoder_graph(result: VAEResult) -> Any:
         x = graph.op("Clip", [scaled, graph.const("zero", np.array(0.0)), graph.const("one", np.array(1.0))])
     if "floor" in model.head.output_names:  # the values above each gene's floor (none below it), as the hurdle's
         x = graph.op("Relu", [graph.op("Sub", [x, graph.const("floor", _numpy(model.head.floor))])])
+    if "log_scale" in model.head.output_names:  # log_hurdle: log2(x / s + 1), the values its hurdle models
+        scaled = graph.op("Div", [graph.op("Relu", [x]), graph.const("log_scale", _numpy(model.head.log_scale))])
+        logged = graph.op("Log", [graph.op("Add", [scaled, graph.const("scale_offset", np.array(1.0))])])
+        x = graph.op("Div", [logged, graph.const("ln2", np.array(math.log(2.0)))])
     if not model.head.scaled_input:  # count and hurdle heads see log1p of their input
         x = graph.op("Log", [graph.op("Add", [x, graph.const("log_offset", np.array(1.0))])])
     if model.standardizes_input:  # clip((v - center) / scale): the per-gene standardisation of the training cells
