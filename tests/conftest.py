@@ -89,3 +89,25 @@ def _isolated_mlflow_environment():
         if key not in before:
             del os.environ[key]
     os.environ.update(before)
+
+
+def export_and_compare(result, folder: Path, outputs: list[str], n: int = 80, seed: int = 4, atol: float = 1e-4):
+    """Export `result`'s bundle (export_bundle raises unless its ONNX graphs match torch), check its decoder's
+    outputs, and check that the light path (onnxruntime) makes the API's cells; returns (bundle, its cells)."""
+    import json
+
+    import numpy as np
+
+    import vaexprs
+    from vaexprs.generate.pipeline import generate_array
+
+    bundle = vaexprs.export_bundle(result, folder)
+    spec = json.loads((bundle / "bundle.json").read_text())
+    assert spec["likelihood"] == result.model_config.likelihood
+    assert spec["onnx"]["encoder"]["parity_max_abs_diff"] < 1e-4
+    assert [o["name"] for o in spec["onnx"]["decoder"]["outputs"]] == outputs
+    x, labels = generate_array(bundle, n=n, seed=seed)
+    api = vaexprs.gen_exprs(result, num_samples=n, seed=seed)
+    np.testing.assert_allclose(x, api.x_gen, rtol=1e-4, atol=atol)  # one loop, one sampler: ORT vs torch floats
+    assert list(labels) == list(api.y_gen)
+    return bundle, x

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import vaexprs
+from tests.conftest import export_and_compare
 from vaexprs.errors import OptionError
 from vaexprs.model import selection
 from vaexprs.model.network import FloorHurdleHead, HurdleGaussianHead
@@ -69,16 +70,10 @@ def test_floor_hurdle_cells_keep_each_genes_floor_and_stay_plausible(signed, sig
 def test_floor_hurdle_bundle_generates_the_api_cells_and_writes_them_dense(signed_auto, tmp_path):
     import anndata as ad
 
-    from vaexprs.generate.pipeline import generate_array, generate_to_file
+    from vaexprs.generate.pipeline import generate_to_file
 
-    bundle = vaexprs.export_bundle(signed_auto, tmp_path / "b")  # raises unless the ONNX graphs match torch
-    spec = json.loads((bundle / "bundle.json").read_text())
-    assert spec["likelihood"] == "floor_hurdle" and spec["onnx"]["encoder"]["parity_max_abs_diff"] < 1e-4
-    assert [o["name"] for o in spec["onnx"]["decoder"]["outputs"]] == ["mu", "sigma", "pi_logit", "floor"]
-    x, labels = generate_array(bundle, n=80, seed=4)
-    api = vaexprs.gen_exprs(signed_auto, num_samples=80, seed=4)
-    np.testing.assert_allclose(x, api.x_gen, rtol=1e-4, atol=1e-4)  # one loop, one sampler: ORT vs torch floats
-    assert list(labels) == list(api.y_gen)
+    assert signed_auto.model_config.likelihood == "floor_hurdle"
+    bundle, x = export_and_compare(signed_auto, tmp_path / "b", ["mu", "sigma", "pi_logit", "floor"])
     # signed values are seldom exactly 0: written dense, not as CSR as sampled counts and hurdle values are
     generate_to_file(bundle, tmp_path / "g.h5ad", n=80, seed=4)
     written = ad.read_h5ad(tmp_path / "g.h5ad")
