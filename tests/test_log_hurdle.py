@@ -135,3 +135,30 @@ def test_auto_does_not_try_log_hurdle_on_counts(small_sim):
     result = vaexprs.fit_vae(counts, "cell_type", epochs=4, hidden=(16,), seed=1)
     rows = [r for r in result.selection if r["likelihood"] == "log_hurdle"]
     assert len(rows) == 1 and "logs the values" in rows[0]["skipped"]
+
+
+def test_log_hurdle_on_a_backed_file_starts_as_in_memory(fractions, tmp_path):
+    """The scale and the starting moments are streamed from disk (a seeded, bounded sample for the scale)."""
+    from vaexprs.data.io import read_expression
+
+    fractions.write_h5ad(tmp_path / "fractions.h5ad")
+    disk = read_expression(tmp_path / "fractions.h5ad", backed=True)
+    options = dict(likelihood="log_hurdle", epochs=1, hidden=(16,), seed=5, progress=False)
+    on_disk, in_memory = (
+        vaexprs.fit_vae(disk, "cell_type", **options),
+        vaexprs.fit_vae(fractions, "cell_type", **options),
+    )
+    assert float(on_disk.model.head.log_scale[0]) == float(in_memory.model.head.log_scale[0])
+    np.testing.assert_allclose(on_disk.value_cap, in_memory.value_cap, rtol=1e-6)
+    gen = vaexprs.gen_exprs(on_disk, num_samples=50, seed=1)
+    assert np.all(np.asarray(gen.x_gen) >= 0) and np.all(np.asarray(gen.x_gen) <= on_disk.value_cap + 1e-7)
+
+
+def test_log_hurdle_refuses_negative_values_with_one_line(fractions):
+    from vaexprs.errors import OptionError
+
+    signed = fractions.copy()
+    signed.X = np.asarray(signed.X) - 0.001
+    with pytest.raises(OptionError, match="non-negative") as caught:
+        vaexprs.fit_vae(signed, "cell_type", likelihood="log_hurdle", epochs=1, hidden=(8,))
+    assert "\n" not in str(caught.value)
