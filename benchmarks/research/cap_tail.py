@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks import harness
-from benchmarks.quality import EVAL_SEED, SEED, Dataset, clean, score_generated, write_atomic
+from benchmarks.quality import SEED, clean, write_atomic
+from benchmarks.research.common import score_as_study, study_insample
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "benchmarks" / "results" / "research" / "cap_tail.json"
@@ -35,11 +34,7 @@ def cap_rows(name: str) -> list[dict[str, Any]]:
     """The in-sample model of `name`, its cells generated and scored under each cap of SD_MULTIPLES."""
     import vaexprs
 
-    ds = Dataset(name, 0)
-    ds.ref = harness.reference(ds.real, ds.labels, seed=EVAL_SEED)
-    started = time.perf_counter()
-    result = vaexprs.fit_vae(ds.adata, "cell_type", seed=SEED)
-    fit_s = time.perf_counter() - started
+    ds, result, fit_s = study_insample(name)
     if result.value_cap is None:
         raise RuntimeError(f"{name}: the chosen head ({result.model_config.likelihood}) has no cap")
     x = np.asarray(result.preprocessor.normalize_matrix(np.asarray(ds.adata.X)), dtype=np.float64)
@@ -48,11 +43,7 @@ def cap_rows(name: str) -> list[dict[str, Any]]:
     rows = []
     for k in SD_MULTIPLES:
         result.value_cap = (high + k * sd).astype(np.float32)
-        gen = vaexprs.gen_exprs(result, num_samples=ds.adata.n_obs, seed=SEED)
-        raw = np.asarray(gen.x_gen, dtype=np.float32)
-        scored = harness.log_space(raw, ds.kind, ds.mean_lib)
-        m = score_generated(ds.real, ds.labels, scored, np.asarray(gen.y_gen).astype(str), raw, False, ds.ref,
-                            judge=ds.judge)  # fmt: skip
+        m = score_as_study(ds, vaexprs.gen_exprs(result, num_samples=ds.adata.n_obs, seed=SEED))
         rows.append(clean({"dataset": name, "sd_multiple": k, "likelihood": result.model_config.likelihood,
                            "dropout": result.model_config.dropout, "beta": result.train_config.beta,
                            "fit_s": fit_s, "metrics": {key: m[key] for key in SHOWN}}))  # fmt: skip

@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from benchmarks import harness
-from benchmarks.quality import EVAL_SEED, SEED, Dataset, clean, score_generated, write_atomic
+from benchmarks.quality import SEED, clean, write_atomic
+from benchmarks.research.common import score_as_study, study_insample
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "benchmarks" / "results" / "research" / "expected_cells.json"
@@ -34,18 +31,10 @@ def space_rows(name: str) -> list[dict[str, Any]]:
     """The in-sample model of `name`, its cells generated sampled and as expected values, each scored."""
     import vaexprs
 
-    ds = Dataset(name, 0)
-    ds.ref = harness.reference(ds.real, ds.labels, seed=EVAL_SEED)
-    started = time.perf_counter()
-    result = vaexprs.fit_vae(ds.adata, "cell_type", seed=SEED)
-    fit_s = time.perf_counter() - started
+    ds, result, fit_s = study_insample(name)
     rows = []
     for space in (None, "mean"):
-        gen = vaexprs.gen_exprs(result, num_samples=ds.adata.n_obs, seed=SEED, output_space=space)
-        raw = np.asarray(gen.x_gen, dtype=np.float32)
-        scored = harness.log_space(raw, ds.kind, ds.mean_lib)
-        m = score_generated(ds.real, ds.labels, scored, np.asarray(gen.y_gen).astype(str), raw, False, ds.ref,
-                            judge=ds.judge)  # fmt: skip
+        m = score_as_study(ds, vaexprs.gen_exprs(result, num_samples=ds.adata.n_obs, seed=SEED, output_space=space))
         rows.append(clean({"dataset": name, "output_space": space or "sampled",
                            "likelihood": result.model_config.likelihood, "dropout": result.model_config.dropout,
                            "encoder_input": result.model_config.encoder_input, "beta": result.train_config.beta,
