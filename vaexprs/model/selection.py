@@ -31,8 +31,8 @@ exact zeros (more made training diverge), and the held-out cells decide).
 Selection is bounded: candidates see at most MAX_TRAIN_CELLS training cells for half the final model's epochs,
 and no more than SELECTION_WORK cell-epochs x genes each (the decoder's output layer, one weight per gene, is
 most of the cost), and are judged on at most MAX_VAL_CELLS held-out cells. So it costs at most about three final
-trainings (seven candidates at half the epochs; eight with the log_hurdle try), and a mid-sized set with all its genes no longer pays more for
-selection than a larger one.
+trainings (seven candidates at half the epochs; eight with the log_hurdle try), and a mid-sized set with all its
+genes no longer pays more for selection than a larger one.
 """
 
 from __future__ import annotations
