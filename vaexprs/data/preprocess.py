@@ -359,7 +359,7 @@ def positive_median(x: Any, seed: int) -> float:
     """The median of the positive values of a seeded sample of at most FLOOR_SAMPLE_CELLS cells (1 where there
     are none): the log_hurdle head's scale, where its log2(x / s + 1) bends (bounded on disk too)."""
     block = x[sample_rows(x.shape[0], FLOOR_SAMPLE_CELLS, seed)]
-    values = _values(block.tocsr() if is_sparse(block) else block).ravel()
+    values = _values(block).ravel()
     positive = values[np.isfinite(values) & (values > 0)]
     return float(np.median(positive)) if positive.size else 1.0
 

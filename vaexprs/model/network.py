@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vaexprs.bundle.heads import HEADS, HeadFacts
+from vaexprs.bundle.heads import HEADS, LOG2_MAX, HeadFacts
 from vaexprs.config import ModelConfig
 from vaexprs.errors import InputError, OptionError
 
@@ -394,7 +394,7 @@ class LogHurdleHead(HurdleGaussianHead):
             a * mu + 0.5 * (a * sigma).pow(2)
             + torch.special.log_ndtr(mu / sigma + a * sigma) - torch.special.log_ndtr(mu / sigma)
         )  # fmt: skip
-        growth = torch.clamp(torch.expm1(torch.clamp(log_moment, max=127.0 * a)), min=0.0)
+        growth = torch.clamp(torch.expm1(torch.clamp(log_moment, max=LOG2_MAX * a)), min=0.0)
         return torch.sigmoid(-params["pi_logit"]) * self.log_scale * growth
 
     def export_outputs(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -282,12 +282,12 @@ def select_likelihood(
         raise FloatingPointError("likelihood=auto: every candidate's training diverged (non-finite loss)")
     winner = scored[[r["likelihood"] for r in scored].index(pick(scored))]
 
-    def try_again(change: dict[str, Any], suffix: str) -> None:
-        """The winner once more with `change` (named by `suffix` after it, or by the new head); kept only when
-        its cells are clearly (by TIE) more real."""
+    def try_again(change: dict[str, Any], name: str) -> None:
+        """The winner once more with `change`, as candidate `name`; kept only when its cells are clearly (by TIE)
+        more real."""
         nonlocal winner
         options = {**base, **{k: winner[k] for k in CHOICE}, **change}
-        rows.append(score(options, suffix if "likelihood" in change else f"{winner['candidate']}_{suffix}"))
+        rows.append(score(options, name))
         if "score" in rows[-1] and rows[-1]["score"] < winner["score"] - TIE:
             winner = rows[-1]
 
@@ -306,7 +306,7 @@ def select_likelihood(
         if fixed is None:
             # dropout = auto: it stops the latent code from memorising each training cell's noise; on some data
             # it blurs labels
-            try_again({"dropout": CANDIDATE_DROPOUT}, "dropout")
+            try_again({"dropout": CANDIDATE_DROPOUT}, f"{winner['candidate']}_dropout")
         if encoder_input == "auto":
             zeros = encoder_zero_share(train_x)
             if zeros > DENSE_ENOUGH:
@@ -315,14 +315,16 @@ def select_likelihood(
                 why = f"{winner['candidate']} already meets the realism target (score {winner['score']:.3f})"
             else:
                 why = None
-                try_again({"encoder_input": CANDIDATE_ENCODER_INPUT}, CANDIDATE_ENCODER_INPUT)
+                try_again(
+                    {"encoder_input": CANDIDATE_ENCODER_INPUT}, f"{winner['candidate']}_{CANDIDATE_ENCODER_INPUT}"
+                )
             if why:
                 name = f"{winner['candidate']}_{CANDIDATE_ENCODER_INPUT}"
                 rows.append({"candidate": name, "likelihood": winner["likelihood"], "skipped": why})
         if train.beta is None:
             # beta = auto: a heavier KL term keeps the latent code near the prior, so sampled cells are new ones
             # rather than the training cells again; on some data it blurs them
-            try_again({"beta": CANDIDATE_BETA}, f"beta{CANDIDATE_BETA:g}")
+            try_again({"beta": CANDIDATE_BETA}, f"{winner['candidate']}_beta{CANDIDATE_BETA:g}")
     for row in rows:
         row["chosen"] = row is winner
     choice = {k: winner[k] for k in CHOICE}
@@ -337,9 +339,9 @@ def log_hurdle_excluded(matrix: Any, space: str) -> str | None:
     """Why the log_hurdle try does not apply to these values, or None where it does: non-negative values that
     are not counts and that the normalisation leaves as they are (normalize=auto: non-integer values below
     LOG_SCALE_MAX, which it takes as log-scale although fractions and ratios are linear)."""
-    summary = value_summary(matrix)
-    if space != "none":
+    if space != "none":  # decided without a pass over the values
         return f"normalize={space} logs the values already"
+    summary = value_summary(matrix)
     if summary.counts:
         return "the values are counts (nb and zinb model them)"
     if summary.size and summary.minimum < 0:
