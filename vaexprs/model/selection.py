@@ -309,17 +309,15 @@ def select_likelihood(
             try_again({"dropout": CANDIDATE_DROPOUT}, f"{winner['candidate']}_dropout")
         if encoder_input == "auto":
             zeros = encoder_zero_share(train_x)
+            name = f"{winner['candidate']}_{CANDIDATE_ENCODER_INPUT}"
             if zeros > DENSE_ENOUGH:
                 why = f"{zeros:.0%} of the values are exact zeros (or a gene's floor): more than {DENSE_ENOUGH:.0%}"
             elif winner["score"] <= REAL_ENOUGH:
                 why = f"{winner['candidate']} already meets the realism target (score {winner['score']:.3f})"
             else:
                 why = None
-                try_again(
-                    {"encoder_input": CANDIDATE_ENCODER_INPUT}, f"{winner['candidate']}_{CANDIDATE_ENCODER_INPUT}"
-                )
+                try_again({"encoder_input": CANDIDATE_ENCODER_INPUT}, name)
             if why:
-                name = f"{winner['candidate']}_{CANDIDATE_ENCODER_INPUT}"
                 rows.append({"candidate": name, "likelihood": winner["likelihood"], "skipped": why})
         if train.beta is None:
             # beta = auto: a heavier KL term keeps the latent code near the prior, so sampled cells are new ones
