@@ -186,11 +186,18 @@ def study_insample(name: str) -> tuple[Any, Any, float]:
     return ds, result, time.perf_counter() - started
 
 
+def study_space(ds: Any, gen: Any) -> np.ndarray:
+    """An in-sample unit's generated cells in the harness space, from whatever space the head wrote them in
+    (the input's values, log or lognorm), as the study converts them."""
+    from benchmarks.quality import to_log
+
+    return to_log(gen, ds.kind, ds.mean_lib, harness.mean_library(ds.adata.X))
+
+
 def score_as_study(ds: Any, gen: Any) -> dict[str, Any]:
     """gen_exprs' cells (not counts) scored exactly as the study scores its in-sample unit."""
     from benchmarks.quality import score_generated
 
     raw = np.asarray(gen.x_gen, dtype=np.float32)
-    scored = harness.log_space(raw, ds.kind, ds.mean_lib)
     labels = np.asarray(gen.y_gen).astype(str)
-    return score_generated(ds.real, ds.labels, scored, labels, raw, False, ds.ref, judge=ds.judge)
+    return score_generated(ds.real, ds.labels, study_space(ds, gen), labels, raw, False, ds.ref, judge=ds.judge)

@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks import harness
 from benchmarks.quality import SEED, clean, write_atomic
-from benchmarks.research.common import score_as_study, setup, study_insample
+from benchmarks.research.common import score_as_study, setup, study_insample, study_space
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "benchmarks" / "results" / "research" / "pc_variance.json"
@@ -54,7 +54,7 @@ def set_row(name: str) -> dict[str, Any]:
     ds, result, fit_s = study_insample(name)
     gen = vaexprs.gen_exprs(result, num_samples=ds.adata.n_obs, seed=SEED)
     metrics = score_as_study(ds, gen)
-    scored = harness.log_space(np.asarray(gen.x_gen, dtype=np.float32), ds.kind, ds.mean_lib)
+    scored = study_space(ds, gen)
     ratios = pc_variance_ratios(ds.real, scored)
     half_a, half_b = harness.stratified_split(ds.labels, 0.5, SEED)
     baseline = pc_variance_ratios(ds.real[half_a], ds.real[half_b])
