@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks import harness
-from benchmarks.quality import EVAL_SEED, SEED, Dataset, clean, score_generated, to_log, write_atomic
-from benchmarks.research.common import Store, half_split, setup
+from benchmarks.quality import EVAL_SEED, SEED, clean, score_generated, to_log, write_atomic
+from benchmarks.research.common import Store, half_split, setup, study_insample
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "benchmarks" / "results" / "research" / "marginal_map.json"
@@ -101,11 +101,9 @@ def set_rows(name: str, store: Store) -> list[dict[str, Any]]:
 
     if store.done(name):
         return store.get(name)["rows"]
-    ds = Dataset(name, 0)
-    ds.ref = harness.reference(ds.real, ds.labels, seed=EVAL_SEED)
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
-    result = vaexprs.fit_vae(ds.adata, "cell_type", seed=SEED)
+    ds, result, _ = study_insample(name)
     want = harness.label_counts(ds.labels)
     gen, raws = variants(result, result.x_train, {"num_samples": ds.adata.n_obs}, want, SEED)
     for variant, raw in raws.items():
