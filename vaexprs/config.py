@@ -25,7 +25,9 @@ from vaexprs.errors import OptionError
 
 # ------------------------------------------------------------------------------------------ choices
 
-Likelihood = Literal["auto", "bce", "mse", "hurdle", "log_hurdle", "nb", "zinb", "floor_hurdle", "mixture"]
+Likelihood = Literal[
+    "auto", "bce", "mse", "hurdle", "log_hurdle", "log_mixture", "nb", "zinb", "floor_hurdle", "mixture"
+]
 Normalize = Literal["auto", "lognorm", "log", "none"]
 Monitor = Literal["loss", "val_loss"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -272,10 +274,11 @@ class ModelConfig(Config):
         "auto",
         "Decoder likelihood: bce or mse (VAExprs; min-max scaled values, the decoder mean), hurdle (log-scale "
         "values with exact zeros), log_hurdle (small linear-scale values, e.g. fractions of a cell's total: the "
-        "hurdle on log2(x / s + 1), cells in the input's values), nb or zinb (raw integer counts), floor_hurdle "
-        "(signed values, e.g. z-scores: a hurdle at each gene's minimum), mixture (signed values without a point "
-        "mass, e.g. after regress_out: two Gaussians per gene), auto (train the heads that apply and keep the one "
-        "whose cells are hardest to tell from held-out cells).",
+        "hurdle on log2(x / s + 1), cells in the input's values), log_mixture (the same values: two Gaussians "
+        "per gene on log2(x / s + 1), where a value's spread varies, e.g. methylation ratios), nb or zinb (raw "
+        "integer counts), floor_hurdle (signed values, e.g. z-scores: a hurdle at each gene's minimum), mixture "
+        "(signed values without a point mass, e.g. after regress_out: two Gaussians per gene), auto (train the "
+        "heads that apply and keep the one whose cells are hardest to tell from held-out cells).",
     )
     activation: Activation = opt("relu", "Hidden-layer activation.")
     dropout: float | None = opt(

@@ -30,6 +30,9 @@ Heads and what their decoder outputs mean:
   gene and cell, `bg_mu`, `bg_sigma` (the background: where a gene's undetected cells lie once a regression has
   spread them) with probability sigmoid(pi_logit), else `mu`, `sigma` (expressed); `floor`, each gene's training
   minimum, below which no value is drawn.
+- log_mixture (the same values as log_hurdle): the mixture's outputs on y = log2(x / s + 1) plus `log_scale`, s;
+  a value is s * (2^y - 1) with y drawn as the mixture draws it (never below the gene's logged minimum, so
+  exact zeros stay exact zeros).
 """
 
 from __future__ import annotations
@@ -102,6 +105,13 @@ HEADS: dict[str, HeadFacts] = {
             "two Gaussians per gene",
             "signed",
             ("mu", "sigma", "pi_logit", "bg_mu", "bg_sigma", "floor"),
+            sampled=True,
+        ),
+        HeadFacts(
+            "log_mixture",
+            "two Gaussians per gene on log2(x / s + 1)",
+            "log",
+            ("mu", "sigma", "pi_logit", "bg_mu", "bg_sigma", "floor", "log_scale"),
             sampled=True,
         ),
     )
@@ -317,6 +327,21 @@ def log_hurdle_mean(mu: np.ndarray, sigma: np.ndarray, pi_logit: np.ndarray, sca
     return (1.0 - sigmoid(pi_logit)) * np.asarray(scale, dtype=np.float64) * np.maximum(growth, 0.0)
 
 
+def log_normal_growth(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """E[2^y] - 1 for y ~ N(mu, sigma^2), at least 0 and finite."""
+    a = np.log(2.0)
+    log_moment = a * np.asarray(mu, dtype=np.float64) + 0.5 * (a * np.asarray(sigma, dtype=np.float64)) ** 2
+    return np.maximum(np.expm1(np.minimum(log_moment, LOG2_MAX * a)), 0.0)
+
+
+def log_mixture_mean(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """E[s (2^y - 1)] over the mixture's two components (the floor aside, as in mixture_mean)."""
+    background = sigmoid(outputs["pi_logit"])
+    low = log_normal_growth(outputs["bg_mu"], outputs["bg_sigma"])
+    high = log_normal_growth(outputs["mu"], outputs["sigma"])
+    return np.asarray(outputs["log_scale"], dtype=np.float64) * (background * low + (1.0 - background) * high)
+
+
 def sample_mixture(outputs: Mapping[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """Mixture draws: N(bg_mu, bg_sigma^2) with probability sigmoid(pi_logit), else N(mu, sigma^2); never below
     the gene's floor. One uniform and one normal per value (the same stream whatever the components)."""
@@ -384,6 +409,11 @@ def outputs_to_cells(
     expected = output_space == "mean"
     if likelihood == "mixture":
         values = mixture_mean(outputs) if expected else sample_mixture(outputs, rng)
+    elif likelihood == "log_mixture":
+        if expected:
+            values = log_mixture_mean(outputs)
+        else:
+            values = from_scaled_log(sample_mixture(outputs, rng), outputs["log_scale"])
     elif likelihood == "log_hurdle":
         mu, sigma, pi_logit, scale = (outputs[k] for k in ("mu", "sigma", "pi_logit", "log_scale"))
         if expected:

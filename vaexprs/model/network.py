@@ -352,39 +352,64 @@ class HurdleGaussianHead(LikelihoodHead):
         return {"mu": params["mu"], "sigma": params["sigma"], "pi_logit": params["pi_logit"]}
 
 
-@register_head
-class LogHurdleHead(HurdleGaussianHead):
-    """The hurdle on log2(x / s + 1) of non-negative linear-scale values that never reach 100 (fractions of a
-    cell's total, methylation ratios), s = the median non-zero training value (`log_scale`). normalize=auto
-    leaves such values as they are (it logs non-integer values from 100 up), and the hurdle's Gaussian drawn on
-    their linear scale made cells a classifier told apart (fractions: AUC 0.84; on log2(x / s + 1), mapped back,
-    0.53: benchmarks/research/scaled_log.py). Cells come out in the input's own values, s * (2^y - 1), so the
-    per-gene cap and every output stay in the space the user gave; likelihood=auto tries it only there
-    (vaexprs.model.selection)."""
+class ScaledLog:
+    """For heads that model log2(x / s + 1) of non-negative linear-scale values that never reach 100 (fractions
+    of a cell's total, methylation ratios), s = the median non-zero training value (`log_scale`): the head's own
+    loss, encoder input and start see the logged values, and `export_outputs` carries s so that the cells come
+    out in the input's own values, s * (2^y - 1). Mixed in before the head it wraps (log_hurdle, log_mixture)."""
 
-    name = "log_hurdle"
+    log_scale: torch.Tensor
 
-    def __init__(self, n_hidden: int, config: ModelConfig) -> None:
-        super().__init__(n_hidden, config)
-        self.register_buffer("log_scale", torch.ones(config.n_genes))  # one value, kept per gene like a floor
+    def add_log_scale(self, n_genes: int) -> None:
+        self.register_buffer("log_scale", torch.ones(n_genes))  # type: ignore[attr-defined]  # one value, per gene
 
     def start_from_data(self, x: Any, codes: np.ndarray | None, n_labels: int, seed: int) -> None:
-        """The scale (the median non-zero value of a seeded sample), then the hurdle's start on the logged values."""
-        from vaexprs.data.preprocess import nonzero_moments, positive_median, scaled_log
+        """The scale (the median non-zero value of a seeded sample), then the wrapped head's start on the logged
+        values."""
+        from vaexprs.data.preprocess import positive_median, scaled_log
 
         scale = positive_median(x, seed)
         with torch.no_grad():
             self.log_scale.fill_(scale)
-        self.start_from(nonzero_moments(scaled_log(x, scale), codes, n_labels))
+        super().start_from_data(scaled_log(x, scale), codes, n_labels, seed)  # type: ignore[misc]
 
     def logged(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log2(torch.clamp(x, min=0.0) / self.log_scale + 1.0)
 
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
-        return super().encoder_input(self.logged(x))
+        return super().encoder_input(self.logged(x))  # type: ignore[misc]
 
     def reconstruction_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return super().reconstruction_loss(params, self.logged(x))
+        return super().reconstruction_loss(params, self.logged(x))  # type: ignore[misc]
+
+    def export_outputs(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {**super().export_outputs(params), "log_scale": self.log_scale.expand_as(params["mu"])}  # type: ignore[misc]
+
+
+def growth(log_moment: torch.Tensor) -> torch.Tensor:
+    """E[2^y] - 1 from log E[2^y], at least 0 and finite in float32."""
+    return torch.clamp(torch.expm1(torch.clamp(log_moment, max=LOG2_MAX * math.log(2.0))), min=0.0)
+
+
+def log_normal_growth(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """E[2^y] - 1 for y ~ N(mu, sigma^2) (vaexprs.bundle.heads.log_normal_growth)."""
+    a = math.log(2.0)
+    return growth(a * mu + 0.5 * (a * sigma).pow(2))
+
+
+@register_head
+class LogHurdleHead(ScaledLog, HurdleGaussianHead):
+    """The hurdle on log2(x / s + 1) (`ScaledLog`). normalize=auto leaves such values as they are (it logs
+    non-integer values from 100 up), and the hurdle's Gaussian drawn on their linear scale made cells a classifier
+    told apart (fractions: AUC 0.84; on log2(x / s + 1), mapped back, 0.53: benchmarks/research/scaled_log.py).
+    Cells come out in the input's own values, s * (2^y - 1), so the per-gene cap and every output stay in the
+    space the user gave; likelihood=auto tries it only there (vaexprs.model.selection)."""
+
+    name = "log_hurdle"
+
+    def __init__(self, n_hidden: int, config: ModelConfig) -> None:
+        super().__init__(n_hidden, config)
+        self.add_log_scale(config.n_genes)
 
     def mean(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """E[s (2^y - 1)] (vaexprs.bundle.heads.log_hurdle_mean, in torch)."""
@@ -394,11 +419,7 @@ class LogHurdleHead(HurdleGaussianHead):
             a * mu + 0.5 * (a * sigma).pow(2)
             + torch.special.log_ndtr(mu / sigma + a * sigma) - torch.special.log_ndtr(mu / sigma)
         )  # fmt: skip
-        growth = torch.clamp(torch.expm1(torch.clamp(log_moment, max=LOG2_MAX * a)), min=0.0)
-        return torch.sigmoid(-params["pi_logit"]) * self.log_scale * growth
-
-    def export_outputs(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {**super().export_outputs(params), "log_scale": self.log_scale.expand_as(params["mu"])}
+        return torch.sigmoid(-params["pi_logit"]) * self.log_scale * growth(log_moment)
 
 
 @register_head
@@ -507,6 +528,29 @@ class MixtureHead(FloorHurdleHead):
             **{k: params[k] for k in ("mu", "sigma", "pi_logit", "bg_mu", "bg_sigma")},
             "floor": self.floor.expand_as(params["mu"]),
         }
+
+
+@register_head
+class LogMixtureHead(ScaledLog, MixtureHead):
+    """The mixture's two Gaussians per gene and cell on log2(x / s + 1) (`ScaledLog`), for the same small
+    linear-scale values as log_hurdle. Where a value's spread depends on something the latent code cannot know
+    (methylation ratios: a gene covered by a few cytosines stays near the nucleus' prior, a well-covered one
+    spreads), one Gaussian per value draws a tail the real values lack; two of them, a narrow and a wide one,
+    draw both (benchmarks/research/noise_shape.py). Nothing is drawn below each gene's logged minimum, so exact
+    zeros stay exact zeros."""
+
+    name = "log_mixture"
+
+    def __init__(self, n_hidden: int, config: ModelConfig) -> None:
+        super().__init__(n_hidden, config)
+        self.add_log_scale(config.n_genes)
+
+    def mean(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """E[s (2^y - 1)] over the two components (the floor aside, as the mixture's mean;
+        vaexprs.bundle.heads.log_mixture_mean in torch)."""
+        background = torch.sigmoid(params["pi_logit"])
+        low = log_normal_growth(params["bg_mu"], params["bg_sigma"])
+        return self.log_scale * (background * low + (1 - background) * log_normal_growth(params["mu"], params["sigma"]))
 
 
 class VAE(nn.Module):

@@ -34,6 +34,7 @@ GRAPH_HEADS = (
     "log_hurdle",
     "floor_hurdle",
     "mixture",
+    "log_mixture",
 )  # heads whose decoder this module writes
 
 
@@ -158,14 +159,14 @@ def decoder_graph(result: VAEResult) -> Any:
         _per_gene(graph, rho, np.exp(_numpy(head.log_theta)), "theta_values", "theta")
         if cfg.likelihood == "zinb":
             graph.op("Identity", [_linear(graph, h, head.dropout, "head.dropout")], output="pi_logit")
-    elif cfg.likelihood in ("hurdle", "log_hurdle", "floor_hurdle", "mixture"):
+    elif cfg.likelihood in ("hurdle", "log_hurdle", "floor_hurdle", "mixture", "log_mixture"):
         mu = graph.op("Identity", [_linear(graph, h, head.loc, "head.loc")], output="mu")
         # sigma = exp(log_sigma + b tanh(cell / b)): per gene, times the cell's bounded noise factor
         bound = graph.const("cell_noise_bound", np.array(head.cell_noise_bound))
         cell = _linear(graph, h, head.cell_log_sigma, "head.cell_log_sigma")  # (B, 1)
         factor = graph.op("Mul", [graph.op("Tanh", [graph.op("Div", [cell, bound])]), bound])
         log_sigma = graph.op("Add", [factor, graph.const("log_sigma", _numpy(head.log_sigma))])
-        if cfg.likelihood == "mixture":  # both sds stay above the gene's min_sigma
+        if "bg_mu" in names:  # mixture, log_mixture: both sds stay above the gene's min_sigma
             min_sigma = graph.const("min_sigma", _numpy(head.min_sigma))
             graph.op("Max", [graph.op("Exp", [log_sigma]), min_sigma], output="sigma")
             graph.op("Identity", [_linear(graph, h, head.bg_loc, "head.bg_loc")], output="bg_mu")
@@ -174,9 +175,9 @@ def decoder_graph(result: VAEResult) -> Any:
         else:
             graph.op("Exp", [log_sigma], output="sigma")
         graph.op("Identity", [_linear(graph, h, head.dropout, "head.dropout")], output="pi_logit")
-        if "floor" in names:  # floor_hurdle, mixture
+        if "floor" in names:  # floor_hurdle, mixture, log_mixture
             _per_gene(graph, mu, _numpy(head.floor), "floor_values", "floor")
-        if "log_scale" in names:  # log_hurdle
+        if "log_scale" in names:  # log_hurdle, log_mixture
             _per_gene(graph, mu, _numpy(head.log_scale), "log_scale_values", "log_scale")
     else:
         raise VaexprsRuntimeError(f"no ONNX graph for the {cfg.likelihood!r} head")
@@ -194,12 +195,13 @@ def encoder_graph(result: VAEResult) -> Any:
         centred = graph.op("Sub", [x, graph.const("minimum", scaler.minimum)])
         scaled = graph.op("Div", [centred, graph.const("scale", scaler.scale)])
         x = graph.op("Clip", [scaled, graph.const("zero", np.array(0.0)), graph.const("one", np.array(1.0))])
-    if "floor" in model.head.output_names:  # the values above each gene's floor (none below it), as the hurdle's
-        x = graph.op("Relu", [graph.op("Sub", [x, graph.const("floor", _numpy(model.head.floor))])])
-    if "log_scale" in model.head.output_names:  # log_hurdle: log2(x / s + 1), the values its hurdle models
+    if "log_scale" in model.head.output_names:  # log_hurdle, log_mixture: log2(x / s + 1), first
         scaled = graph.op("Div", [graph.op("Relu", [x]), graph.const("log_scale", _numpy(model.head.log_scale))])
         logged = graph.op("Log", [graph.op("Add", [scaled, graph.const("scale_offset", np.array(1.0))])])
         x = graph.op("Div", [logged, graph.const("ln2", np.array(math.log(2.0)))])
+    if "floor" in model.head.output_names:  # the values above each gene's floor (none below it), as the hurdle's
+        # (log_mixture's floor is in the logged values)
+        x = graph.op("Relu", [graph.op("Sub", [x, graph.const("floor", _numpy(model.head.floor))])])
     if not model.head.scaled_input:  # count and hurdle heads see log1p of their input
         x = graph.op("Log", [graph.op("Add", [x, graph.const("log_offset", np.array(1.0))])])
     if model.standardizes_input:  # clip((v - center) / scale): the per-gene standardisation of the training cells
