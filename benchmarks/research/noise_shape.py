@@ -56,12 +56,12 @@ def in_values(x: np.ndarray, labels: Any) -> Any:
 
 def scaled_log_copy(adata: Any, seed: int) -> tuple[Any, float]:
     """A copy of `adata` with X = log2(x / s + 1), s as log_hurdle chooses it."""
-    from vaexprs.data.preprocess import positive_median
+    from vaexprs.data.preprocess import positive_median, scaled_log
 
     x = harness.dense(adata.X).astype(np.float64)
     scale = positive_median(x, seed)
     logged = adata.copy()
-    logged.X = np.log2(x / scale + 1.0).astype(np.float32)
+    logged.X = scaled_log(x, scale)
     return logged, scale
 
 

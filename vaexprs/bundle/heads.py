@@ -31,8 +31,8 @@ Heads and what their decoder outputs mean:
   spread them) with probability sigmoid(pi_logit), else `mu`, `sigma` (expressed); `floor`, each gene's training
   minimum, below which no value is drawn.
 - log_mixture (the same values as log_hurdle): the mixture's outputs on y = log2(x / s + 1) plus `log_scale`, s;
-  a value is s * (2^y - 1) with y drawn as the mixture draws it (never below the gene's logged minimum, so
-  exact zeros stay exact zeros).
+  a value is s * (2^y - 1) with y drawn as the mixture draws it, never below the gene's logged minimum (its only
+  zeros are draws clipped there: too few where the values hold many, so it is for zero-free values).
 """
 
 from __future__ import annotations
@@ -70,6 +70,11 @@ class HeadFacts:
     @property
     def scaled_input(self) -> bool:
         return self.input == "scaled"
+
+    @property
+    def scaled_log(self) -> bool:
+        """It models log2(x / s + 1) of the input's values and writes its cells back in them (`log_scale`)."""
+        return "log_scale" in self.outputs
 
     @property
     def sparse_cells(self) -> bool:
@@ -323,15 +328,18 @@ def log_hurdle_mean(mu: np.ndarray, sigma: np.ndarray, pi_logit: np.ndarray, sca
     mu = np.asarray(mu, dtype=np.float64)
     sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), mu.shape)
     log_moment = a * mu + 0.5 * (a * sigma) ** 2 + log_ndtr(mu / sigma + a * sigma) - log_ndtr(mu / sigma)
-    growth = np.expm1(np.minimum(log_moment, LOG2_MAX * a))
-    return (1.0 - sigmoid(pi_logit)) * np.asarray(scale, dtype=np.float64) * np.maximum(growth, 0.0)
+    return (1.0 - sigmoid(pi_logit)) * np.asarray(scale, dtype=np.float64) * growth(log_moment)
+
+
+def growth(log_moment: np.ndarray) -> np.ndarray:
+    """E[2^y] - 1 from log E[2^y], at least 0 and finite in float32."""
+    return np.maximum(np.expm1(np.minimum(log_moment, LOG2_MAX * np.log(2.0))), 0.0)
 
 
 def log_normal_growth(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """E[2^y] - 1 for y ~ N(mu, sigma^2), at least 0 and finite."""
+    """E[2^y] - 1 for y ~ N(mu, sigma^2)."""
     a = np.log(2.0)
-    log_moment = a * np.asarray(mu, dtype=np.float64) + 0.5 * (a * np.asarray(sigma, dtype=np.float64)) ** 2
-    return np.maximum(np.expm1(np.minimum(log_moment, LOG2_MAX * a)), 0.0)
+    return growth(a * np.asarray(mu, dtype=np.float64) + 0.5 * (a * np.asarray(sigma, dtype=np.float64)) ** 2)
 
 
 def log_mixture_mean(outputs: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -235,7 +235,7 @@ def fit_vae(
 
         choice, selection = select_likelihood(data, model_options, train, data_config, progress)
         model_options, train = apply_choice(model_options, train, choice)
-    if hint and model_options["likelihood"] not in ("log_hurdle", "log_mixture"):  # they model such values logged
+    if hint and not HEADS[model_options["likelihood"]].scaled_log:  # log_hurdle, log_mixture model them logged
         log.warning(hint)
     try:
         result = fit_head(data, model_options, train, data_config, callbacks, progress)
