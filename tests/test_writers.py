@@ -341,6 +341,32 @@ def test_sampled_counts_are_written_as_csr(nb_bundle, tmp_path):
     assert not sp.issparse(ad.read_h5ad(mean_only).X)  # expected values have no zeros: dense
 
 
+def test_sampled_cells_of_dense_data_stay_dense(tmp_path):
+    """A hurdle trained on values without zeros (array intensities, methylation ratios) draws few: its cells go to
+    a dense X by default, where a CSR file would be about twice as large, the same values as in memory."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    import vaexprs
+    from vaexprs.generate.pipeline import SPARSE_ENOUGH
+
+    data = vaexprs.simulate(groups=2, cells=20, genes=60, deg=10, seed=3)
+    data.X = np.log2(np.asarray(data.X) + 2.0).astype(np.float32)  # dense log values, no zeros
+    result = vaexprs.fit_vae(data, "cell_type", likelihood="hurdle", hidden=(16,), epochs=3, seed=1)
+    bundle = vaexprs.export_bundle(result, tmp_path / "hurdle")
+    out = tmp_path / "cells.h5ad"
+    generate_to_file(bundle, out, n=3000, seed=4, batch_size=1000)
+    cells = ad.read_h5ad(out)
+    assert not sp.issparse(cells.X)
+    assert np.mean(cells.X == 0) < SPARSE_ENOUGH
+    x, labels = generate_array(bundle, n=3000, seed=4, batch_size=1000)
+    np.testing.assert_array_equal(cells.X, x)
+    assert list(cells.obs["cell_type"]) == list(labels)
+    as_csr = tmp_path / "csr.h5ad"
+    ad.AnnData(sp.csr_matrix(cells.X), obs=cells.obs, var=cells.var).write_h5ad(as_csr)
+    assert out.stat().st_size < 0.75 * as_csr.stat().st_size  # CSR holds 8 bytes a non-zero, dense 4 a value
+
+
 def test_sampled_counts_are_written_to_zarr_as_csr(nb_bundle, tmp_path):
     """A .zarr store holds count cells as AnnData's csr_matrix too: the same values as --dense (the CLI flag) and as
     in memory, about the size of AnnData's own CSR store."""

@@ -390,8 +390,8 @@ def generate(
         bool,
         typer.Option(
             "--dense",
-            help="Write sampled cells to .h5ad or .zarr as a dense X (default: CSR, as most values are zeros; "
-            "a --dask .zarr is always dense).",
+            help="Write sampled cells to .h5ad or .zarr as a dense X (default: CSR where at least half the "
+            "values are zeros; a --dask .zarr is always dense).",
         ),
     ] = False,
     compression: Annotated[

@@ -78,8 +78,8 @@ class HeadFacts:
 
     @property
     def sparse_cells(self) -> bool:
-        """Its sampled cells are mostly exact zeros (counts, hurdle values), so files hold them as CSR; signed
-        values (floor_hurdle) and decoder means are dense."""
+        """Its sampled cells can be mostly exact zeros (counts, hurdle values), so files may hold them as CSR
+        (where the cells are: generate_to_file looks); signed values (floor_hurdle) and decoder means are dense."""
         return self.sampled and self.input != "signed"
 
 

@@ -14,6 +14,7 @@ URIs) the MLflow client are imported, each when first needed; zarr for a .zarr o
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import time
@@ -175,9 +176,18 @@ class BackgroundWrites:
             raise self.error
 
 
-def sparse_output(likelihood: str, plan: Plan) -> bool:
-    """Whether the cells go to a file as CSR: sampled cells of a head whose samples are mostly exact zeros."""
-    return plan.space.sampled and head_facts(likelihood).sparse_cells
+# a CSR X stores a value and its column (8 bytes) for every non-zero, a dense X 4 bytes for every value: CSR is the
+# smaller file only where at least half the values are exact zeros
+SPARSE_ENOUGH = 0.5
+
+
+def sparse_output(likelihood: str, plan: Plan, first: np.ndarray | None = None) -> bool:
+    """Whether the cells go to a file as CSR: sampled cells of a head whose samples can be exact zeros, where at
+    least SPARSE_ENOUGH of the `first` block's values are (a hurdle trained on dense values, array intensities or
+    methylation ratios, draws few: its cells stay dense, as the data were)."""
+    if not (plan.space.sampled and head_facts(likelihood).sparse_cells):
+        return False
+    return first is None or first.size == 0 or float(np.mean(first == 0)) >= SPARSE_ENOUGH
 
 
 def generate_to_file(
@@ -202,8 +212,8 @@ def generate_to_file(
     dask: "local", "local:W" or "tcp://HOST:PORT" to make the blocks on a Dask cluster, written straight into
     the .zarr output (vaexprs.generate.distributed; needs vaexprs[dask]). The cells are the same either way.
     dense: write sampled cells (counts, or hurdle log values) to .h5ad or .zarr as a dense X; by default they are
-    written as CSR, since most of their values are exact zeros (decoder means and floor_hurdle's signed values
-    are always dense). A .zarr made on Dask is always dense (its blocks finish in any order; a CSR X is appended
+    written as CSR where at least half the first block's values are exact zeros (SPARSE_ENOUGH: below that a
+    CSR file is larger; decoder means and floor_hurdle's signed values are always dense). A .zarr made on Dask is always dense (its blocks finish in any order; a CSR X is appended
     in row order).
     compression: "gzip" or "lzf" for the .h5ad X (none by default: fastest); refused for other outputs and on Dask.
     """
@@ -230,15 +240,17 @@ def generate_to_file(
         meta = provenance(source, plan)
         bar = ProgressBar(plan.n_total, "generating", unit="cells") if progress else None
         try:
+            blocks = iter_blocks(bundle.spec, plan, source.decoder)
+            first = next(blocks, None)  # its zeros decide the layout of X
+            sparse = not dense and sparse_output(bundle.likelihood, plan, None if first is None else first.x)
             with (
                 open_writer(
                     out_path, bundle.genes, plan.n_total, labels=plan.categories, force=force,
-                    uns=file_uns(meta), chunk_rows=plan.batch_size, compression=compression,
-                    sparse=sparse_output(bundle.likelihood, plan) and not dense,
+                    uns=file_uns(meta), chunk_rows=plan.batch_size, compression=compression, sparse=sparse,
                 ) as writer,
                 BackgroundWrites(writer) as writes,
             ):  # fmt: skip
-                for block in iter_blocks(bundle.spec, plan, source.decoder):
+                for block in itertools.chain([first] if first is not None else [], blocks):
                     writes.put(block.x, None if block.codes is None else positions[block.codes])
                     if bar is not None:
                         bar.advance(block.x.shape[0])
