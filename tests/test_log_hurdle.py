@@ -137,6 +137,22 @@ def test_auto_does_not_try_log_hurdle_on_counts(small_sim):
     assert len(rows) == 1 and "logs the values" in rows[0]["skipped"]
 
 
+@pytest.mark.parametrize("head", ["log_hurdle", "log_mixture"])
+def test_a_scaled_log_head_named_on_counts_warns_of_a_log_of_logs(small_sim, fractions, head, caplog):
+    """normalize=auto logs counts first; log_hurdle and log_mixture would then log them again: the log says so,
+    with the fix. On fractions, which stay as they are, it says nothing."""
+    counts = small_sim.copy()
+    counts.X = np.round(np.asarray(counts.X))
+    with caplog.at_level("WARNING", logger="vaexprs"):
+        vaexprs.fit_vae(counts, "cell_type", likelihood=head, epochs=1, hidden=(8,), seed=1)
+    said = [r.getMessage() for r in caplog.records if "log of logs" in r.getMessage()]
+    assert len(said) == 1 and "normalize=lognorm" in said[0] and "hurdle, nb or zinb" in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vaexprs"):
+        vaexprs.fit_vae(fractions, "cell_type", likelihood=head, epochs=1, hidden=(8,), seed=1)
+    assert not any("log of logs" in r.getMessage() for r in caplog.records)
+
+
 def test_log_hurdle_on_a_backed_file_starts_as_in_memory(fractions, tmp_path):
     """The scale and the starting moments are streamed from disk (a seeded, bounded sample for the scale)."""
     from vaexprs.data.io import read_expression

@@ -153,6 +153,15 @@ def fit_head(
                 f"normalize={preprocessor.normalize} the minimum is {low:.4g}",
             )
     log.info(note)
+    if head.scaled_log and preprocessor.normalize != "none":
+        # log_hurdle and log_mixture log small linear values (fractions, ratios) themselves; auto tries them only
+        # where the values stay as they are, but a name given on counts or large values would log a log
+        log.warning(
+            "likelihood=%s models log2(x / s + 1) of linear values, but normalize=%s has logged these values "
+            "already: it models a log of logs. For counts use hurdle, nb or zinb; for linear values that should "
+            "stay as they are give normalize='none'",
+            likelihood, preprocessor.normalize,
+        )  # fmt: skip
     n_labels = preprocessor.labels.n_classes if preprocessor.labels is not None else 0
     codes = preprocessor.labels.transform(data.labels) if data.labels is not None else None
     train_batches = Batches(normalized, codes, preprocessor, n_labels)
