@@ -114,7 +114,8 @@ def test_generated_counts_are_scored_after_the_same_lognorm(capsys, tmp_path, sm
     code, _, err = run_cli(capsys, "generate", bundle, "-n", "90", "-o", gen, "-q")
     assert code == 0, err
     generated = ad.read_h5ad(gen)
-    values = generated.X.toarray()  # sampled counts are written as CSR
+    x = generated.X  # CSR where at least half the counts are zeros
+    values = x.toarray() if hasattr(x, "toarray") else np.asarray(x)
     assert np.array_equal(values, np.round(values)) and generated.uns["vaexprs"]["value_space"] == "counts"
     out = tmp_path / "metrics.json"
     code, _, err = run_cli(capsys, "evaluate", real, gen, "-o", out)

@@ -129,6 +129,15 @@ def test_auto_tries_log_hurdle_where_the_hurdle_misses_and_keeps_it_only_when_cl
     assert not any("without the log" in r.getMessage() for r in caplog.records)
 
 
+def test_a_quick_run_judges_candidates_trained_as_long_as_its_model(fractions):
+    """epochs=20: candidates train 20 epochs, not 10, at which the sampled heads were untrained and bce won
+    (cells told apart at AUC 1.0 on fractions)."""
+    result = vaexprs.fit_vae(fractions, "cell_type", epochs=20, hidden=(64,), seed=1)
+    scored = [r for r in result.selection if "score" in r]
+    assert all(r["epochs"] == 20 for r in scored)
+    assert result.model_config.likelihood != "bce"
+
+
 def test_auto_does_not_try_log_hurdle_on_counts(small_sim):
     counts = small_sim.copy()
     counts.X = np.round(np.asarray(counts.X))

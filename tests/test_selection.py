@@ -101,7 +101,11 @@ def test_selection_work_is_bounded_in_cell_epochs_times_genes():
     cut = selection.candidate_epochs(auto_epochs(1000), 600, 13714)
     assert cut == 60 and cut * 600 * 13714 <= selection.SELECTION_WORK
     assert selection.candidate_epochs(300, 600, 10**6) == selection.MIN_CANDIDATE_EPOCHS  # the cut's floor
-    assert selection.candidate_epochs(10, 600, 10**6) == 5  # an explicit small epochs is only halved
+    # an explicit small epochs: candidates train as long as the final model, up to MIN_CANDIDATE_EPOCHS (at half
+    # of 20, the sampled heads were untrained and bce won with cells told apart every time)
+    assert selection.candidate_epochs(10, 600, 10**6) == 10 and selection.candidate_epochs(10, 60, 100) == 10
+    assert selection.candidate_epochs(40, 60, 100) == selection.MIN_CANDIDATE_EPOCHS == 30
+    assert selection.candidate_epochs(80, 60, 100) == 40  # from AUTO_EPOCHS_MIN up: half, as before
 
 
 def test_auto_on_counts_trains_every_head_and_records_the_choice():
@@ -133,7 +137,7 @@ def test_auto_on_counts_trains_every_head_and_records_the_choice():
     assert winner["encoder_input"] == result.model_config.encoder_input
     assert winner["beta"] == result.train_config.beta  # the final model trains with the chosen KL weight
     for r in scored:
-        assert 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["keep"] <= 1.0 and r["epochs"] == 15 and r["val_cells"] == 24
+        assert 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["keep"] <= 1.0 and r["epochs"] == 30 and r["val_cells"] == 24
         assert r["keep_target"] == scored[0]["keep_target"] <= selection.KEEP_MIN  # one target for the table
         assert r["score"] == pytest.approx(selection.realism_score(r))
     assert next(r for r in result.selection if r["likelihood"] == "mse")["skipped"]

@@ -28,7 +28,8 @@ hundredths and the latent goes unused; elsewhere it was worse in every research 
 the winner still misses the realism target (score above REAL_ENOUGH) and at most DENSE_ENOUGH of the values are
 exact zeros (more made training diverge), and the held-out cells decide).
 
-Selection is bounded: candidates see at most MAX_TRAIN_CELLS training cells for half the final model's epochs,
+Selection is bounded: candidates see at most MAX_TRAIN_CELLS training cells for half the final model's epochs
+(never fewer than MIN_CANDIDATE_EPOCHS, or the final model's where fewer),
 and no more than SELECTION_WORK cell-epochs x genes each (the decoder's output layer, one weight per gene, is
 most of the cost), and are judged on at most MAX_VAL_CELLS held-out cells. So it costs at most about three final
 trainings (seven candidates at half the epochs; eight with the log_hurdle try), and a mid-sized set with all its
@@ -59,7 +60,10 @@ EPOCH_SHARE = 0.5  # of the final model's epochs, per candidate
 # per candidate: pbmc3k's selection (600 cells x 57 epochs x 13,714 genes = 4.7e8) fits, so every study set keeps
 # its epochs; a 1,000-cell set with all genes would do 600 x 150 x 13,714 = 1.2e9 and finish after pbmc3k
 SELECTION_WORK = 5e8
-MIN_CANDIDATE_EPOCHS = 30  # half of AUTO_EPOCHS_MIN: the budget never cuts a candidate below this
+# half of AUTO_EPOCHS_MIN: the budget never cuts a candidate below this, and a candidate trains at least this many
+# epochs (or the final model's, where fewer): at half of an explicit 20, 10 epochs left the sampled heads untrained
+# and bce won on fractions (its cells told apart at AUC 1.0); candidates of 20 chose the hurdle's log try
+MIN_CANDIDATE_EPOCHS = 30
 KEEP_MIN = 0.9
 KEEP_SLACK = 0.05  # ... or the held-out real cells' own keep rate less this, where lower (keep_target)
 ZERO_GAP = 0.05
@@ -140,9 +144,11 @@ def _capped(groups: list[np.ndarray], cap: int, floor: int) -> np.ndarray:
 
 
 def candidate_epochs(final_epochs: int, train_cells: int, n_genes: int) -> int:
-    """Epochs per candidate: EPOCH_SHARE of the final model's, cut to SELECTION_WORK (never below
-    MIN_CANDIDATE_EPOCHS by the cut)."""
-    share = max(1, math.ceil(final_epochs * EPOCH_SHARE))
+    """Epochs per candidate: EPOCH_SHARE of the final model's, at least MIN_CANDIDATE_EPOCHS (the final model's
+    where fewer: a quick run's candidates train as long as it does), cut to SELECTION_WORK (never below
+    MIN_CANDIDATE_EPOCHS by the cut). Every default trains at least AUTO_EPOCHS_MIN, so only an explicit small
+    `epochs` meets the floor."""
+    share = max(1, math.ceil(final_epochs * EPOCH_SHARE), min(final_epochs, MIN_CANDIDATE_EPOCHS))
     per_epoch = max(1, train_cells * n_genes)
     if share * per_epoch <= SELECTION_WORK:
         return share
