@@ -213,8 +213,8 @@ def generate_to_file(
     the .zarr output (vaexprs.generate.distributed; needs vaexprs[dask]). The cells are the same either way.
     dense: write sampled cells (counts, or hurdle log values) to .h5ad or .zarr as a dense X; by default they are
     written as CSR where at least half the first block's values are exact zeros (SPARSE_ENOUGH: below that a
-    CSR file is larger; decoder means and floor_hurdle's signed values are always dense). A .zarr made on Dask is always dense (its blocks finish in any order; a CSR X is appended
-    in row order).
+    CSR file is larger; decoder means and floor_hurdle's signed values are always dense). A .zarr made on Dask
+    is always dense (its blocks finish in any order; a CSR X is appended in row order).
     compression: "gzip" or "lzf" for the .h5ad X (none by default: fastest); refused for other outputs and on Dask.
     """
     request = as_request(request, fields)
