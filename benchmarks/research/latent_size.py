@@ -1,7 +1,7 @@
 """Does a larger latent code make fit_vae's default cells more real? A research sweep, not a default.
 
     PYTHONPATH=. python benchmarks/research/latent_size.py insample 20 methylation,pearson_residuals,umi_hvg
-    PYTHONPATH=. python benchmarks/research/latent_size.py heldout 20 methylation 1
+    PYTHONPATH=. python benchmarks/research/latent_size.py heldout 20 methylation,fulllength,many_labels 1,2,3
     -> one JSON line per unit; all of them in benchmarks/results/research/latent_size.json
 
 The study chose latent 10 from every head on eight data sets (VAExprs' 2 could not hold real cells' variation).
