@@ -201,3 +201,19 @@ def score_as_study(ds: Any, gen: Any) -> dict[str, Any]:
     raw = np.asarray(gen.x_gen, dtype=np.float32)
     labels = np.asarray(gen.y_gen).astype(str)
     return score_generated(ds.real, ds.labels, study_space(ds, gen), labels, raw, False, ds.ref, judge=ds.judge)
+
+
+def score_heldout(
+    ds: Any, gen: Any, tr: np.ndarray, te: np.ndarray, train_ad: Any, seed: int, shown: tuple[str, ...]
+) -> dict[str, Any]:
+    """A half fit's cells (gen_exprs' on half A = rows `tr`, `train_ad`) scored as the study scores its held-out
+    unit: the `shown` metrics against half B (rows `te`), with the gains of a same-size augmentation of half A
+    (`aug_lr`, `aug_rf`)."""
+    from benchmarks.quality import EVAL_SEED, score_generated, to_log
+
+    ref = harness.reference(ds.real, ds.labels, seed=EVAL_SEED, split=(te, tr))
+    x = to_log(gen, ds.kind, ds.mean_lib, harness.mean_library(train_ad.X))
+    labels = np.asarray(gen.y_gen).astype(str)
+    m = score_generated(ds.real[te], ds.labels[te], x, labels, gen.x_gen, False, ref)
+    gains = harness.classifier_gains(ds.real, ds.labels, tr, te, x, labels, seed)
+    return {**{k: m[k] for k in shown}, **{f"aug_{c}": gains[c]["gain"]["bal_acc"] for c in ("lr", "rf")}}

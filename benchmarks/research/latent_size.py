@@ -22,8 +22,7 @@ from typing import Any
 
 from benchmarks import harness
 from benchmarks.quality import EVAL_SEED, SEED, Dataset, clean, write_atomic
-from benchmarks.research.common import Store, half_split, score_as_study, setup
-from benchmarks.research.noise_shape import heldout_metrics
+from benchmarks.research.common import Store, half_split, score_as_study, score_heldout, setup
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "benchmarks" / "results" / "research" / "latent_size.json"
@@ -61,11 +60,10 @@ def heldout(ds: Any, latent: int, seed: int) -> dict[str, Any]:
     tr, te, train_ad, want = half_split(ds, seed)
     result = vaexprs.fit_vae(train_ad, "cell_type", seed=seed, latent_dim=latent)
     gen = vaexprs.gen_exprs(result, labels=want, seed=seed)
-    m = heldout_metrics(ds, gen, tr, te, train_ad, seed)
     row = {
         "chosen": chosen(result),
         "selection": table(result),
-        **{k: m[k] for k in (*SHOWN, "aug_lr", "aug_rf") if k in m},
+        **score_heldout(ds, gen, tr, te, train_ad, seed, SHOWN),  # SHOWN, aug_lr, aug_rf
     }
     cached = CACHE / f"{ds.name}__defaults__aug{seed}.json"
     if cached.is_file():

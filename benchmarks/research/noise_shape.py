@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks import harness
-from benchmarks.quality import EVAL_SEED, Dataset, clean, score_generated, to_log, write_atomic
-from benchmarks.research.common import Store, half_split, score_as_study, setup
+from benchmarks.quality import EVAL_SEED, Dataset, clean, write_atomic
+from benchmarks.research.common import Store, half_split, score_as_study, score_heldout, setup
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "benchmarks" / "results" / "research" / "noise_shape.json"
@@ -65,17 +65,6 @@ def scaled_log_copy(adata: Any, seed: int) -> tuple[Any, float]:
     return logged, scale
 
 
-def heldout_metrics(ds: Any, gen: Any, tr: np.ndarray, te: np.ndarray, train_ad: Any, seed: int) -> dict[str, Any]:
-    """A half fit's cells scored as the study scores its held-out unit: against half B, with the gains of a
-    same-size augmentation of half A."""
-    ref = harness.reference(ds.real, ds.labels, seed=EVAL_SEED, split=(te, tr))
-    x = to_log(gen, ds.kind, ds.mean_lib, harness.mean_library(train_ad.X))
-    labels = np.asarray(gen.y_gen).astype(str)
-    m = score_generated(ds.real[te], ds.labels[te], x, labels, gen.x_gen, False, ref)
-    gains = harness.classifier_gains(ds.real, ds.labels, tr, te, x, labels, seed)
-    return {**{k: m[k] for k in SHOWN}, **{f"aug_{c}": gains[c]["gain"]["bal_acc"] for c in ("lr", "rf")}}
-
-
 def two_component(ds: Any, seed: int) -> list[dict[str, Any]]:
     """Hurdle and mixture on the scaled log, in-sample and on the seed's held-out half."""
     import vaexprs
@@ -95,7 +84,7 @@ def two_component(ds: Any, seed: int) -> list[dict[str, Any]]:
             if unit == "insample":
                 m = {k: score_as_study(ds, cells)[k] for k in SHOWN}
             else:
-                m = heldout_metrics(ds, cells, tr, te, train_ad, seed)
+                m = score_heldout(ds, cells, tr, te, train_ad, seed, SHOWN)
             rows.append({"unit": unit, "variant": f"{head}_scaled_log", "fit_s": fit_s, "metrics": m})
     return rows
 
@@ -146,7 +135,7 @@ def low_rank(ds: Any, seed: int) -> list[dict[str, Any]]:
             if unit == "insample":
                 m = {q: score_as_study(ds, cells)[q] for q in SHOWN}
             else:
-                m = heldout_metrics(ds, cells, tr, te, train_ad, seed)
+                m = score_heldout(ds, cells, tr, te, train_ad, seed, SHOWN)
             rows.append({"unit": unit, "variant": variant, "fit_s": fit_s, "metrics": m})
     return rows
 
