@@ -148,11 +148,11 @@ def candidate_epochs(final_epochs: int, train_cells: int, n_genes: int) -> int:
     where fewer: a quick run's candidates train as long as it does), cut to SELECTION_WORK (never below
     MIN_CANDIDATE_EPOCHS by the cut). Every default trains at least AUTO_EPOCHS_MIN, so only an explicit small
     `epochs` meets the floor."""
-    share = max(1, math.ceil(final_epochs * EPOCH_SHARE), min(final_epochs, MIN_CANDIDATE_EPOCHS))
+    wanted = max(1, math.ceil(final_epochs * EPOCH_SHARE), min(final_epochs, MIN_CANDIDATE_EPOCHS))
     per_epoch = max(1, train_cells * n_genes)
-    if share * per_epoch <= SELECTION_WORK:
-        return share
-    return min(share, max(MIN_CANDIDATE_EPOCHS, math.floor(SELECTION_WORK / per_epoch)))
+    if wanted * per_epoch <= SELECTION_WORK:
+        return wanted
+    return min(wanted, max(MIN_CANDIDATE_EPOCHS, math.floor(SELECTION_WORK / per_epoch)))
 
 
 def keep_target(real_keep: float | None) -> float:
