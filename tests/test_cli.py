@@ -208,6 +208,9 @@ def test_existing_output_needs_force(capsys, tmp_path, cvae_bundle):
     assert_one_line_error(err, "--force")
     code, _, err = run_cli(capsys, "generate", cvae_bundle, "-n", "10", "-o", out, "--force", "-q")
     assert code == 0 and ad.read_h5ad(out).n_obs == 10
+    code, _, err = run_cli(capsys, "generate", cvae_bundle, "-n", "10", "-o", f"{tmp_path / 'new.h5ad'}/")
+    assert code == 2 and not (tmp_path / "new.h5ad").exists()  # was written as the file new.h5ad
+    assert_one_line_error(err, "ends with a slash")
 
 
 @pytest.mark.parametrize(
@@ -217,6 +220,7 @@ def test_existing_output_needs_force(capsys, tmp_path, cvae_bundle):
         (["@data", "--model", "gan"], ["Invalid value for '--model'"]),
         (["@data", "--model", "cvae", "--label-key", "celltype"], ["--label-key 'celltype' is not a column"]),
         (["@data", "--label-key", "celltype"], ["--label-key 'celltype' is not a column"]),  # a typo is no VAE
+        (["@data", "--model", "vae", "--label-key", "celltype"], ["--label-key 'celltype' is not a column"]),
         (["@data", "--beta", "-1"], ["--beta must be between 0 and 1000; got -1"]),
         # scikit-learn (the sampler's mixtures) takes seeds below 2**32: refused before training, not after it
         (["@data", "--seed", "5000000000"], ["--seed must be between 0 and 4294967295; got 5000000000"]),
@@ -279,6 +283,10 @@ def test_train_reads_the_label_column_of_a_csv_and_refuses_a_table_without_names
     code, _, err = run_cli(capsys, "train", tmp_path / "semicolons.csv", *args)
     assert code == 2
     assert_one_line_error(err, "semicolons.csv has a single column; a .csv file's values must be separated by commas")
+    (tmp_path / "notes.txt").write_text("my notes on this experiment\n")  # used to read as "empty (0 cells x 0 genes)"
+    code, _, err = run_cli(capsys, "train", tmp_path / "notes.txt", *args)
+    assert code == 2
+    assert_one_line_error(err, "notes.txt has no rows of values below its first line")
 
 
 def test_train_reads_a_genes_by_cells_table_with_genes_as_rows(capsys, tmp_path, small_sim):
@@ -348,6 +356,20 @@ def test_console_script_exit_code(tmp_path, cvae_bundle):
         text=True,
     )
     assert done.returncode == 2 and done.stderr.strip().startswith("error:")
+
+
+def test_training_in_the_light_install_names_the_extra_it_needs(tmp_path, small_sim):
+    """`train` and `evaluate` in vaexprs[cpu] used to end in `error: ModuleNotFoundError: No module named ...`."""
+    python = light_python()
+    data = tmp_path / "sim.h5ad"
+    small_sim.write_h5ad(data)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for args in (["train", str(data), "-o", str(tmp_path / "bundle")], ["evaluate", str(data), str(data)]):
+        done = subprocess.run([python, "-m", "vaexprs", *args], capture_output=True, text=True, env=env, timeout=120)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+        assert errors[0].endswith('which is not installed: pip install "vaexprs[train]"'), errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim.h5ad"]
 
 
 def test_generate_in_the_light_install_without_torch(tmp_path, cvae_bundle):

@@ -77,6 +77,44 @@ def test_force_never_deletes_the_input_or_the_working_folder(tmp_path: Path, sim
     assert (data / "notes.txt").read_text() == "mine"
 
 
+def test_evaluate_never_writes_over_its_inputs_and_asks_before_replacing_plots(tmp_path: Path, cvae_dir: Path):
+    """evaluate -o GEN --force used to replace the generated cells with the metrics JSON; its plots replaced
+    earlier ones without --force."""
+    from vaexprs.files import file_sha256
+
+    real, gen = tmp_path / "real.h5ad", tmp_path / "gen.h5ad"
+    assert cli("generate", cvae_dir, "-n", "60", "--seed", "7", "-o", real)[0] == 0
+    assert cli("generate", cvae_dir, "-n", "60", "-o", gen)[0] == 0
+    os.link(gen, tmp_path / "gen_link.h5ad")  # the same file by another name
+    before = {p: file_sha256(p) for p in (real, gen)}
+    for target in (real, gen, tmp_path / "gen_link.h5ad"):
+        code, _, err = cli("evaluate", real, gen, "-o", target, "--force")
+        assert code == 2 and "is the input" in one_error_line(err), target
+    assert {p: file_sha256(p) for p in (real, gen)} == before
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / "heatmap.png").write_text("mine")
+    code, _, err = cli("evaluate", real, gen, "--plots", plots)
+    assert code == 2 and "heatmap.png exists; pass --force" in one_error_line(err)
+    assert (plots / "heatmap.png").read_text() == "mine" and sorted(p.name for p in plots.iterdir()) == ["heatmap.png"]
+    code, _, err = cli("evaluate", real, gen, "--plots", plots, "--force")
+    assert code == 0, err
+    assert sorted(p.name for p in plots.iterdir()) == ["augmentation_pca.png", "heatmap.png"]
+    assert (plots / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_existing_output_names_the_switch_of_the_way_it_was_run(tmp_path: Path, cvae_dir: Path):
+    """Under `mlflow run` the switch is the entry point's force parameter, not --force."""
+    out = tmp_path / "out.h5ad"
+    out.write_text("precious")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"}
+    code, _, err = cli("generate", cvae_dir, "-n", "5", "-o", out, env=env)
+    assert code == 2 and one_error_line(err).endswith("out.h5ad exists; pass --force to overwrite it")
+    code, _, err = cli("generate", cvae_dir, "-n", "5", "-o", out, env={**env, "MLFLOW_RUN_ID": "0" * 32})
+    assert code == 2 and one_error_line(err).endswith("out.h5ad exists; pass -P force=true to overwrite it")
+    assert out.read_text() == "precious"
+
+
 def test_force_replaces_a_bundle_but_not_a_folder_with_other_files(tmp_path: Path, small_cvae):
     from vaexprs.model.export import export_bundle
 
@@ -344,7 +382,7 @@ def test_signals_exit_with_their_code_and_leave_no_temp_file(tmp_path: Path, cva
     assert temp_files(tmp_path), "the run never started writing"
     proc.send_signal(sig)
     assert proc.wait(timeout=60) == code
-    assert proc.stderr.read().strip().splitlines()[-1] == word
+    assert proc.stderr.read().strip().splitlines()[-1] == f"error: {word}"  # the one-line form of every failure
     assert list(tmp_path.iterdir()) == []
 
 

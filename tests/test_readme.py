@@ -6,6 +6,7 @@ Only the sizes the README names are made small: `--epochs 3` for `train`, `-n 20
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -49,8 +50,11 @@ def test_command_line_block_runs_in_an_empty_folder(tmp_path):
     for line in command_lines():
         proc = subprocess.run(shlex.split(line), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"`{line}` exited {proc.returncode}:\n{proc.stderr[-3000:]}"
-    for name in ("sim.h5ad", "gen.h5ad", "gen.csv", "big.h5ad", "metrics.json", "model.pt", "mlflow.db"):
+    for name in ("sim.h5ad", "gen.h5ad", "group2.h5ad", "gen.csv", "big.h5ad", "metrics.json", "model.pt", "mlflow.db"):
         assert (tmp_path / name).is_file(), name
+    metrics = json.loads((tmp_path / "metrics.json").read_text())  # evaluate compares every label, both sides
+    assert set(metrics["label_centroid_corr"]) == {"group1", "group2", "group3"}
+    assert isinstance(metrics["tstr_accuracy"], float)  # a classifier trained on every generated label (3 epochs here)
     assert (tmp_path / "bundle" / "bundle.json").is_file() and (tmp_path / "bundle2" / "decoder.onnx").is_file()
 
     snippet = block("## Python", "python", contains="import scanpy")

@@ -236,3 +236,16 @@ def test_a_winning_beta_try_is_what_the_final_model_trains_with(monkeypatch, sma
     assert result.train_config.beta == 4.0 and result.model_config.likelihood == chosen["likelihood"]
     assert trained[-1] == ("training", chosen["likelihood"], 4.0)  # the final fit, on all cells
     assert all(beta == 1.0 for what, _, beta in trained[:-2])  # every candidate before the try: VAExprs' weight
+
+
+def test_a_small_label_is_warned_about_once_not_once_per_candidate(caplog, small_sim):
+    """Every candidate's latent sampler used to repeat the final model's warning (ten lines on yan)."""
+    keep = np.flatnonzero(small_sim.obs["cell_type"].to_numpy() != "group3")
+    keep = np.concatenate([keep, np.flatnonzero(small_sim.obs["cell_type"].to_numpy() == "group3")[:6]])
+    data = small_sim[np.sort(keep)].copy()
+    with caplog.at_level("WARNING", logger="vaexprs"):
+        result = vaexprs.fit_vae(data, "cell_type", epochs=2, hidden=(16,), seed=1)
+    assert sum(r.get("score") is not None for r in result.selection) >= 3  # candidates were trained
+    small = [r.getMessage() for r in caplog.records if "its latent sampler is one Gaussian" in r.getMessage()]
+    assert small == ["label 'group3' has 6 cells (< 10): its latent sampler is one Gaussian with a variance floor "
+                     "of 0.01, not a BIC-selected mixture"]  # fmt: skip

@@ -77,9 +77,19 @@ log = logging.getLogger("vaexprs")
 
 Force = Annotated[
     bool,
-    typer.Option("--force", help="Overwrite an existing output (only what vaexprs wrote).", envvar="VAEXPRS_FORCE"),
+    typer.Option(
+        "--force",
+        help="Overwrite an existing output file, or replace a bundle folder (never the command's input, nor a "
+        "folder holding other files).",
+        envvar="VAEXPRS_FORCE",
+    ),
 ]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, log lines or warnings.")]
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="No progress bar or log lines; vaexprs' warnings about the data still show (once each)."
+    ),
+]
 Track = Annotated[
     bool, typer.Option("--track", help="Log the output to MLflow (the run `mlflow run` opened, else a new run).")
 ]
@@ -547,6 +557,23 @@ def _click_exception() -> type[Exception]:
     return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
+# modules of an extra that the light install (vaexprs[cpu]) leaves out, and the extra that brings each
+EXTRA_OF_MODULE = {
+    "torch": "train", "sklearn": "train", "matplotlib": "train", "onnx": "train", "onnxscript": "train",
+    "dask": "dask", "distributed": "dask", "zarr": "dask",
+}  # fmt: skip
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """One line for a command that needs a module this install lacks (train in the light install), or None
+    where the missing module is not one an extra brings (a broken install: reported as it is)."""
+    module = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    return f'this command needs {module}, which is not installed: pip install "vaexprs[{extra}]"'
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the app; every failure becomes one `error: ...` line and an exit code (see the module docstring)."""
     handlers = {}
@@ -564,11 +591,17 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
+        typer.echo("error: interrupted", err=True)
         return EXIT_SIGINT
     except Terminated as exc:
-        typer.echo("terminated", err=True)
+        typer.echo("error: terminated", err=True)
         return EXIT_SIGTERM if exc.signum == signal.SIGTERM else 128 + exc.signum
+    except ModuleNotFoundError as exc:
+        if (line := missing_extra(exc)) is None:
+            typer.echo(f"error: {type(exc).__name__}: {first_line(exc)}", err=True)
+            return EXIT_FAILURE
+        typer.echo(f"error: {line}", err=True)
+        return EXIT_USAGE
     except Exception as exc:
         if isinstance(exc, _click_exception()):  # usage: unknown option, bad value, missing argument
             text = exc.format_message().splitlines()[0].replace("Value error, ", "")  # type: ignore[attr-defined]
@@ -580,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     if code == EXIT_SIGINT:  # Typer turns Ctrl-C into a return value of 130
-        typer.echo("interrupted", err=True)
+        typer.echo("error: interrupted", err=True)
     return code if isinstance(code, int) else 0
 
 

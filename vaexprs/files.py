@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,20 @@ def umask() -> int:
 
 
 def exists_error(target: Path) -> InputError:
-    return InputError(f"{target} exists; pass --force to overwrite it")
+    # under `mlflow run` the switch is the entry point's force parameter (MLproject sets VAEXPRS_FORCE from it)
+    how = "-P force=true" if os.environ.get("MLFLOW_RUN_ID") else "--force"
+    return InputError(f"{target} exists; pass {how} to overwrite it")
+
+
+def refuse_inputs(target: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str] | None]) -> None:
+    """Refuse (InputError, before any work) an output that is one of the command's own inputs: --force replaces
+    an earlier output, never the data the command reads (the same file by another name or a hard link too)."""
+    target = Path(target)
+    if not target.exists():
+        return
+    for source in inputs:
+        if source is not None and Path(source).exists() and os.path.samefile(target, source):
+            raise InputError(f"{target} is the input {source}; write the output to another file")
 
 
 def disk_error(target: Path, exc: OSError) -> VaexprsRuntimeError:

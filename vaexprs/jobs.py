@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vaexprs.config import Config, ModelType, opt
-from vaexprs.errors import InputError, OptionError, examples
+from vaexprs.errors import OptionError, examples
 
 log = logging.getLogger("vaexprs")
 
@@ -42,7 +42,9 @@ class TrainJob(Config):
     experiment: str | None = opt(None, "MLflow experiment [default: $MLFLOW_EXPERIMENT_NAME, else vaexprs].")
     register: str | None = opt(None, "Register the model under this name in the MLflow registry (implies --track).")
     force: bool = opt(
-        False, "Replace an existing bundle or checkpoint written by vaexprs (never other files).", envvar=FORCE_ENV
+        False,
+        "Replace an existing bundle folder (never one holding other files) or checkpoint file (never the input).",
+        envvar=FORCE_ENV,
     )
     backed: bool = opt(
         False,
@@ -80,6 +82,7 @@ class TrainOutcome:
 def check_outputs(job: TrainJob, data: str | None) -> None:
     """Refuse outputs that exist (without --force) or must never be replaced, before any work."""
     from vaexprs.bundle.schema import check_bundle_output
+    from vaexprs.files import exists_error
 
     protected = [data] if data else []
     if job.output:
@@ -93,7 +96,7 @@ def check_outputs(job: TrainJob, data: str | None) -> None:
         if data and path.resolve() == Path(data).resolve():
             raise OptionError("checkpoint", f"{path} is the input data")
         if path.exists() and not job.force:
-            raise InputError(f"{path} exists; pass --force to overwrite it")
+            raise exists_error(path)
 
 
 def load_training_data(data: str | None, job: TrainJob, layer: str | None) -> tuple[Any, str | None]:
@@ -113,8 +116,9 @@ def load_training_data(data: str | None, job: TrainJob, layer: str | None) -> tu
             genes_as_rows=job.genes_as_rows,
         )  # fmt: skip
     has_labels = job.label_key in adata.obs
-    named = job.label_key != DEFAULT_LABEL_KEY  # a key the user chose: its absence is a mistake, not "no labels"
-    if (job.model == "cvae" or (job.model == "auto" and named)) and not has_labels:
+    # a key the user chose must exist, whatever the model: its absence is a typo, not "no labels"
+    named = job.label_key != DEFAULT_LABEL_KEY
+    if (job.model == "cvae" or named) and not has_labels:
         known = examples([str(c) for c in adata.obs.columns], 10) or "none"
         raise OptionError("label_key", f"{job.label_key!r} is not a column of the data (obs columns: {known})")
     conditional = job.model == "cvae" or (job.model == "auto" and has_labels)
@@ -252,6 +256,7 @@ def pipeline(
 
     from vaexprs.data.io import write_anndata
     from vaexprs.data.simulate import simulate
+    from vaexprs.files import exists_error
     from vaexprs.generate.pipeline import generate_to_file
     from vaexprs.registry.models import promote
     from vaexprs.tracking.runs import log_outputs, run_scope
@@ -261,7 +266,7 @@ def pipeline(
     if not job.force:
         for path in (data, generated):
             if path.exists():
-                raise InputError(f"{path} exists; pass --force to replace it")
+                raise exists_error(path)
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_scope(job.experiment, run_name="main") as parent:
         outcome = PipelineOutcome(run_id=parent.info.run_id)

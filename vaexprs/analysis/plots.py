@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 DPI = 150
 FORMATS = ("png", "svg", "pdf")
 METHODS = ("PCA", "UMAP", "TSNE")
+# what save_all draws from real and generated cells (`evaluate --plots`), as <stem>.<format>
+COMPARISON_PLOTS = ("heatmap", "augmentation_pca")
 # Okabe & Ito's colour-blind-safe qualitative palette (yellow and black last: weakest on white, and darkest).
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 # Colour by origin when there are no labels (a VAE): Okabe-Ito blue and orange.
@@ -767,8 +769,9 @@ def save_all(result: Any, gen: Any, out_dir: str | Path, formats: Sequence[str] 
         if getattr(gen, "x_train", None) is None and not hasattr(gen, "obs"):
             log.info("save_all: no real cells in gen (model loaded from disk); heatmap and PCA skipped")
         else:
-            written += _write(plot_heatmap(gen), out, "heatmap", formats)
-            written += _write(plot_aug(gen, "PCA"), out, "augmentation_pca", formats)
+            heatmap, pca = COMPARISON_PLOTS
+            written += _write(plot_heatmap(gen), out, heatmap, formats)
+            written += _write(plot_aug(gen, "PCA"), out, pca, formats)
     return written
 
 

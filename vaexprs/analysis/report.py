@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vaexprs.errors import InputError
-from vaexprs.files import write_json_atomic
+from vaexprs.files import exists_error, refuse_inputs, write_json_atomic
 
 log = logging.getLogger("vaexprs")
 
@@ -57,6 +57,18 @@ def align_spaces(real: Any, gen: Any, real_space: str = "auto") -> tuple[Any, An
     return real, gen, f"real cells compared in {method if method != 'none' else 'their own'} space"
 
 
+def check_plot_folder(folder: Path, force: bool) -> None:
+    """Refuse, before any work, a --plots folder that is a file, and plots that exist there without `force`."""
+    from vaexprs.analysis.plots import COMPARISON_PLOTS
+
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--plots {folder} is a file, not a folder")
+    for name in COMPARISON_PLOTS:
+        path = folder / f"{name}.png"
+        if path.exists() and not force:
+            raise exists_error(path)
+
+
 def evaluate_files(
     real_path: str | Path,
     gen_path: str | Path,
@@ -76,10 +88,11 @@ def evaluate_files(
         output = Path(output)
         if not output.parent.is_dir():
             raise InputError(f"output folder {output.parent} does not exist")
+        refuse_inputs(output, (real_path, gen_path))
         if output.exists() and not force:
-            raise InputError(f"{output} exists; pass --force to overwrite")
-    if plots is not None and Path(plots).exists() and not Path(plots).is_dir():
-        raise InputError(f"--plots {plots} is a file, not a folder")
+            raise exists_error(output)
+    if plots is not None:
+        check_plot_folder(Path(plots), force)
     real = _read(real_path, label_key)
     gen = _read(gen_path, label_key)
     if label_key and (label_key not in real.obs or label_key not in gen.obs):

@@ -97,6 +97,8 @@ def read_expression(
         else:
             sep = "," if suffix == ".csv" else "\t"
             frame = pd.read_csv(path, sep=sep, index_col=0)
+            if len(frame.index) == 0:  # a header alone (or a line of text): not a table of cells
+                raise InputError(f"{path.name} has no rows of values below its first line (the header)")
             if frame.shape[1] == 0 and len(frame.index) > 0:  # every line was one field: another separator
                 expected = "commas" if sep == "," else "tabs"
                 raise InputError(

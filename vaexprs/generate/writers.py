@@ -93,6 +93,8 @@ def check_output(
     folder = out.parent
     if not folder.is_dir():
         raise InputError(f"output folder {folder} does not exist")
+    if suffix not in STORE_SUFFIXES and str(path).endswith(("/", os.sep)):  # Path() drops the slash
+        raise InputError(f"output {path} ends with a slash, as a folder does; give a file name such as {out.name}")
     if suffix in STORE_SUFFIXES:
         check_store_target(out, force)
         if not os.access(folder, os.W_OK):

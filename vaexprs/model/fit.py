@@ -121,8 +121,10 @@ def fit_head(
     callbacks: Sequence[Any] = (),
     progress: bool | None = None,
     what: str = "training",
+    candidate: bool = False,
 ) -> VAEResult:
-    """Train one model (one likelihood head) on prepared data: preprocessing, network, loop, latent sampler."""
+    """Train one model (one likelihood head) on prepared data: preprocessing, network, loop, latent sampler.
+    `candidate`: a selection candidate, whose warnings about its data subset are the final model's to give."""
     import torch
 
     from vaexprs.model.loop import Batches, encode_means, fit
@@ -191,7 +193,7 @@ def fit_head(
         model.cpu()
         latent = encode_means(model, train_batches)
         classes = preprocessor.labels.classes if n_labels else ()
-        sampler = fit_latent_sampler(latent, codes, classes, seed=train.seed)
+        sampler = fit_latent_sampler(latent, codes, classes, seed=train.seed, warn=not candidate)
         library = LibrarySize.fit(library_size(matrix), codes, n_labels) if head.count_input else None
         cap = plausible_maxima(matrix if head.count_input else normalized, head.count_input) if head.sampled else None
         x_train, y_train = in_memory_reference(normalized, data.labels, train.seed)

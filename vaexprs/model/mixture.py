@@ -33,9 +33,11 @@ def _single_gaussian(z: np.ndarray) -> GaussianMixture:
     return GaussianMixture(np.ones(1), z.mean(axis=0, keepdims=True), cov[None])
 
 
-def fit_mixture(z: np.ndarray, seed: int = 1, max_components: int = MAX_COMPONENTS, name: str = "") -> GaussianMixture:
+def fit_mixture(
+    z: np.ndarray, seed: int = 1, max_components: int = MAX_COMPONENTS, name: str = "", warn: bool = True
+) -> GaussianMixture:
     """BIC-selected Gaussian mixture over (N, D) latent means (a sample of MAX_MIXTURE_CELLS when N is larger);
-    a single floored Gaussian when N is small."""
+    a single floored Gaussian when N is small (a warning, or a debug line where not `warn`)."""
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
     from threadpoolctl import threadpool_limits
 
@@ -43,7 +45,8 @@ def fit_mixture(z: np.ndarray, seed: int = 1, max_components: int = MAX_COMPONEN
     if z.shape[0] > MAX_MIXTURE_CELLS:  # EM time grows with the cells; a sample describes the shape as well
         z = z[np.random.default_rng(seed).choice(z.shape[0], MAX_MIXTURE_CELLS, replace=False)]
     if z.shape[0] < MIN_CELLS_FOR_MIXTURE:
-        log.warning(
+        log.log(
+            logging.WARNING if warn else logging.DEBUG,
             "label %r has %d cells (< %d): its latent sampler is one Gaussian with a variance floor of %g, "
             "not a BIC-selected mixture",
             name, z.shape[0], MIN_CELLS_FOR_MIXTURE, VARIANCE_FLOOR,
@@ -67,13 +70,19 @@ def fit_mixture(z: np.ndarray, seed: int = 1, max_components: int = MAX_COMPONEN
 
 
 def fit_latent_sampler(
-    latent_means: np.ndarray, codes: np.ndarray | None, classes: Sequence[str] = (), seed: int = 1
+    latent_means: np.ndarray,
+    codes: np.ndarray | None,
+    classes: Sequence[str] = (),
+    seed: int = 1,
+    warn: bool = True,
 ) -> LatentSampler:
-    """One mixture over all cells (VAE), or one per label (CVAE), over the encoder's latent means."""
+    """One mixture over all cells (VAE), or one per label (CVAE), over the encoder's latent means. `warn`: say
+    which labels are too small for a mixture (a selection candidate does not: its subset is not the model the
+    user gets, and each candidate would repeat the final model's warning)."""
     latent_means = np.asarray(latent_means)
     if codes is None or not len(classes):
-        return LatentSampler(latent_means.shape[1], [fit_mixture(latent_means, seed, name="all")])
+        return LatentSampler(latent_means.shape[1], [fit_mixture(latent_means, seed, name="all", warn=warn)])
     return LatentSampler(
         latent_means.shape[1],
-        [fit_mixture(latent_means[codes == i], seed, name=label) for i, label in enumerate(classes)],
+        [fit_mixture(latent_means[codes == i], seed, name=label, warn=warn) for i, label in enumerate(classes)],
     )

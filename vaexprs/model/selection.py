@@ -248,7 +248,9 @@ def select_likelihood(
         head_options = {k: v for k, v in options.items() if k != "beta"}
         cand = replace(cand_train, beta=options["beta"])
         try:
-            result = fit_head(subset, head_options, cand, data_config, progress=progress, what=f"selection: {name}")
+            result = fit_head(
+                subset, head_options, cand, data_config, progress=progress, what=f"selection: {name}", candidate=True
+            )
         except FloatingPointError as exc:  # diverged: on record, never chosen
             log.warning("  %-14s diverged: %s", name, exc)
             return {**_identity(options, name), "diverged": str(exc).split(":")[0]}
