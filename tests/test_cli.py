@@ -289,6 +289,24 @@ def test_train_reads_the_label_column_of_a_csv_and_refuses_a_table_without_names
     assert_one_line_error(err, "notes.txt has no rows of values below its first line")
 
 
+def test_a_numeric_genes_by_cells_table_read_as_it_is_is_warned_about(caplog, tmp_path, small_sim):
+    """Without a label row nothing is refused (all numeric either way): columns named like cells are what says so."""
+    import pandas as pd
+
+    import vaexprs
+
+    frame = pd.DataFrame(np.asarray(small_sim.X), index=small_sim.obs_names, columns=small_sim.var_names)
+    frame.T.to_csv(tmp_path / "genes_by_cells.csv", index_label="gene")  # columns cell1, cell2, ...
+    frame.to_csv(tmp_path / "cells_by_genes.csv", index_label="cell")
+    with caplog.at_level("WARNING", logger="vaexprs"):
+        as_is = vaexprs.read_expression(tmp_path / "genes_by_cells.csv")
+        flipped = vaexprs.read_expression(tmp_path / "genes_by_cells.csv", genes_as_rows=True)
+        vaexprs.read_expression(tmp_path / "cells_by_genes.csv")
+    assert as_is.shape == small_sim.shape[::-1] and flipped.shape == small_sim.shape
+    warned = [r.getMessage() for r in caplog.records if "named like cells" in r.getMessage()]
+    assert len(warned) == 1 and "genes_by_cells.csv" in warned[0] and "--genes-as-rows" in warned[0]
+
+
 def test_train_reads_a_genes_by_cells_table_with_genes_as_rows(capsys, tmp_path, small_sim):
     """R writes a SingleCellExperiment's counts genes x cells (write.csv(counts(sce))), with the labels as a row:
     --genes-as-rows trains on cells, not on genes. Without it such a table is refused, since the label row makes

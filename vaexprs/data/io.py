@@ -10,6 +10,8 @@ are imported inside the functions (importing them costs about a second).
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
 
 SUPPORTED_SUFFIXES = (".h5ad", ".csv", ".tsv", ".txt", ".npy")
+# column names that name cells, not genes: cell1, Cell_12, sample-3, 10x barcodes (ACGT..., AAACCTGAGC-1)
+CELL_LIKE_NAME = re.compile(r"(cell|sample|barcode)[_.-]?\d+|[ACGT]{12,}(-\d+)?", re.IGNORECASE)
+CELL_LIKE_SHARE = 0.9
+
+log = logging.getLogger(__name__)
+
+
+def columns_look_like_cells(columns: Sequence[str]) -> bool:
+    """Whether a table's columns are named like cells (a genes x cells table read without --genes-as-rows)."""
+    names = [str(c) for c in columns]
+    hits = sum(CELL_LIKE_NAME.fullmatch(name) is not None for name in names)
+    return len(names) >= 2 and hits >= CELL_LIKE_SHARE * len(names)
 
 
 def read_expression(
@@ -112,6 +126,12 @@ def read_expression(
                 )
             if genes_as_rows:
                 frame = frame.T
+            elif columns_look_like_cells(frame.columns):  # numeric, so it would train on genes as cells
+                log.warning(
+                    "the columns of %s are named like cells (%s, ...): read as genes, its %d rows as cells; if "
+                    "genes are rows there, pass --genes-as-rows (genes_as_rows=True)",
+                    path.name, frame.columns[0], len(frame.index),
+                )  # fmt: skip
             label_col = label_key if label_key in frame.columns else None
             labels = frame.pop(label_col) if label_col else None
             try:
