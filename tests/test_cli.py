@@ -222,6 +222,7 @@ def test_existing_output_needs_force(capsys, tmp_path, cvae_bundle):
         (["@data", "--label-key", "celltype"], ["--label-key 'celltype' is not a column"]),  # a typo is no VAE
         (["@data", "--model", "vae", "--label-key", "celltype"], ["--label-key 'celltype' is not a column"]),
         (["@data", "--beta", "-1"], ["--beta must be between 0 and 1000; got -1"]),
+        (["@data", "--kl-warmup", "1.5"], ["--kl-warmup must be between 0 and 1; got 1.5"]),
         # scikit-learn (the sampler's mixtures) takes seeds below 2**32: refused before training, not after it
         (["@data", "--seed", "5000000000"], ["--seed must be between 0 and 4294967295; got 5000000000"]),
         (["@data", "--epochs", "0"], ["--epochs must be between 1 and"]),

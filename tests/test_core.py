@@ -175,6 +175,30 @@ def test_early_stopping_restores_best_weights(small_sim):
     assert "val_recon_loss" in result.history[0]
 
 
+def test_kl_warmup_raises_the_kl_weight_and_the_best_epoch_waits_for_it(small_sim):
+    """kl_warmup (0 by default, VAExprs' fixed beta): the KL weight rises linearly over that share of the epochs.
+    Each epoch's loss is recon + weight * KL, and early stopping never keeps an epoch of the warm-up, whose lower
+    KL weight makes its loss look better than it is."""
+    from vaexprs.config import TrainConfig
+
+    config = TrainConfig(epochs=10, beta=2.0, kl_warmup=0.5)
+    assert config.warmup_epochs() == 5
+    assert [config.kl_weight(e) for e in range(1, 8)] == pytest.approx([0.4, 0.8, 1.2, 1.6, 2.0, 2.0, 2.0])
+    assert TrainConfig(epochs=10, beta=2.0).kl_weight(1) == 2.0  # the default: no warm-up
+    options = {"likelihood": "hurdle", "hidden": (16,), "seed": 1}
+    warm = vaexprs.fit_vae(small_sim, "cell_type", epochs=10, beta=2.0, kl_warmup=0.5, **options)
+    plain = vaexprs.fit_vae(small_sim, "cell_type", epochs=10, beta=2.0, **options)
+    for result, weights in ((warm, [config.kl_weight(e) for e in range(1, 11)]), (plain, [2.0] * 10)):
+        for h, weight in zip(result.history, weights, strict=True):
+            # the last batch of an epoch is averaged like the others: the identity holds within rounding
+            assert h["loss"] == pytest.approx(h["recon_loss"] + weight * h["kl_loss"], rel=1e-5), h
+    assert warm.train_config.kl_warmup == 0.5 and warm.history != plain.history
+    stopped = vaexprs.fit_vae(
+        small_sim, "cell_type", epochs=40, kl_warmup=0.5, val_split=0.2, monitor="val_loss", patience=2, **options
+    )
+    assert stopped.best_epoch >= 20  # an epoch of the warm-up is never the best
+
+
 def test_explicit_validation_data_uses_training_scaler(small_sim):
     half = small_sim[::2].copy()
     result = vaexprs.fit_vae(  # the min-max scaler belongs to the bce/mse heads (auto may choose another)

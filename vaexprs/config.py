@@ -331,6 +331,11 @@ class TrainConfig(Config):
         "(1, or 4 where the held-out cells say the heavier KL term makes the winner's cells more real), else 1.",
         bounds=(0.0, 1000.0), parse=parse_auto_float, show=show_auto,
     )  # fmt: skip
+    kl_warmup: float = opt(
+        0.0, "Share of the epochs over which the KL weight rises linearly from 0 to beta (0 = beta from the first "
+        "epoch, as VAExprs; scVI warms up by default). Early stopping and the best epoch wait until it is done.",
+        bounds=(0.0, 1.0),
+    )  # fmt: skip
     val_split: float = opt(0.0, "Fraction of cells held out for validation (per label for a CVAE).", bounds=(0.0, 0.9))
     monitor: Monitor = opt("loss", "What early stopping and the best epoch watch: loss or val_loss.")
     patience: int = opt(0, "Early-stopping patience in epochs (0 = off: train all epochs).", bounds=(0, 100_000))
@@ -360,6 +365,16 @@ class TrainConfig(Config):
         epochs = self.epochs if self.epochs is not None else auto_epochs(n_cells)
         batch = self.batch_size if self.batch_size is not None else auto_batch_size(n_cells)
         return replace(self, epochs=epochs, batch_size=batch)
+
+    def warmup_epochs(self) -> int:
+        """Epochs of the KL warm-up (kl_warmup of the resolved epochs; 0 without one)."""
+        return math.ceil(self.kl_warmup * int(self.epochs or 0)) if self.kl_warmup else 0
+
+    def kl_weight(self, epoch: int) -> float:
+        """The KL term's weight at `epoch` (1-based): beta, scaled by epoch / warmup_epochs during the warm-up."""
+        beta = 1.0 if self.beta is None else self.beta
+        warmup = self.warmup_epochs()
+        return beta * min(1.0, epoch / warmup) if warmup else beta
 
     def with_beta_for(self, likelihood: str) -> TrainConfig:
         """beta = auto for a head the user named is VAExprs' 1; with likelihood=auto it stays open for the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -217,3 +218,97 @@ def score_heldout(
     m = score_generated(ds.real[te], ds.labels[te], x, labels, gen.x_gen, False, ref)
     gains = harness.classifier_gains(ds.real, ds.labels, tr, te, x, labels, seed)
     return {**{k: m[k] for k in shown}, **{f"aug_{c}": gains[c]["gain"]["bal_acc"] for c in ("lr", "rf")}}
+
+
+# ------------------------------------------------------------------ fit_vae's defaults with one option changed
+
+CACHE = ROOT / "benchmarks" / "results" / "quality_runs" / "full"  # the study's units (quality.py --cache)
+VARIANT_SHOWN = ("auc", "keep", "corr", "auc_cell_max")
+
+
+def chosen(result: Any) -> str:
+    """The selection's winning candidate (e.g. log_hurdle_dropout)."""
+    return next(r["candidate"] for r in result.selection if r.get("chosen"))
+
+
+def selection_table(result: Any) -> list[list[Any]]:
+    """The selection's scored candidates: name, AUC, keep, score (lower is more real)."""
+    return [[r["candidate"], r["auc"], r["keep"], r["score"]] for r in result.selection if "score" in r]
+
+
+def cached_choice(record: dict[str, Any]) -> str | None:
+    return next((r["candidate"] for r in record["info"].get("selection", []) if r.get("chosen")), None)
+
+
+def insample_variant(ds: Any, options: dict[str, Any], seed: int, baseline: str) -> dict[str, Any]:
+    """fit_vae's defaults with `options` (the selection chooses again under them), scored as the study's in-sample
+    unit, next to the cached default unit under the key `baseline` (the study's seed only)."""
+    import vaexprs
+    from benchmarks.quality import SEED
+
+    result = vaexprs.fit_vae(ds.adata, "cell_type", seed=seed, **options)
+    m = score_as_study(ds, vaexprs.gen_exprs(result, num_samples=ds.adata.n_obs, seed=seed))
+    row = {"chosen": chosen(result), "selection": selection_table(result), **{k: m[k] for k in VARIANT_SHOWN}}
+    cached = CACHE / f"{ds.name}__defaults__insample.json"
+    if seed == SEED and cached.is_file():
+        record = json.loads(cached.read_text())["record"]
+        row[baseline] = {"chosen": cached_choice(record), **{k: record["metrics"].get(k) for k in VARIANT_SHOWN}}
+    return row
+
+
+def heldout_variant(ds: Any, options: dict[str, Any], seed: int, baseline: str) -> dict[str, Any]:
+    """fit_vae's defaults with `options` on the seed's half split, scored against the other half with the
+    same-size augmentation gains, next to the study's cached half fit under the key `baseline`."""
+    import vaexprs
+
+    tr, te, train_ad, want = half_split(ds, seed)
+    result = vaexprs.fit_vae(train_ad, "cell_type", seed=seed, **options)
+    gen = vaexprs.gen_exprs(result, labels=want, seed=seed)
+    row = {
+        "chosen": chosen(result),
+        "selection": selection_table(result),
+        **score_heldout(ds, gen, tr, te, train_ad, seed, VARIANT_SHOWN),  # VARIANT_SHOWN, aug_lr, aug_rf
+    }
+    cached = CACHE / f"{ds.name}__defaults__aug{seed}.json"
+    if cached.is_file():
+        record = json.loads(cached.read_text())["record"]
+        row[baseline] = {
+            "chosen": cached_choice(record),
+            **{k: record["heldout"].get(k) for k in VARIANT_SHOWN if k in record["heldout"]},
+            "aug_lr": record["lr"]["gain"]["bal_acc"],
+            "aug_rf": record["rf"]["gain"]["bal_acc"],
+        }
+    return row
+
+
+def variant_sweep(experiment: str, tag: str, option: str, parse: Any, baseline: str, argv: list[str]) -> int:
+    """The command line of a one-option research sweep (latent_size.py, kl_warmup.py):
+
+        SCRIPT {insample,heldout} VALUE SET[,SET...] [SEED[,SEED...]]
+
+    runs fit_vae's defaults with `option` = parse(VALUE) per data set and seed (the study's seed by default),
+    one stored JSON per unit (reruns skip what is done), each printed as a line; all of them are then written to
+    results/research/<experiment>.json. `tag` names the value in each row and key; the cached default unit sits
+    in each row under `baseline` (e.g. latent10)."""
+    from benchmarks.quality import EVAL_SEED, SEED, Dataset, clean, write_atomic
+
+    units = {"insample": insample_variant, "heldout": heldout_variant}
+    if len(argv) not in (3, 4) or argv[0] not in units:
+        print(f"usage: {experiment}.py {{insample,heldout}} VALUE SET[,SET...] [SEED[,SEED...]]", file=sys.stderr)
+        return 2
+    setup()
+    store = Store(experiment)
+    unit, value = argv[0], parse(argv[1])
+    seeds = [int(s) for s in argv[3].split(",")] if len(argv) == 4 else [SEED]
+    for name in argv[2].split(","):
+        ds = Dataset(name, 0)
+        ds.ref = harness.reference(ds.real, ds.labels, seed=EVAL_SEED)
+        for seed in seeds:
+            key = f"{unit}_{name}_{tag}{value}_seed{seed}"
+            if not store.done(key):
+                row = units[unit](ds, {option: value}, seed, baseline)
+                store.put(key, clean({"unit": unit, "dataset": name, tag: value, "seed": seed, **row}))
+            print(json.dumps(store.get(key)), flush=True)
+    out = RESULTS / f"{experiment}.json"
+    write_atomic(out, json.dumps(clean(list(store.all().values())), indent=1) + "\n")
+    return 0

@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -205,18 +205,23 @@ def _fit_epochs(
     """The epochs: train, validate, record, early stopping; callbacks hear of an interruption."""
     wait = 0
     quiet = bar.visible  # the bar shows the epochs; the lines go to the debug log
+    warmup = config.warmup_epochs()
     try:
         for epoch in range(1, int(config.epochs) + 1):
             start = time.perf_counter()
-            logs = _run_epoch(model, train, config, device, optimizer, rng)
+            epoch_config = replace(config, beta=config.kl_weight(epoch)) if warmup else config
+            logs = _run_epoch(model, train, epoch_config, device, optimizer, rng)
             if val is not None:
-                logs.update({f"val_{k}": v for k, v in _run_epoch(model, val, config, device, None, None).items()})
+                val_logs = _run_epoch(model, val, epoch_config, device, None, None)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
             logs["epoch_time"] = time.perf_counter() - start
             if not all(math.isfinite(v) for v in logs.values()):
                 raise FloatingPointError(f"loss became non-finite at epoch {epoch}: {logs}")
             state.history.append({"epoch": epoch, **logs})
             value = logs[config.monitor]
-            if value < state.best_value:
+            if epoch < warmup:  # the loss rises with the KL weight: epochs of the warm-up are not comparable
+                pass
+            elif value < state.best_value:
                 state.best_value, state.best_epoch, wait = value, epoch, 0
                 state.best_state_dict = copy.deepcopy(model.state_dict())
             else:
