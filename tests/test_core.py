@@ -303,3 +303,117 @@ def test_a_boolean_matrix_trains_as_0_1_values(small_sim, as_matrix):
     result = vaexprs.fit_vae(present, y_train=labels, likelihood="hurdle", hidden=(8,), epochs=1)
     gen = vaexprs.gen_exprs(result, num_samples=5, seed=1)
     assert gen.x_gen.shape == (5, small_sim.n_vars) and np.isfinite(gen.x_gen).all()
+
+
+# ------------------------------------------------------------------ the Python API with awkward input (a probe's)
+
+
+@pytest.fixture(scope="module")
+def quick(small_sim):
+    """A 2-epoch bce CVAE on the small simulated data (normalize resolves to none: the values pass as they are)."""
+    data = small_sim.copy()
+    return data, vaexprs.fit_vae(data, "cell_type", likelihood="bce", epochs=2, hidden=(8,), seed=1)
+
+
+def test_a_result_never_shares_memory_with_the_callers_data(quick):
+    """result.x_train was the caller's adata.X itself: an in-place normalisation of the AnnData changed what
+    to_anndata called the real cells, and editing gen.x_train edited the caller's data."""
+    data, result = quick
+    gen = vaexprs.gen_exprs(result, num_samples=5)
+    for kept in (result.x_train, gen.x_train):
+        assert not np.shares_memory(kept, data.X)
+    before = np.array(result.x_train, copy=True)
+    data.X *= 2
+    try:
+        np.testing.assert_array_equal(result.x_train, before)
+    finally:
+        data.X /= 2
+
+
+def test_gen_exprs_refuses_cells_that_would_not_fit_in_memory(quick, monkeypatch):
+    from vaexprs.errors import OptionError
+    from vaexprs.model import fit
+
+    _, result = quick
+    with pytest.raises(OptionError, match=r"num_samples of 10000000000 cells would hold .*generate_to_file"):
+        vaexprs.gen_exprs(result, num_samples=10**10)  # refused at once, not after minutes of blocks
+    per_cell = 4 * (result.spec.n_genes + result.spec.latent_dim)
+    monkeypatch.setattr(fit, "memory_limit", lambda: 50 * per_cell)
+    assert vaexprs.gen_exprs(result, num_samples=50, batch_size=7).x_gen.shape == (50, 120)
+    with pytest.raises(OptionError, match="num_samples of 51 cells"):
+        vaexprs.gen_exprs(result, labels={"group1": 50, "group2": 1})
+
+
+def test_gen_exprs_fills_its_blocks_in_order(quick):
+    """gen_exprs fills one array block by block (it joined a list of blocks, holding the cells twice): the same
+    cells, labels and latents as the blocks themselves, in order."""
+    from vaexprs.generate.loop import iter_blocks
+    from vaexprs.generate.request import plan_generation, request_from
+    from vaexprs.model.fit import TorchDecoder
+
+    _, result = quick
+    gen = vaexprs.gen_exprs(result, num_samples=40, seed=3, batch_size=7)
+    plan = plan_generation(result.spec, request_from(40, None, seed=3, batch_size=7))
+    blocks = list(iter_blocks(result.spec, plan, TorchDecoder(result)))
+    assert len(blocks) == 6
+    np.testing.assert_array_equal(gen.x_gen, np.concatenate([b.x for b in blocks]))
+    np.testing.assert_array_equal(gen.latent, np.concatenate([b.latent for b in blocks]))
+    codes = np.concatenate([b.codes for b in blocks])
+    np.testing.assert_array_equal(gen.y_gen, np.asarray(result.labels)[codes])
+
+
+def test_counts_may_be_numpy_numbers_and_a_missing_count_is_refused(quick):
+    from vaexprs.errors import OptionError
+
+    _, result = quick
+    assert vaexprs.gen_exprs(result, num_samples=np.int64(4)).x_gen.shape == (4, 120)  # e.g. counts.sum()
+    assert vaexprs.gen_exprs(result, labels={"group1": np.int64(3)}).x_gen.shape == (3, 120)
+    for bad, shown in ((None, "None"), ("3", "'3'"), (2.5, "2.5")):
+        with pytest.raises(OptionError, match=f"count for label 'group1' must be a positive integer; got {shown}"):
+            vaexprs.gen_exprs(result, labels={"group1": bad})
+
+
+def test_labels_follow_the_cells_names_or_are_refused(small_sim):
+    """A pandas Series of labels is aligned on obs_names (it was taken by position: shuffled, it mislabelled
+    two cells in three); an index that is neither the names nor 0..n-1, a number and a table are refused."""
+    from vaexprs.data.io import as_matrix
+    from vaexprs.errors import InputError
+
+    truth = small_sim.obs["cell_type"].astype(str).to_numpy()
+    shuffled = small_sim.obs["cell_type"].sample(frac=1, random_state=0)
+    assert (shuffled.to_numpy().astype(str) != truth).any()
+    _, _, labels = as_matrix(small_sim, shuffled)
+    np.testing.assert_array_equal(labels, truth)
+    _, _, by_position = as_matrix(small_sim, shuffled.reset_index(drop=True))  # a 0..n-1 index: positions
+    np.testing.assert_array_equal(by_position, shuffled.to_numpy().astype(str))
+    foreign = shuffled.set_axis([f"x{i}" for i in range(small_sim.n_obs)])
+    for bad, message in (
+        (foreign, "index is neither the cells' obs_names nor 0..n-1"),
+        (0, "one label per cell; got int"),
+        (truth.reshape(-1, 1), r"one label per cell; got an array of shape \(90, 1\)"),
+    ):
+        with pytest.raises(InputError, match=message):
+            vaexprs.fit_vae(small_sim, bad, epochs=1)
+
+
+def test_validation_cells_must_have_the_training_genes_in_order(small_sim):
+    from vaexprs.errors import InputError
+
+    order = np.random.default_rng(0).permutation(small_sim.n_vars)
+    renamed = small_sim.copy()
+    renamed.var_names = [f"other{i}" for i in range(small_sim.n_vars)]
+    for x_val, message in (
+        (small_sim[:, order].copy(), "x_val has x_train's genes in another order"),
+        (renamed, "x_val has other genes than x_train"),
+    ):
+        with pytest.raises(InputError, match=message):
+            vaexprs.fit_vae(small_sim, "cell_type", x_val, "cell_type", likelihood="bce", epochs=1)
+
+
+def test_a_checkpoint_in_a_missing_folder_is_a_clear_error(quick, tmp_path):
+    from vaexprs.errors import InputError
+
+    _, result = quick
+    with pytest.raises(InputError, match=r"output folder .*nowhere does not exist"):
+        result.save(tmp_path / "nowhere" / "model.pt")
+    assert list(tmp_path.iterdir()) == []

@@ -16,6 +16,7 @@ Light on purpose (no torch, numpy only for number types): the CLI reads it to bu
 from __future__ import annotations
 
 import math
+import numbers
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
@@ -158,7 +159,8 @@ def check_seed(seed: Any, high: int = MAX_SEED) -> int:
 def _check_number(name: str, value: Any, kind: type, bounds: tuple[float | None, float | None] | None) -> Any:
     if (
         isinstance(value, bool)
-        or not isinstance(value, (int, float))
+        or type(value).__name__ == "bool_"  # numpy's
+        or not isinstance(value, numbers.Real)  # int, float and numpy's numbers (a count from counts.sum())
         or (kind is int and not float(value).is_integer())
     ):
         want = "an integer" if kind is int else "a number"

@@ -116,6 +116,8 @@ def temp_path(target: Path, suffix: str = "") -> Path:
 def atomic_output(target: str | os.PathLike[str], force: bool = False, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path beside `target`; publish it on a clean exit, remove it on any exception."""
     target = Path(target)
+    if not target.parent.is_dir():
+        raise InputError(f"output folder {target.parent} does not exist")
     if target.exists() and not force:
         raise exists_error(target)
     tmp = temp_path(target, suffix)

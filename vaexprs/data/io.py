@@ -242,6 +242,7 @@ def as_matrix(
         raise InputError(f"every value of the expression matrix is {constant:g}: there is nothing to learn")
     label_array = None
     if labels is not None:
+        labels = labels_by_cell(labels, getattr(x, "obs_names", None))
         missing = count_missing(labels)
         if missing:
             raise InputError(f"{missing} cell(s) have no label (NaN or empty); label them or drop them first")
@@ -249,6 +250,28 @@ def as_matrix(
         if label_array.shape[0] != n_cells:
             raise InputError(f"got {label_array.shape[0]} labels for {n_cells} cells")
     return matrix, genes, label_array
+
+
+def labels_by_cell(labels: Any, obs_names: Any) -> Any:
+    """Labels one per cell, in the cells' order. A pandas Series indexed by the cells' obs_names (in any order)
+    is aligned on them, as pandas aligns; one with a 0..n-1 index is taken by position; another index is
+    refused (taking it by position would give cells the labels of others)."""
+    if isinstance(labels, (int, float, bool)) or np.ndim(labels) != 1:
+        shape = type(labels).__name__ if np.ndim(labels) == 0 else f"an array of shape {np.shape(labels)}"
+        raise InputError(f"labels must be an obs column name or one label per cell; got {shape}")
+    index = getattr(labels, "index", None)
+    if index is None or not hasattr(labels, "reindex") or obs_names is None:
+        return labels
+    import pandas as pd
+
+    if index.equals(pd.Index(obs_names)) or (isinstance(index, pd.RangeIndex) and index.start == 0):
+        return labels
+    if len(index) == len(obs_names) and index.is_unique and set(index) == set(obs_names):
+        return labels.reindex(obs_names)
+    raise InputError(
+        "the labels are a pandas Series whose index is neither the cells' obs_names nor 0..n-1; align it on "
+        "obs_names, or pass .to_numpy() to take the labels in the cells' order"
+    )
 
 
 def label_texts(labels: Any) -> Any:

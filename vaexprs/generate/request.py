@@ -13,6 +13,7 @@ per label is laid out in request order), so nothing grows with the number of cel
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -140,8 +141,8 @@ def plan_generation(spec: GenerativeSpec, request: GenerationRequest) -> Plan:
             raise OptionError("per_label", "is empty")
         codes, counts = [], []
         for label, count in counts_by_label.items():
-            if isinstance(count, bool) or int(count) != count or int(count) <= 0:
-                raise OptionError("per_label", f"count for label {label!r} must be a positive integer; got {count}")
+            if not isinstance(count, numbers.Real) or isinstance(count, bool) or int(count) != count or count <= 0:
+                raise OptionError("per_label", f"count for label {label!r} must be a positive integer; got {count!r}")
             codes.append(_label_code(spec, label))
             counts.append(int(count))
         n = int(sum(counts))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -89,9 +90,14 @@ def prepare_data(
     uns = getattr(x_train, "uns", None)
     source = dict(uns.get("vaexprs_source", {})) if uns is not None and "vaexprs_source" in uns else None
     if x_val is not None:
-        val_matrix, _, val_labels = as_matrix(x_val, y_val, data.layer)
+        val_matrix, val_genes, val_labels = as_matrix(x_val, y_val, data.layer)
         if val_matrix.shape[1] != matrix.shape[1]:
             raise InputError(f"x_val has {val_matrix.shape[1]} genes but x_train has {matrix.shape[1]}")
+        named = hasattr(x_train, "var_names") and hasattr(x_val, "var_names")  # a matrix's genes are positions
+        if named and val_genes != genes:
+            first = next(v for v, t in zip(val_genes, genes, strict=True) if v != t)
+            what = "x_train's genes in another order" if set(val_genes) == set(genes) else "other genes than x_train"
+            raise InputError(f"x_val has {what} (first: {first!r}); pass x_val[:, x_train.var_names]")
         if labels is not None and val_labels is None:
             raise OptionError("y_val", "is needed with x_val when training a CVAE")
         return TrainingData(matrix, genes, labels, val_matrix, val_labels, source)
@@ -104,13 +110,29 @@ def prepare_data(
     return TrainingData(matrix, genes, labels, source=source)
 
 
-def in_memory_reference(x: Any, labels: np.ndarray | None, seed: int) -> tuple[Any, np.ndarray | None]:
+def in_memory_reference(
+    x: Any, labels: np.ndarray | None, seed: int, source: Any = None
+) -> tuple[Any, np.ndarray | None]:
     """The cells a result keeps for plots and evaluation: all of them in memory, or a seeded sample of
-    REFERENCE_CELLS read from disk (the result of training out of core must not hold the data set)."""
-    if x is None or not is_on_disk(x):
+    REFERENCE_CELLS read from disk (the result of training out of core must not hold the data set). Cells in
+    memory are copied where they are still the caller's `source` array (normalize=none hands it through): the
+    result must not change when the caller normalises its AnnData in place, nor the caller's data when
+    someone edits result.x_train."""
+    if x is None:
         return x, labels
+    if not is_on_disk(x):
+        return (x.copy() if source is not None and _may_share(x, source) else x), labels
     rows = sample_rows(x.shape[0], REFERENCE_CELLS, seed)
     return x[rows], None if labels is None else np.asarray(labels)[rows]
+
+
+def _may_share(a: Any, b: Any) -> bool:
+    """Whether two matrices (numpy or scipy.sparse) may use the same memory."""
+
+    def buffers(m: Any) -> list[np.ndarray]:
+        return [m.data] if hasattr(m, "tocsr") else [np.asarray(m)]
+
+    return any(np.may_share_memory(p, q) for p in buffers(a) for q in buffers(b))
 
 
 def fit_head(
@@ -196,8 +218,8 @@ def fit_head(
         sampler = fit_latent_sampler(latent, codes, classes, seed=train.seed, warn=not candidate)
         library = LibrarySize.fit(library_size(matrix), codes, n_labels) if head.count_input else None
         cap = plausible_maxima(matrix if head.count_input else normalized, head.count_input) if head.sampled else None
-        x_train, y_train = in_memory_reference(normalized, data.labels, train.seed)
-        x_val, y_val = in_memory_reference(val_normalized, data.val_labels, train.seed)
+        x_train, y_train = in_memory_reference(normalized, data.labels, train.seed, source=matrix)
+        x_val, y_val = in_memory_reference(val_normalized, data.val_labels, train.seed, source=val_matrix)
         return VAEResult(
             model=model, model_config=model_config, train_config=train, data_config=data_config,
             preprocessor=preprocessor, sampler=sampler, history=state.history, best_epoch=state.best_epoch,
@@ -355,6 +377,27 @@ class TorchDecoder:
         return {name: value.numpy() for name, value in zip(self.names, values)}
 
 
+def memory_limit() -> int:
+    """Bytes gen_exprs may hold: half of this machine's memory (8 GiB where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 2
+    except (AttributeError, ValueError, OSError):
+        return 8 << 30
+
+
+def check_in_memory(n_cells: int, values_per_cell: int) -> None:
+    """Refuse, before any work, cells that would not fit in memory (gen_exprs returns them as one array); a
+    file takes any number, block by block."""
+    needed, limit = 4 * n_cells * values_per_cell, memory_limit()
+    if needed > limit:
+        raise OptionError(
+            "num_samples",
+            f"of {n_cells} cells would hold {needed / 2**30:.1f} GiB in memory, more than half of this machine's "
+            f"{2 * limit / 2**30:.0f} GiB; write them to a file block by block instead (vaexprs.generate_to_file "
+            "or `vaexprs generate`), or ask for fewer",
+        )
+
+
 def gen_exprs(
     result: VAEResult,
     num_samples: int = 300,
@@ -386,11 +429,17 @@ def gen_exprs(
     except OptionError as exc:  # worded with gen_exprs' own argument names
         names = {"n": "num_samples", "label": "labels", "per_label": "labels"}
         raise OptionError(names.get(exc.option, exc.option), exc.detail, exc.refs) from None
-    blocks = list(iter_blocks(spec, plan, TorchDecoder(result)))
-    x_gen = np.concatenate([b.x for b in blocks]).astype(np.float32, copy=False)
-    y_gen = None
-    if result.labels:
-        y_gen = result.preprocessor.labels.inverse_transform(np.concatenate([b.codes for b in blocks]))
+    check_in_memory(plan.n_total, spec.n_genes + spec.latent_dim)
+    # filled block by block: the cells are held once, not once in blocks and again joined
+    x_gen = np.empty((plan.n_total, spec.n_genes), dtype=np.float32)
+    latent = np.empty((plan.n_total, spec.latent_dim), dtype=np.float32)
+    codes = np.empty(plan.n_total, dtype=np.int64) if result.labels else None
+    for block in iter_blocks(spec, plan, TorchDecoder(result)):
+        rows = slice(block.start, block.start + block.x.shape[0])
+        x_gen[rows], latent[rows] = block.x, block.latent
+        if codes is not None:
+            codes[rows] = block.codes
+    y_gen = None if codes is None else result.preprocessor.labels.inverse_transform(codes)
     x_train = result.x_train
     if x_train is not None and HEADS[spec.likelihood].count_input and plan.space.value_space == "lognorm":
         x_train = apply_normalization(x_train, "lognorm")  # the real cells in the generated cells' space
@@ -399,7 +448,7 @@ def gen_exprs(
         y_gen=y_gen,
         x_train=x_train,
         y_train=result.y_train,
-        latent=np.concatenate([b.latent for b in blocks]).astype(np.float32),
+        latent=latent,
         genes=result.genes,
         output_space=plan.space.name,
         seed=seed,

@@ -171,7 +171,10 @@ class VAEResult:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises several types for an empty, corrupt or foreign file
-            raise InputError(f"{path} is not a vaexprs checkpoint: {first_line(exc)}") from None
+            # (torch's own first line suggests weights_only=False, which would run the file's code: not for us)
+            raise InputError(
+                f"{path} is not a vaexprs checkpoint ({type(exc).__name__} reading it as weights)"
+            ) from None
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise InputError(f"{path} is not a vaexprs checkpoint")
         try:
