@@ -417,3 +417,17 @@ def test_a_checkpoint_in_a_missing_folder_is_a_clear_error(quick, tmp_path):
     with pytest.raises(InputError, match=r"output folder .*nowhere does not exist"):
         result.save(tmp_path / "nowhere" / "model.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_results_print_as_a_summary(quick, tmp_path):
+    """repr(result) printed every gene and array (247 KB for yan); a folder given as a checkpoint is named."""
+    from vaexprs.errors import InputError
+
+    _, result = quick
+    gen = vaexprs.gen_exprs(result, num_samples=7)
+    assert repr(result) == (
+        "VAEResult(CVAE, likelihood=bce, 120 genes, 3 labels, trained on 90 cells for 2 epochs, latent_dim=10)"
+    )
+    assert repr(gen).startswith("GeneratedCells(7 cells x 120 genes, ") and repr(gen).endswith("; 90 real cells)")
+    with pytest.raises(InputError, match="is a folder; give the checkpoint file"):
+        vaexprs.VAEResult.load(tmp_path)

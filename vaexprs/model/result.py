@@ -36,7 +36,7 @@ CHECKPOINT_FORMAT = "vaexprs-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-@dataclass
+@dataclass(repr=False)
 class VAEResult:
     """What fit_vae returns: the trained model and everything needed to generate from it or export it."""
 
@@ -59,6 +59,15 @@ class VAEResult:
     x_val: Any = None  # held-out validation cells, normalised like x_train (None without validation data)
     y_val: np.ndarray | None = None
     selection: list[dict[str, Any]] = field(default_factory=list)  # likelihood="auto": every candidate's scores
+
+    def __repr__(self) -> str:
+        """A summary (the dataclass's repr printed every gene and array: 247 KB for yan)."""
+        n_cells = self.data_info.get("n_cells", "?")
+        return (
+            f"VAEResult({self.model_type.upper()}, likelihood={self.model_config.likelihood}, "
+            f"{len(self.genes)} genes, {len(self.labels)} labels, trained on {n_cells} cells for "
+            f"{len(self.history)} epochs, latent_dim={self.model_config.latent_dim})"
+        )
 
     @property
     def genes(self) -> list[str]:
@@ -166,6 +175,8 @@ class VAEResult:
         from vaexprs.model.network import VAE
 
         path = Path(path)
+        if path.is_dir():
+            raise InputError(f"{path} is a folder; give the checkpoint file (e.g. model.pt)")
         if not path.is_file():
             raise InputError(f"checkpoint not found: {path}")
         try:
@@ -201,7 +212,7 @@ class VAEResult:
         return result
 
 
-@dataclass
+@dataclass(repr=False)
 class GeneratedCells:
     """gen_exprs' result, named as in VAExprs."""
 
@@ -217,6 +228,14 @@ class GeneratedCells:
     value_space: str = ""  # the space the numbers are in (`mean` of a count head: expected counts)
     sampled: bool = False  # True when the cells carry the likelihood's sampling noise
     temperature: float = 1.0  # the scale of the latent draws (1 = the fitted distribution)
+
+    def __repr__(self) -> str:
+        labels = "" if self.y_gen is None else f", {len(set(self.y_gen))} labels"
+        real = "no real cells" if self.x_train is None else f"{self.x_train.shape[0]} real cells"
+        return (
+            f"GeneratedCells({self.x_gen.shape[0]} cells x {self.x_gen.shape[1]} genes{labels}, "
+            f"output_space={self.output_space}, sampler={self.sampler}, seed={self.seed}; {real})"
+        )
 
     def to_anndata(self, label_key: str = "cell_type") -> AnnData:
         """Real (if known) and generated cells in one AnnData; obs['origin'] in {'real', 'generated'}."""
