@@ -431,3 +431,13 @@ def test_results_print_as_a_summary(quick, tmp_path):
     assert repr(gen).startswith("GeneratedCells(7 cells x 120 genes, ") and repr(gen).endswith("; 90 real cells)")
     with pytest.raises(InputError, match="is a folder; give the checkpoint file"):
         vaexprs.VAEResult.load(tmp_path)
+
+
+def test_an_unknown_option_lists_what_a_caller_may_set(small_sim):
+    from vaexprs.errors import OptionError
+
+    with pytest.raises(OptionError, match="epoch is not an option of fit_vae; known: activation, ") as caught:
+        vaexprs.fit_vae(small_sim, "cell_type", epoch=3)
+    known = str(caught.value).split("known: ")[1].split(", ")
+    assert {"epochs", "kl_warmup", "likelihood"} <= set(known)
+    assert "n_genes" not in known and "n_labels" not in known  # the data decides them (and they are refused)

@@ -236,8 +236,9 @@ def split_options(options: Mapping[str, Any], *classes: type, where: str = "") -
     names = [{f.name for f in fields(cls)} for cls in classes]
     known = set().union(*names)
     unknown = sorted(set(options) - known)
-    if unknown:
-        raise OptionError(unknown[0], f"is not an option{where}; known: {', '.join(sorted(known))}")
+    if unknown:  # listed: what a caller may set (not what the data decides, n_genes and n_labels)
+        settable = sorted({f.name for cls in classes for f in fields(cls) if f.metadata.get("cli", True)})
+        raise OptionError(unknown[0], f"is not an option{where}; known: {', '.join(settable)}")
     return [{k: v for k, v in options.items() if k in group} for group in names]
 
 
