@@ -159,8 +159,7 @@ def check_seed(seed: Any, high: int = MAX_SEED) -> int:
 def _check_number(name: str, value: Any, kind: type, bounds: tuple[float | None, float | None] | None) -> Any:
     if (
         isinstance(value, bool)
-        or type(value).__name__ == "bool_"  # numpy's
-        or not isinstance(value, numbers.Real)  # int, float and numpy's numbers (a count from counts.sum())
+        or not isinstance(value, numbers.Real)  # int, float and numpy's numbers (not numpy's bool_: no Real)
         or (kind is int and not float(value).is_integer())
     ):
         want = "an integer" if kind is int else "a number"
