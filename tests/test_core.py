@@ -162,6 +162,8 @@ def test_to_anndata_holds_real_and_generated(small_cvae):
     assert both.obs["origin"].value_counts().to_dict() == {"real": 90, "generated": 40}
     assert both.obs["cell_type"].notna().all()
     assert list(both.var_names[:2]) == ["gene1", "gene2"]
+    with pytest.raises(InputError, match="label_key 'origin' is the column"):
+        vaexprs.gen_exprs(small_cvae, num_samples=4).to_anndata(label_key="origin")
 
 
 def test_early_stopping_restores_best_weights(small_sim):

@@ -239,6 +239,8 @@ class GeneratedCells:
 
     def to_anndata(self, label_key: str = "cell_type") -> AnnData:
         """Real (if known) and generated cells in one AnnData; obs['origin'] in {'real', 'generated'}."""
+        if label_key == "origin":  # the labels would replace which cells are real
+            raise OptionError("label_key", "'origin' is the column that tells real from generated cells; name another")
         import anndata as ad
         import pandas as pd
 
