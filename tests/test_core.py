@@ -142,6 +142,11 @@ def test_labels_in_training_proportions_and_per_label_counts(small_cvae):
     assert all(abs(v - 1 / 3) < 0.05 for v in shares.values())
     gen = vaexprs.gen_exprs(small_cvae, labels={"group3": 7, "group1": 2})
     assert sorted(gen.y_gen.tolist()) == ["group1"] * 2 + ["group3"] * 7
+    assert vaexprs.gen_exprs(small_cvae).x_gen.shape[0] == 300  # VAExprs' vignette count where none is given
+    assert vaexprs.gen_exprs(small_cvae, num_samples=9, labels={"group3": 7, "group1": 2}).x_gen.shape[0] == 9
+    # num_samples beside counts that disagree was silently ignored
+    with pytest.raises(InputError, match=r"num_samples is 500 but labels=\{label: count\} asks for 9 cells"):
+        vaexprs.gen_exprs(small_cvae, num_samples=500, labels={"group3": 7, "group1": 2})
     prior = vaexprs.gen_exprs(small_cvae, num_samples=20, sampler="prior")
     assert prior.x_gen.shape == (20, 120)
     cold = vaexprs.gen_exprs(small_cvae, num_samples=20, sampler="prior", temperature=0.5)

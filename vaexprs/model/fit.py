@@ -377,6 +377,23 @@ class TorchDecoder:
         return {name: value.numpy() for name, value in zip(self.names, values)}
 
 
+DEFAULT_NUM_SAMPLES = 300  # VAExprs' vignette generates 300 cells
+
+
+def _check_total(num_samples: object, counts: Mapping[str, int]) -> None:
+    """num_samples beside {label: count}: both say how many cells, so they must agree (the counts win)."""
+    try:
+        total = sum(int(v) for v in counts.values())
+    except (TypeError, ValueError):
+        return  # the counts' own check words this
+    if num_samples != total:
+        raise OptionError(
+            "num_samples",
+            f"is {num_samples!r} but labels={{label: count}} asks for {total} cells; give one of them (or the same "
+            "number in both)",
+        )
+
+
 def memory_limit() -> int:
     """Bytes gen_exprs may hold: half of this machine's memory (8 GiB where the system does not say)."""
     try:
@@ -400,7 +417,7 @@ def check_in_memory(n_cells: int, values_per_cell: int) -> None:
 
 def gen_exprs(
     result: VAEResult,
-    num_samples: int = 300,
+    num_samples: int | None = None,
     labels: str | Mapping[str, int] | None = None,
     sampler: str = "gmm",
     seed: int = 1,
@@ -409,6 +426,9 @@ def gen_exprs(
     temperature: float = 1.0,
 ) -> GeneratedCells:
     """Generate cells: labels None = training proportions; a label name; or {label: count, ...}.
+
+    num_samples: how many cells (300 where not given); with {label: count} the counts say it, and a num_samples
+    that disagrees with their sum is refused rather than silently ignored.
 
     sampler: gmm (the mixture over training latents, VAExprs' way) or prior (N(0, I)).
     output_space: None = the head's default: sampled counts for nb/zinb, sampled log values for hurdle, the
@@ -420,9 +440,11 @@ def gen_exprs(
     from same-size augmentation on most sets tried, at some cost in realism (README, "Realism").
     """
     spec = result.spec
+    if isinstance(labels, Mapping) and num_samples is not None:
+        _check_total(num_samples, labels)
     try:
         request = request_from(
-            num_samples, labels, sampler=sampler, seed=seed, batch_size=batch_size, output_space=output_space,
+            DEFAULT_NUM_SAMPLES if num_samples is None else num_samples, labels, sampler=sampler, seed=seed, batch_size=batch_size, output_space=output_space,
             temperature=temperature,
         )  # fmt: skip
         plan = plan_generation(spec, request)
