@@ -302,6 +302,20 @@ def test_main_entry_point_chains_the_steps_in_child_runs(store: str, tmp_path: P
     assert client.get_model_version_by_alias("vaexprs", "champion").run_id == children["train"].info.run_id
 
 
+def test_pipeline_steps_log_into_the_parents_experiment(store: str, tmp_path: Path) -> None:
+    """Outside `mlflow run` the child runs went to the Default experiment, leaving the parent without steps."""
+    from mlflow import MlflowClient
+
+    from vaexprs.cli import main
+
+    small = ["--cells", "10", "--genes", "50", "--deg", "5", "--epochs", "2", "--hidden", "8", "--likelihood", "mse"]
+    assert main(["pipeline", *small, "-q", "--out-dir", str(tmp_path / "out"), "--experiment", "myexp"]) == 0
+    client = MlflowClient()
+    assert runs(client) == []  # nothing in Default
+    steps = runs(client, "myexp")
+    assert {r.data.tags["mlflow.runName"] for r in steps} >= {"simulate", "train", "generate"} and len(steps) == 4
+
+
 def test_main_refuses_an_alias_mlflow_would_refuse_before_any_step(store: str, tmp_path: Path, capsys) -> None:
     """A reserved alias used to fail at the promote step, after simulate, train and registration had run."""
     from vaexprs.cli import main

@@ -53,7 +53,9 @@ def run_scope(experiment: str | None = None, run_name: str | None = None, nested
         return
     resuming = active is None and bool(os.environ.get("MLFLOW_RUN_ID"))  # `mlflow run` opened it
     experiment_id = None
-    if active is None and not resuming:  # under `mlflow run` the launcher chose the experiment
+    if active is not None:  # a child lives in its parent's experiment (mlflow would put it in the default one)
+        experiment_id = active.info.experiment_id
+    elif not resuming:  # under `mlflow run` the launcher chose the experiment
         experiment_id = experiment_id_for(mlflow, experiment_name(experiment))
     run = mlflow.start_run(run_name=None if resuming else run_name, nested=nested, experiment_id=experiment_id)
     try:
