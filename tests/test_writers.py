@@ -124,6 +124,18 @@ def test_npy_vae_has_no_obs_csv_and_force_removes_a_stale_one(cvae_dir, vae_dir,
     assert np.load(out).shape == (4, N_GENES) and _files(tmp_path) == ["x.npy"]
 
 
+def test_npy_vae_refuses_a_stale_obs_csv_without_force(cvae_dir, vae_dir, tmp_path):
+    """An earlier labelled run's x.obs.csv beside a new unlabelled x.npy was left as is: evaluate and train then
+    read another model's labels for these cells."""
+    out = tmp_path / "x.npy"
+    generate_to_file(cvae_dir, out, n=4, provider="cpu")
+    out.unlink()
+    before = (tmp_path / "x.obs.csv").read_bytes()
+    with pytest.raises(InputError, match=r"x\.obs\.csv exists and would be read as these cells' labels"):
+        generate_to_file(vae_dir, out, n=4, provider="cpu")
+    assert _files(tmp_path) == ["x.obs.csv"] and (tmp_path / "x.obs.csv").read_bytes() == before
+
+
 @pytest.mark.parametrize("suffix", SUPPORTED_SUFFIXES)
 def test_same_seed_identical_bytes_different_seed_differs(cvae_dir, tmp_path, suffix):
     a, b, c = (tmp_path / f"{name}{suffix}" for name in "abc")

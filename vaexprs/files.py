@@ -58,10 +58,14 @@ def umask() -> int:
     return mask
 
 
+def force_switch() -> str:
+    """How the user says --force: under `mlflow run` it is the entry point's force parameter (MLproject sets
+    VAEXPRS_FORCE from it)."""
+    return "-P force=true" if os.environ.get("MLFLOW_RUN_ID") else "--force"
+
+
 def exists_error(target: Path) -> InputError:
-    # under `mlflow run` the switch is the entry point's force parameter (MLproject sets VAEXPRS_FORCE from it)
-    how = "-P force=true" if os.environ.get("MLFLOW_RUN_ID") else "--force"
-    return InputError(f"{target} exists; pass {how} to overwrite it")
+    return InputError(f"{target} exists; pass {force_switch()} to overwrite it")
 
 
 def refuse_inputs(target: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str] | None]) -> None:

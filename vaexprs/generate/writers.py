@@ -20,7 +20,8 @@ Formats:
   "generated" are categoricals; var_names are the genes; `uns` (e.g. uns['vaexprs']) via anndata's write_elem.
 - `.csv`: header `cell,cell_type,<genes...>` (no cell_type column without labels); values as `%.6g`.
 - `.npy`: a float32 (n, G) array. With labels, `<stem>.obs.csv` beside it (`cell,cell_type`), written
-  atomically too. (The .npy is streamed through a plain file, not a memmap: a memmap's dirty pages count as
+  atomically too; an unlabelled .npy refuses to sit beside an earlier run's .obs.csv (readers would take it as
+  its labels) unless forced, which removes it. (The .npy is streamed through a plain file, not a memmap: a memmap's dirty pages count as
   the process's resident memory, which would grow with n.)
 - `.zarr`: AnnData's zarr layout (the same elements as the .h5ad; `anndata.read_zarr` reads it), a folder
   filled in a temp folder `.NAME.tmp-XXXX` beside the target and renamed at the end. X is float32, one zarr
@@ -53,6 +54,7 @@ from vaexprs.files import (
     check_free_space,
     disk_error,
     exists_error,
+    force_switch,
     hdf5_end_of_allocation,
     publish,
     temp_path,
@@ -102,12 +104,17 @@ def check_output(
         return out
     if out.is_dir():
         raise InputError(f"output {out} is a folder")
-    targets = [out]
-    if suffix == ".npy" and with_labels:
-        targets.append(obs_csv_path(out))
-    for target in targets:
-        if target.exists() and not force:
-            raise exists_error(target)
+    if out.exists() and not force:
+        raise exists_error(out)
+    labels_beside = obs_csv_path(out)
+    if suffix == ".npy" and labels_beside.exists() and not force:
+        if with_labels:
+            raise exists_error(labels_beside)
+        # unlabelled cells beside an earlier run's labels: readers would take those labels as this file's
+        raise InputError(
+            f"{labels_beside} exists and would be read as these cells' labels; remove it, or pass {force_switch()} "
+            "to remove it"
+        )
     if not os.access(folder, os.W_OK):
         raise InputError(f"output folder {folder} is not writable")
     return out
