@@ -222,7 +222,9 @@ class PipelineJob(Config):
     out_dir: str = opt("outputs", "Folder for the simulated data and the generated cells.")
     experiment: str | None = opt(None, "MLflow experiment [default: $MLFLOW_EXPERIMENT_NAME, else vaexprs].")
     force: bool = opt(
-        False, "Replace the files of an earlier run in --out-dir (only those vaexprs wrote).", envvar=FORCE_ENV
+        False,
+        "Replace simulated.h5ad and generated.h5ad in --out-dir (an earlier run's; any files of those names).",
+        envvar=FORCE_ENV,
     )
 
     def __post_init__(self) -> None:
