@@ -121,7 +121,9 @@ def test_same_seed_same_bytes(capsys, tmp_path, cvae_bundle):
     run_cli(capsys, "generate", cvae_bundle, "-n", "500", "--seed", "4", "-o", tmp_path / "c.npy", "-q")
     assert (tmp_path / "c.npy").read_bytes() != outputs[0]
     per_label = tmp_path / "per.csv"
-    code, _, err = run_cli(capsys, "generate", cvae_bundle, "--per-label", "group1=3,group3=5", "-o", per_label, "-q")
+    code, _, err = run_cli(
+        capsys, "generate", cvae_bundle, "--per-label", "group1=3,group3=5", "-n", "8", "-o", per_label, "-q"
+    )  # an -n that agrees with the counts is welcome
     assert code == 0, err
     rows = per_label.read_text().splitlines()
     assert len(rows) == 9 and rows[0].startswith("cell,cell_type,gene1")
@@ -155,6 +157,8 @@ def _missing_field(bundle: Path, tmp_path: Path) -> Path:
         (["--per-label", "group1:3"], ["--per-label", "group1:3"]),
         (["--per-label", "group1=x"], ["not an integer"]),
         (["--per-label", "a{b}"], ["--per-label", "cannot parse 'a{b}'"]),  # user text keeps its braces
+        (["--per-label", "group1=3", "-n", "5"], ["--n-cells is 5 but --per-label asks for 3 cells"]),  # was dropped
+        (["--per-label", "group1=3,nope=2"], ["--per-label label 'nope' is unknown"]),  # it said --label
         (["-n", "10", "--compression", "gzip", "@braces-csv"], ["(without --dask)", "out_{date}.csv"]),
         (["-n", "10", "--provider", "cuda"], ["cuda"]),
         (["-n", "10", "--provider", "tpu"], ["provider"]),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import os
 import signal
 import sys
 import warnings
@@ -365,6 +366,7 @@ def export(
 @app.command()
 @with_options(_request_parameters())
 def generate(
+    ctx: typer.Context,
     model: Annotated[
         str,
         typer.Argument(
@@ -422,6 +424,7 @@ def generate(
         if values.get(name) == "":  # MLproject parameters cannot be absent, only empty
             values[name] = None
     if values.get("per_label") is not None:
+        _refuse_typed_n(ctx, values)
         values["n"] = None  # the counts decide
     request = GenerationRequest(**values)
     from vaexprs.progress import interactive
@@ -433,6 +436,22 @@ def generate(
     )  # fmt: skip
     if track:
         _track({"generated": summary["out"]}, {"model_uri": summary["model_uri"], **request.to_dict()}, "generate")
+
+
+def _refuse_typed_n(ctx: typer.Context, values: dict[str, Any]) -> None:
+    """-n typed beside --per-label must agree with the counts' total (it used to be dropped without a word).
+    `mlflow run` always passes n, and its entry point documents per_label as replacing it."""
+    from vaexprs.generate.options import parse_per_label
+
+    source = ctx.get_parameter_source("n")
+    if source is None or source.name != "COMMANDLINE" or os.environ.get("MLFLOW_RUN_ID"):
+        return
+    total = sum(parse_per_label(values["per_label"]).values())
+    if values["n"] != total:
+        raise OptionError(
+            "n",
+            f"is {values['n']} but --per-label asks for {total} cells; give one of them (or the same number in both)",
+        )
 
 
 @app.command()

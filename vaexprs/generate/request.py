@@ -110,11 +110,13 @@ class Plan:
         return rng.choice(len(self.proportions), size=b, p=self.proportions).astype(np.int64)
 
 
-def _label_code(spec: GenerativeSpec, label: Any) -> int:
+def _label_code(spec: GenerativeSpec, label: Any, option: str = "label") -> int:
+    """The model's code of `label`; an unknown one is an error worded for the option that named it."""
     try:
         return spec.labels.index(str(label))
     except ValueError:
-        raise OptionError("label", f"{label!r} is unknown; this model knows: {', '.join(spec.labels)}") from None
+        what = f"{label!r}" if option == "label" else f"label {label!r}"
+        raise OptionError(option, f"{what} is unknown; this model knows: {', '.join(spec.labels)}") from None
 
 
 def plan_generation(spec: GenerativeSpec, request: GenerationRequest) -> Plan:
@@ -143,7 +145,7 @@ def plan_generation(spec: GenerativeSpec, request: GenerationRequest) -> Plan:
         for label, count in counts_by_label.items():
             if not isinstance(count, numbers.Real) or isinstance(count, bool) or int(count) != count or count <= 0:
                 raise OptionError("per_label", f"count for label {label!r} must be a positive integer; got {count!r}")
-            codes.append(_label_code(spec, label))
+            codes.append(_label_code(spec, label, "per_label"))
             counts.append(int(count))
         n = int(sum(counts))
         if n > MAX_CELLS:
