@@ -387,6 +387,32 @@ def test_light_client_refuses_database_stores_clearly(monkeypatch: pytest.Monkey
     assert tracking.check_tracking_store("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
 
 
+def test_a_file_store_without_mlflows_opt_in_is_one_line_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """MLflow 3 opens folder stores only with MLFLOW_ALLOW_FILE_STORE=true; its paragraph came as an exit-1
+    MlflowException once a lookup (or a whole training) had run."""
+    from vaexprs.cli import main
+    from vaexprs.registry.store import is_file_store
+
+    assert is_file_store("file:///srv/mlruns") and is_file_store("./mlruns") and is_file_store("/srv/mlruns")
+    assert not any(is_file_store(u) for u in ("sqlite:///x.db", "http://h:5000", "databricks", "postgresql://h/db"))
+    store = tmp_path / "mlruns"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["promote", "vx", "--version", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: the tracking URI {store.as_uri()} is a file store, which MLflow opens only with "
+        "MLFLOW_ALLOW_FILE_STORE=true; set it, or use a database (sqlite:///...) or a tracking server (http://...)"
+    )
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # with the opt-in, the store opens: the model is missing
+    assert main(["promote", "vx", "--version", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "MLFLOW_ALLOW_FILE_STORE" not in err
+
+
 # --------------------------------------------------------------------------------------------- registry
 
 

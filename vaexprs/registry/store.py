@@ -4,7 +4,8 @@
     mlflow = mlflow_client()        # mlflow, imported, with the store checked and the HTTP limits set
 
 The light install (mlflow-skinny) talks to tracking servers and reads file stores but cannot open a database;
-pointed at one it stops at once with a message saying what to install or set (`check_tracking_store`). Calls
+pointed at one it stops at once with a message saying what to install or set (`check_tracking_store`). MLflow 3
+opens a file store only with MLFLOW_ALLOW_FILE_STORE=true (`check_file_store` says so first). Calls
 to a tracking server give up within ~15 s (one retry, 5 s timeout) unless the user set MLflow's own
 `MLFLOW_HTTP_REQUEST_TIMEOUT` / `MLFLOW_HTTP_REQUEST_MAX_RETRIES`: MLflow's defaults retry for minutes.
 """
@@ -77,6 +78,29 @@ def check_tracking_store(uri: str | None = None) -> str:
     return uri
 
 
+def is_file_store(uri: str) -> bool:
+    """Whether `uri` names a folder store (file:/..., ./mlruns, /abs/mlruns) rather than a database or a server."""
+    if uri.lower().startswith("file:"):
+        return True
+    return "://" not in uri and (uri.startswith(("/", ".", "~")) or os.sep in uri or uri[1:3] == ":\\")
+
+
+def check_file_store(uri: str) -> None:
+    """MLflow 3 keeps folder stores in maintenance mode: it opens one only with MLFLOW_ALLOW_FILE_STORE=true, and
+    says so in a paragraph once a run or a lookup has started. Say it in one line, before any work."""
+    if not is_file_store(uri):
+        return
+    try:
+        from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
+    except ImportError:  # an MLflow without the maintenance mode opens file stores as it always did
+        return
+    if not MLFLOW_ALLOW_FILE_STORE.get():
+        raise InputError(
+            f"the tracking URI {uri} is a file store, which MLflow opens only with MLFLOW_ALLOW_FILE_STORE=true; "
+            "set it, or use a database (sqlite:///...) or a tracking server (http://...)"
+        )
+
+
 def local_store_exists(uri: str) -> bool:
     """Whether a sqlite store file exists (a lookup must not create an empty mlflow.db as a side effect)."""
     if not uri.startswith("sqlite:///"):
@@ -86,9 +110,10 @@ def local_store_exists(uri: str) -> bool:
 
 def mlflow_client() -> Any:
     """mlflow, imported, with the store set up and checked (the import costs seconds, so only where needed)."""
-    check_tracking_store(ensure_tracking_uri())
+    uri = check_tracking_store(ensure_tracking_uri())
     try:
         import mlflow
     except ImportError:  # pragma: no cover - mlflow-skinny is a base dependency
         raise InputError("this needs the MLflow client: pip install 'vaexprs[train]'") from None
+    check_file_store(uri)
     return mlflow
