@@ -468,6 +468,16 @@ def test_export_from_a_run_or_a_registered_version(use_registry: dict[str, str],
     assert main(["export", "runs:/0123456789abcdef0123456789abcdef/checkpoint/model.pt", "-o", "x"]) == 2
 
 
+def test_generate_reads_a_bare_run_uri_as_the_runs_bundle(use_registry: dict[str, str], tmp_path: Path) -> None:
+    """runs:/RUN_ID (no path) stopped with MLflow's "Not a proper runs:/ URI" (exit 1); export accepted it."""
+    from vaexprs.cli import main
+
+    by_run, by_version = tmp_path / "run.npy", tmp_path / "version.npy"
+    assert main(["generate", f"runs:/{use_registry['run1']}", "-n", "6", "-o", str(by_run), "-q"]) == 0
+    assert main(["generate", "models:/vx/1", "-n", "6", "-o", str(by_version), "-q"]) == 0
+    assert by_run.read_bytes() == by_version.read_bytes()
+
+
 def test_registered_pyfunc_generates_per_row(use_registry: dict[str, str]) -> None:
     import mlflow.pyfunc
     import pandas as pd

@@ -370,7 +370,8 @@ def generate(
     model: Annotated[
         str,
         typer.Argument(
-            help="Bundle folder, models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/PATH.", metavar="MODEL"
+            help="Bundle folder, models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID[/PATH] (a bare run means its bundle).",
+            metavar="MODEL",
         ),
     ],
     output: Annotated[

@@ -5,8 +5,8 @@
     previous = promote("vaexprs", 3, "champion")
     versions = model_versions("vaexprs")
 
-A MODEL is `models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/RUN_ID/PATH` or a local bundle folder (or its
-bundle.json). A folder is read as it is: its own bundle.json, never a search through subfolders. Downloads
+A MODEL is `models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/RUN_ID[/PATH]` (a bare run: its `bundle` folder)
+or a local bundle folder (or its bundle.json). A folder is read as it is: its own bundle.json, never a search through subfolders. Downloads
 go to a temporary folder that is removed when the `with` block ends. Registry lookups never build filter
 strings from user text, so a name with quotes cannot break them.
 """
@@ -29,6 +29,7 @@ URI_SCHEMES = ("models:/", "runs:/")
 BUNDLE_JSON = "bundle.json"
 # where a bundle sits in what MLflow downloads: a bundle folder, a pyfunc model (artifacts/bundle), a run root
 BUNDLE_LAYOUTS = ("", "artifacts/bundle", "bundle")
+RUN_BUNDLE_PATH = "bundle"  # where `train --track` logs a run's bundle
 MAX_NAME_LENGTH = 256
 _BAD_NAME = re.compile(r"[/@:\x00-\x1f\x7f]")
 # MLflow's rules for an alias; checked before the registry is touched, so the error names the rule rather than
@@ -218,7 +219,10 @@ def resolved_bundle(model: str | os.PathLike[str]) -> Iterator[ResolvedModel]:
     """The bundle folder a MODEL names (see the module docstring), available inside the `with` block."""
     text = os.fspath(model)
     if is_model_uri(text):
-        with downloaded(text) as (local, version):
+        ref = parse_model_uri(text)
+        # a bare runs:/RUN_ID means the bundle that run logged (as export's means its checkpoint)
+        source = f"runs:/{ref.run_id}/{RUN_BUNDLE_PATH}" if ref.run_id is not None and not ref.path else text
+        with downloaded(source) as (local, version):
             found = local if local.name == BUNDLE_JSON else _bundle_json_in(local) if local.is_dir() else None
             if found is None:
                 raise InputError(f"model {text!r} holds no {BUNDLE_JSON} (is it a vaexprs model?)")

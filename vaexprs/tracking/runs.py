@@ -25,6 +25,7 @@ from typing import Any
 
 from vaexprs.errors import Terminated, first_line
 from vaexprs.model.loop import Callback
+from vaexprs.registry.models import RUN_BUNDLE_PATH
 from vaexprs.registry.store import experiment_name, mlflow_client
 
 log = logging.getLogger("vaexprs")
@@ -32,7 +33,7 @@ log = logging.getLogger("vaexprs")
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "model.pt"
 PARTIAL_CHECKPOINT_FILE = "model_partial.pt"  # best weights so far of an interrupted run
-BUNDLE_DIR = "bundle"
+BUNDLE_DIR = RUN_BUNDLE_PATH  # generate reads runs:/RUN_ID as this folder
 HISTORY_FILE = "history.csv"
 PLOTS_DIR = "plots"
 PARTIAL_FORMAT = "vaexprs-partial-checkpoint"
