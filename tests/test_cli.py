@@ -204,6 +204,21 @@ def test_generate_unknown_registry_model_exits_2(capsys, tmp_path, monkeypatch):
         assert not (tmp_path / "mlflow.db").exists()  # a failed lookup leaves no empty store behind
 
 
+def test_generate_output_paths_that_are_not_files_in_folders(capsys, tmp_path, cvae_bundle):
+    """`-o .` said "cannot write '': unsupported output type '(none)'"; a file used as the folder said the folder
+    does not exist."""
+    data = tmp_path / "sim.h5ad"
+    data.write_text("precious")
+    for out, says in [
+        (tmp_path, f"output {tmp_path} is a folder; give a file in it, e.g. {tmp_path / 'generated.h5ad'}"),
+        (data / "x.h5ad", f"output folder {data} is a file, not a folder"),
+    ]:
+        code, _, err = run_cli(capsys, "generate", cvae_bundle, "-n", "5", "-o", out)
+        assert code == 2
+        assert_one_line_error(err, says)
+    assert data.read_text() == "precious" and sorted(p.name for p in tmp_path.iterdir()) == ["sim.h5ad"]
+
+
 def test_existing_output_needs_force(capsys, tmp_path, cvae_bundle):
     out = tmp_path / "out.h5ad"
     out.write_text("precious")

@@ -442,6 +442,8 @@ def test_promote_to_a_missing_version_fails_clearly(use_registry: dict[str, str]
     assert capsys.readouterr().err.strip() == "error: model vx has no version 7 (versions: 1, 2)"
     assert main(["promote", "nope", "--version", "1"]) == 2
     capsys.readouterr()
+    assert main(["promote", " ", "--version", "1"]) == 2  # NAME is an argument: it said "--name needs ..."
+    assert capsys.readouterr().err.strip() == "error: NAME needs a model name"
     # MLflow's alias rules, named before the registry is touched (they used to read "alias ... not found")
     for alias, says in [
         ("bad alias!", "letters, digits, '_' and '-'"),

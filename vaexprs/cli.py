@@ -36,6 +36,7 @@ from vaexprs.errors import (
     EXIT_SIGINT,
     EXIT_SIGTERM,
     EXIT_USAGE,
+    InputError,
     OptionError,
     Terminated,
     VaexprsError,
@@ -503,8 +504,13 @@ def promote(
     alias: Annotated[str, typer.Option(help="Alias to set (moved if it exists).", metavar="ALIAS")] = "champion",
 ) -> None:
     """Point an alias (e.g. champion) at a registered model version."""
+    from vaexprs.registry.models import check_model_name
     from vaexprs.registry.models import promote as promote_version
 
+    try:
+        check_model_name(name, "name")
+    except OptionError as exc:  # NAME is an argument here, not a --name option
+        raise InputError(f"NAME {exc.detail}") from None
     previous = promote_version(name, version, alias)
     moved = f" (moved from version {previous})" if previous and str(previous) != str(version) else ""
     typer.echo(f"models:/{name}@{alias} -> version {version}{moved}")

@@ -116,12 +116,20 @@ def temp_path(target: Path, suffix: str = "") -> Path:
     return Path(tmp)
 
 
+def require_output_folder(folder: Path) -> None:
+    """The folder an output goes into must be one: a missing one and a file of that name are both refused."""
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise InputError(f"output folder {folder} is a file, not a folder")
+    raise InputError(f"output folder {folder} does not exist")
+
+
 @contextlib.contextmanager
 def atomic_output(target: str | os.PathLike[str], force: bool = False, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path beside `target`; publish it on a clean exit, remove it on any exception."""
     target = Path(target)
-    if not target.parent.is_dir():
-        raise InputError(f"output folder {target.parent} does not exist")
+    require_output_folder(target.parent)
     if target.exists() and not force:
         raise exists_error(target)
     tmp = temp_path(target, suffix)

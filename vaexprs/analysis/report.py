@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vaexprs.errors import InputError
-from vaexprs.files import exists_error, refuse_inputs, write_json_atomic
+from vaexprs.files import exists_error, refuse_inputs, require_output_folder, write_json_atomic
 
 log = logging.getLogger("vaexprs")
 
@@ -86,8 +86,7 @@ def evaluate_files(
     real_path, gen_path = Path(real_path), Path(gen_path)
     if output is not None:
         output = Path(output)
-        if not output.parent.is_dir():
-            raise InputError(f"output folder {output.parent} does not exist")
+        require_output_folder(output.parent)
         refuse_inputs(output, (real_path, gen_path))
         if output.exists() and not force:
             raise exists_error(output)

@@ -57,6 +57,7 @@ from vaexprs.files import (
     force_switch,
     hdf5_end_of_allocation,
     publish,
+    require_output_folder,
     temp_path,
 )
 
@@ -88,13 +89,14 @@ def check_output(
     """Refuse an output we cannot or must not write (before any work is done); return it as a Path."""
     out = Path(path)
     suffix = out.suffix.lower()
+    if suffix not in STORE_SUFFIXES and out.is_dir():  # `-o .` read as a file named '' of no type
+        raise InputError(f"output {path} is a folder; give a file in it, e.g. {out / 'generated.h5ad'}")
     if suffix not in suffixes:
         raise InputError(
             f"cannot write {out.name!r}: unsupported output type {suffix or '(none)'!r}; use one of {', '.join(suffixes)}"
         )
     folder = out.parent
-    if not folder.is_dir():
-        raise InputError(f"output folder {folder} does not exist")
+    require_output_folder(folder)
     if suffix not in STORE_SUFFIXES and str(path).endswith(("/", os.sep)):  # Path() drops the slash
         raise InputError(f"output {path} ends with a slash, as a folder does; give a file name such as {out.name}")
     if suffix in STORE_SUFFIXES:
@@ -102,8 +104,6 @@ def check_output(
         if not os.access(folder, os.W_OK):
             raise InputError(f"output folder {folder} is not writable")
         return out
-    if out.is_dir():
-        raise InputError(f"output {out} is a folder")
     if out.exists() and not force:
         raise exists_error(out)
     labels_beside = obs_csv_path(out)
