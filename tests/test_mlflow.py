@@ -467,6 +467,10 @@ def test_export_from_a_run_or_a_registered_version(use_registry: dict[str, str],
     assert main(["export", uri, "-o", str(tmp_path / "from-run")]) == 0
     assert main(["export", "models:/vx/2", "-o", str(tmp_path / "from-model")]) == 0
     assert load_bundle(tmp_path / "from-model").labels == ["group1", "group2", "group3"]
+    # the lineage survives a re-export (it was None)
+    for folder, run in (("from-run", "run1"), ("from-model", "run2")):
+        spec = json.loads((tmp_path / folder / "bundle.json").read_text())
+        assert spec["provenance"]["mlflow_run_id"] == use_registry[run]
     assert main(["export", "runs:/0123456789abcdef0123456789abcdef/checkpoint/model.pt", "-o", "x"]) == 2
 
 

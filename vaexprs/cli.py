@@ -351,14 +351,16 @@ def export(
 
     setup_logging(False)
     check_bundle_output(output, force)
+    provenance = None
     if model.startswith(("runs:/", "models:/")):
         from vaexprs.registry.models import downloaded_checkpoint
 
-        with downloaded_checkpoint(model) as path:
+        with downloaded_checkpoint(model) as (path, run_id):
             result = VAEResult.load(path)
+        provenance = {"mlflow_run_id": run_id}  # the training run, as its own bundle records it
     else:
         result = VAEResult.load(model)
-    out = export_bundle(result, output, force=force)
+    out = export_bundle(result, output, force=force, provenance=provenance)
     if track:
         _track({"bundle": out}, {"source_model": model}, "export")
     typer.echo(f"bundle: {out}")

@@ -255,8 +255,9 @@ CHECKPOINT_PATH = "checkpoint/model.pt"
 
 
 @contextlib.contextmanager
-def downloaded_checkpoint(uri: str) -> Iterator[Path]:
-    """A local copy of a tracked run's torch checkpoint, removed afterwards.
+def downloaded_checkpoint(uri: str) -> Iterator[tuple[Path, str]]:
+    """A local copy of a tracked run's torch checkpoint, removed afterwards, and the run's id (the lineage a
+    bundle exported from it records).
 
     runs:/RUN_ID (its checkpoint/model.pt), runs:/RUN_ID/PATH (that file), or models:/NAME@ALIAS|VERSION: a
     registered vaexprs model holds the ONNX bundle, not the weights, so the checkpoint comes from the run that
@@ -272,4 +273,4 @@ def downloaded_checkpoint(uri: str) -> Iterator[Path]:
             local = local / "model.pt" if (local / "model.pt").is_file() else local / CHECKPOINT_PATH
         if not local.is_file():
             raise InputError(f"{uri!r} holds no {CHECKPOINT_PATH}")
-        yield local
+        yield local, run_id
