@@ -267,6 +267,14 @@ def test_train_bad_input_exits_2(capsys, tmp_path, sim_file, args, fragments):
     assert_one_line_error(err, *fragments)
 
 
+def test_train_without_an_output_warns_that_nothing_is_kept(capsys, tmp_path, sim_file):
+    args = ["--likelihood", "mse", "--epochs", "1", "--hidden", "8"]
+    code, _, err = run_cli(capsys, "train", sim_file, *args)
+    assert code == 0 and "nothing will be kept: the model is trained and discarded" in err
+    code, _, err = run_cli(capsys, "train", sim_file, *args, "--checkpoint", tmp_path / "m.pt")
+    assert code == 0 and "nothing will be kept" not in err and (tmp_path / "m.pt").is_file()
+
+
 def test_train_rejects_nan_data(capsys, tmp_path, small_sim):
     bad = small_sim.copy()
     bad.X[3, 4] = np.nan
