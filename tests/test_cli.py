@@ -267,12 +267,24 @@ def test_train_bad_input_exits_2(capsys, tmp_path, sim_file, args, fragments):
     assert_one_line_error(err, *fragments)
 
 
+def test_train_learns_the_layer_it_is_given(capsys, tmp_path, small_sim):
+    """--layer was read into X and then looked up again by fit_vae: 'layer counts not found (layers: none)'."""
+    adata = small_sim.copy()
+    adata.layers["counts"] = np.rint(np.asarray(adata.X) * 10).astype(np.float32)  # whole numbers: nb takes them
+    adata.X = np.log1p(adata.layers["counts"]) + 0.5  # X is not counts, so nb would refuse it
+    adata.write_h5ad(tmp_path / "layered.h5ad")
+    args = ["--layer", "counts", "--likelihood", "nb", "--epochs", "1", "--hidden", "8", "-q"]
+    code, _, err = run_cli(capsys, "train", tmp_path / "layered.h5ad", *args, "-o", tmp_path / "bundle")
+    assert code == 0, err
+    assert json.loads((tmp_path / "bundle" / "bundle.json").read_text())["likelihood"] == "nb"
+
+
 def test_train_without_an_output_warns_that_nothing_is_kept(capsys, tmp_path, sim_file):
     args = ["--likelihood", "mse", "--epochs", "1", "--hidden", "8"]
     code, _, err = run_cli(capsys, "train", sim_file, *args)
-    assert code == 0 and "nothing will be kept: the model is trained and discarded" in err
+    assert code == 0 and "nothing was kept: the model was trained and discarded" in err
     code, _, err = run_cli(capsys, "train", sim_file, *args, "--checkpoint", tmp_path / "m.pt")
-    assert code == 0 and "nothing will be kept" not in err and (tmp_path / "m.pt").is_file()
+    assert code == 0 and "nothing was kept" not in err and (tmp_path / "m.pt").is_file()
 
 
 def test_train_rejects_nan_data(capsys, tmp_path, small_sim):

@@ -311,12 +311,12 @@ def train(
     quiet = quiet or not is_main_process()  # under torchrun, rank 0 speaks for all
     setup_logging(quiet)
     job = TrainJob(**values_of(TrainJob, options))
-    if not (job.output or job.checkpoint or job.track or job.register):
+    outcome = train_job(data or None, job, fit_options(options), progress=False if quiet else None)
+    if not (job.output or job.checkpoint or job.track or job.register):  # said after the data passed its checks
         logging.getLogger("vaexprs").warning(
-            "nothing will be kept: the model is trained and discarded; give -o FOLDER (the bundle), --checkpoint "
+            "nothing was kept: the model was trained and discarded; give -o FOLDER (the bundle), --checkpoint "
             "FILE or --track / --register NAME to keep it"
         )
-    outcome = train_job(data or None, job, fit_options(options), progress=False if quiet else None)
     result = outcome.result
     monitor = result.train_config.monitor
     best = min(h[monitor] for h in result.history)

@@ -87,7 +87,10 @@ def read_expression(
                 if layer not in adata.layers:
                     known = ", ".join(adata.layers.keys()) or "none"
                     raise InputError(f"layer {layer!r} not in {path.name} (layers: {known})")
-                adata = ad.AnnData(adata.layers[layer], obs=adata.obs, var=adata.var)
+                # X is the layer, and the layer stays under its name: fit_vae(layer=...) reads it there (the
+                # same array, not a copy), and the model records which layer it learned
+                chosen = adata.layers[layer]
+                adata = ad.AnnData(chosen, obs=adata.obs, var=adata.var, layers={layer: chosen})
         elif suffix == ".npy":
             x = np.load(path, allow_pickle=False)
             if x.ndim != 2:
