@@ -403,6 +403,31 @@ def test_labels_follow_the_cells_names_or_are_refused(small_sim):
             vaexprs.fit_vae(small_sim, bad, epochs=1)
 
 
+def test_a_data_frame_gives_its_genes_and_cells_names(small_sim):
+    """A pandas DataFrame lost its gene names (gene1..) and took a Series of labels by position (45 of 60 cells
+    mislabelled in a walkthrough); its columns are the genes and its index the cells, as an AnnData's names."""
+    import pandas as pd
+
+    from vaexprs.data.io import as_matrix
+    from vaexprs.errors import InputError
+
+    frame = pd.DataFrame(np.asarray(small_sim.X), index=small_sim.obs_names, columns=small_sim.var_names)
+    truth = small_sim.obs["cell_type"].astype(str).to_numpy()
+    shuffled = small_sim.obs["cell_type"].sample(frac=1, random_state=0)
+    matrix, genes, labels = as_matrix(frame, shuffled)
+    assert genes == list(small_sim.var_names) and matrix.shape == small_sim.shape
+    np.testing.assert_array_equal(labels, truth)
+    with_column = frame.assign(cell_type=small_sim.obs["cell_type"].to_numpy())  # the layout generate's CSV has
+    _, genes, labels = as_matrix(with_column, "cell_type")
+    assert genes == list(small_sim.var_names) and list(labels) == list(truth)
+    with pytest.raises(InputError, match="labels='kind' is not a column of the DataFrame"):
+        as_matrix(frame, "kind")
+    with pytest.raises(InputError, match="index is neither the cells' obs_names"):
+        as_matrix(frame.reset_index(drop=True).set_axis([f"x{i}" for i in range(90)]), shuffled)
+    result = vaexprs.fit_vae(frame, shuffled, likelihood="mse", epochs=1, hidden=(8,))
+    assert result.genes == list(small_sim.var_names) and list(result.y_train) == list(truth)
+
+
 def test_validation_cells_must_have_the_training_genes_in_order(small_sim):
     from vaexprs.errors import InputError
 

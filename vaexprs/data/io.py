@@ -195,7 +195,18 @@ def as_matrix(
     `labels` may be a sequence (one per cell) or, for AnnData, an obs column name.
     """
     genes: list[str]
-    if hasattr(x, "obs") and hasattr(x, "var_names"):
+    obs_names = getattr(x, "obs_names", None)
+    if is_data_frame(x):  # cells x genes with names: the columns are the genes, the index the cells
+        if layer is not None:
+            raise InputError(f"layer={layer!r} needs an AnnData; the data is a pandas DataFrame")
+        if isinstance(labels, str):  # a label column of the table, as in the CSVs vaexprs writes
+            if labels not in x.columns:
+                raise InputError(f"labels={labels!r} is not a column of the DataFrame")
+            labels, x = x[labels], x.drop(columns=labels)
+        obs_names = x.index
+        genes = [str(g) for g in x.columns]
+        matrix = x.to_numpy()
+    elif hasattr(x, "obs") and hasattr(x, "var_names"):
         if layer is not None and layer not in x.layers:
             raise InputError(f"layer {layer!r} not found (layers: {', '.join(x.layers.keys()) or 'none'})")
         matrix = x.layers[layer] if layer is not None else x.X
@@ -245,7 +256,7 @@ def as_matrix(
         raise InputError(f"every value of the expression matrix is {constant:g}: there is nothing to learn")
     label_array = None
     if labels is not None:
-        labels = labels_by_cell(labels, getattr(x, "obs_names", None))
+        labels = labels_by_cell(labels, obs_names)
         missing = count_missing(labels)
         if missing:
             raise InputError(f"{missing} cell(s) have no label (NaN or empty); label them or drop them first")
@@ -253,6 +264,11 @@ def as_matrix(
         if label_array.shape[0] != n_cells:
             raise InputError(f"got {label_array.shape[0]} labels for {n_cells} cells")
     return matrix, genes, label_array
+
+
+def is_data_frame(x: Any) -> bool:
+    """A pandas DataFrame (checked without importing pandas)."""
+    return type(x).__name__ == "DataFrame" and hasattr(x, "columns") and hasattr(x, "to_numpy")
 
 
 def labels_by_cell(labels: Any, obs_names: Any) -> Any:

@@ -25,7 +25,7 @@ import numpy as np
 from vaexprs.bundle.heads import HEADS, LibrarySize
 from vaexprs.config import FIT_CONFIGS, DataConfig, ModelConfig, TrainConfig, config_defaults, split_options
 from vaexprs.data.backed import is_on_disk, sample_rows, subset_rows
-from vaexprs.data.io import as_matrix
+from vaexprs.data.io import as_matrix, is_data_frame
 from vaexprs.data.preprocess import (
     Preprocessor,
     apply_normalization,
@@ -93,7 +93,8 @@ def prepare_data(
         val_matrix, val_genes, val_labels = as_matrix(x_val, y_val, data.layer)
         if val_matrix.shape[1] != matrix.shape[1]:
             raise InputError(f"x_val has {val_matrix.shape[1]} genes but x_train has {matrix.shape[1]}")
-        named = hasattr(x_train, "var_names") and hasattr(x_val, "var_names")  # a matrix's genes are positions
+        # an AnnData's or a DataFrame's genes are names; a matrix's are positions
+        named = all(hasattr(v, "var_names") or is_data_frame(v) for v in (x_train, x_val))
         if named and val_genes != genes:
             first = next(v for v, t in zip(val_genes, genes, strict=True) if v != t)
             what = "x_train's genes in another order" if set(val_genes) == set(genes) else "other genes than x_train"
@@ -333,12 +334,14 @@ def _fit_doc() -> str:
         "",
         "Parameters",
         "----------",
-        "x_train : AnnData, numpy array or scipy.sparse matrix",
-        "    Cells x genes (AnnData: X, or `layer`). A backed AnnData (`anndata.read_h5ad(path, backed='r')`)",
+        "x_train : AnnData, pandas DataFrame, numpy array or scipy.sparse matrix",
+        "    Cells x genes (AnnData: X, or `layer`; a DataFrame: its columns are the genes, its index the cells).",
+        "    A backed AnnData (`anndata.read_h5ad(path, backed='r')`)",
         "    trains out of core: X stays on disk, statistics are streamed, and the result keeps a sample of",
         "    REFERENCE_CELLS cells (10,000) as x_train/x_val for plots and evaluation.",
         "y_train : sequence or str, optional",
-        "    One label per cell, or an obs column name of x_train. Labels make a CVAE.",
+        "    One label per cell (a pandas Series is aligned on the cells' names), or an obs column name of",
+        "    x_train (a column of a DataFrame). Labels make a CVAE.",
         "x_val, y_val : optional",
         "    Explicit validation cells (scaled with the training scaler), instead of `val_split`.",
         "callbacks : sequence of vaexprs.model.loop.Callback",
