@@ -267,6 +267,54 @@ def test_train_bad_input_exits_2(capsys, tmp_path, sim_file, args, fragments):
     assert_one_line_error(err, *fragments)
 
 
+def _write_table(frame, path, kind):
+    if kind == "no-name-column":
+        frame.to_csv(path, index=False)
+    elif kind == "no-header":
+        frame.to_csv(path, header=False)
+    elif kind == "repeated-gene":
+        frame.set_axis([*frame.columns[:-1], frame.columns[0]], axis=1).to_csv(path)
+    elif kind == "trailing-tab":
+        frame.assign(**{"": ""}).to_csv(path, sep="\t")
+    elif kind == "semicolons":
+        frame.to_csv(path, sep=";", decimal=",")
+
+
+@pytest.mark.parametrize(
+    ("kind", "suffix", "message"),
+    [  # each used to lose a gene or a cell silently, rename a gene, or fail in pandas' words
+        ("no-name-column", ".csv", "is read as names but holds fractional numbers: put the cell (or gene) names"),
+        ("no-header", ".csv", "not names: the table needs a header line of gene names"),
+        ("repeated-gene", ".csv", "gene names in the header of t.csv are not unique: gene1; make them unique"),
+        ("trailing-tab", ".tsv", "has an empty column without a name (Unnamed: 121): a separator at the end"),
+        ("semicolons", ".csv", "t.csv is separated by semicolons; a .csv file's values must be separated by commas"),
+    ],
+)
+def test_train_refuses_tables_whose_names_are_not_in_place(capsys, tmp_path, small_sim, kind, suffix, message):
+    import pandas as pd
+
+    values = np.asarray(small_sim.X) + np.random.default_rng(0).uniform(0.01, 0.99, small_sim.shape)  # no repeats
+    frame = pd.DataFrame(values, index=small_sim.obs_names, columns=small_sim.var_names)
+    _write_table(frame, tmp_path / f"t{suffix}", kind)
+    code, _, err = run_cli(capsys, "train", tmp_path / f"t{suffix}", "--epochs", "1", "-o", tmp_path / "b")
+    assert code == 2
+    assert_one_line_error(err, message)
+    assert not (tmp_path / "b").exists()
+
+
+def test_whole_number_labels_of_a_genes_by_cells_table_stay_whole(capsys, tmp_path, small_sim):
+    """A label row of integer codes among the numbers came back as 0.0, 1.0, ... (then --label 1 was unknown)."""
+    import pandas as pd
+
+    table = pd.DataFrame(np.asarray(small_sim.X).T, index=small_sim.var_names, columns=small_sim.obs_names)
+    table.loc["cell_type"] = small_sim.obs["cell_type"].cat.codes.to_numpy()
+    table.to_csv(tmp_path / "by_gene.csv")
+    args = ["--genes-as-rows", "--likelihood", "mse", "--epochs", "1", "--hidden", "8", "-q"]
+    code, _, err = run_cli(capsys, "train", tmp_path / "by_gene.csv", *args, "-o", tmp_path / "b")
+    assert code == 0, err
+    assert json.loads((tmp_path / "b" / "bundle.json").read_text())["labels"] == ["0", "1", "2"]
+
+
 def test_train_learns_the_layer_it_is_given(capsys, tmp_path, small_sim):
     """--layer was read into X and then looked up again by fit_vae: 'layer counts not found (layers: none)'."""
     adata = small_sim.copy()
@@ -322,7 +370,9 @@ def test_train_reads_the_label_column_of_a_csv_and_refuses_a_table_without_names
     frame.to_csv(tmp_path / "semicolons.csv", sep=";")  # used to read as "empty (90 cells x 0 genes)"
     code, _, err = run_cli(capsys, "train", tmp_path / "semicolons.csv", *args)
     assert code == 2
-    assert_one_line_error(err, "semicolons.csv has a single column; a .csv file's values must be separated by commas")
+    assert_one_line_error(
+        err, "semicolons.csv is separated by semicolons; a .csv file's values must be separated by commas"
+    )
     (tmp_path / "notes.txt").write_text("my notes on this experiment\n")  # used to read as "empty (0 cells x 0 genes)"
     code, _, err = run_cli(capsys, "train", tmp_path / "notes.txt", *args)
     assert code == 2

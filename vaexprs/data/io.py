@@ -20,7 +20,7 @@ import numpy as np
 
 from vaexprs.data.backed import OnDiskCells, is_on_disk
 from vaexprs.data.preprocess import ValueSummary, value_summary
-from vaexprs.errors import InputError, OptionError
+from vaexprs.errors import InputError, OptionError, examples
 from vaexprs.files import atomic_output, check_free_space, file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,6 +113,11 @@ def read_expression(
                     adata.obs[label_key] = label_texts(obs[label_key])
         else:
             sep = "," if suffix == ".csv" else "\t"
+            header = header_fields(path, sep)
+            if sep == "," and len(header) == 1 and ";" in header[0]:
+                raise InputError(
+                    f"{path.name} is separated by semicolons; a .csv file's values must be separated by commas"
+                )
             frame = pd.read_csv(path, sep=sep, index_col=0)
             if len(frame.index) == 0:  # a header alone (or a line of text): not a table of cells
                 raise InputError(f"{path.name} has no rows of values below its first line (the header)")
@@ -121,12 +126,7 @@ def read_expression(
                 raise InputError(
                     f"{path.name} has a single column; a {suffix} file's values must be separated by {expected}"
                 )
-            if frame.index.has_duplicates and pd.api.types.is_numeric_dtype(frame.index):
-                # a table without a name column: its first gene was read as cell names, and would be lost
-                raise InputError(
-                    f"the first column of {path.name} ({frame.index.name or 'unnamed'}) is read as names but holds "
-                    "repeated numbers: put the cell (or gene) names in the first column"
-                )
+            check_table_names(path.name, frame, header, genes_as_rows)
             if genes_as_rows:
                 frame = frame.T
             elif columns_look_like_cells(frame.columns):  # numeric, so it would train on genes as cells
@@ -164,6 +164,55 @@ def read_expression(
         raise InputError(f"label column {label_key!r} not found in {path.name} (obs columns: {known})")
     adata.uns.setdefault("vaexprs_source", {"path": str(path), "sha256": file_sha256(path)})
     return adata
+
+
+def header_fields(path: Path, sep: str) -> list[str]:
+    """The first line's fields as written (pandas renames a repeated name: GSTP1, GSTP1.1)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+            return next(csv.reader(handle, delimiter=sep), [])
+    except csv.Error:  # a field beyond csv's size limit: pandas reads the table and says what is wrong
+        return []
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def check_table_names(name: str, frame: Any, header: list[str], genes_as_rows: bool) -> None:
+    """Refuse a table whose names are not where names belong: each of these used to lose a gene or a cell
+    without a word, or fail with pandas' words. `frame` is the table as read (first column = index)."""
+    import pandas as pd
+
+    index = frame.index
+    if pd.api.types.is_numeric_dtype(index) and (
+        index.has_duplicates or not np.all(np.mod(index.to_numpy(dtype=float), 1) == 0)
+    ):  # a table without a name column: its first gene (or cell) was read as names, and would be lost
+        raise InputError(
+            f"the first column of {name} ({index.name or 'unnamed'}) is read as names but holds "
+            f"{'repeated' if index.has_duplicates else 'fractional'} numbers: put the cell (or gene) names in the "
+            "first column"
+        )
+    columns = header[len(header) - frame.shape[1] :] if len(header) >= frame.shape[1] else []
+    numbers = [v for v in map(_number, columns) if v is not None]
+    if columns and len(numbers) == len(columns) and any(not v.is_integer() for v in numbers):
+        raise InputError(
+            f"the first line of {name} holds numbers ({columns[0]}, ...), not names: the table needs a header line "
+            f"of {'cell' if genes_as_rows else 'gene'} names"
+        )
+    if not genes_as_rows and len(set(columns)) < len(columns):
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        raise InputError(f"gene names in the header of {name} are not unique: {examples(repeated)}; make them unique")
+    empty = [str(c) for c in frame.columns if str(c).startswith("Unnamed: ") and frame[c].isna().all()]
+    if empty:
+        raise InputError(
+            f"{name} has an empty column without a name ({empty[0]}): a separator at the end of each line? remove it"
+        )
 
 
 def read_labels_file(path: str | Path, n_cells: int, n_columns: int | None = None) -> list[str]:
@@ -298,7 +347,14 @@ def label_texts(labels: Any) -> Any:
     would be) rather than becoming a label called "nan"."""
     import pandas as pd
 
-    return pd.Categorical(labels.where(labels.isna(), labels.astype(str)).to_numpy())
+    return pd.Categorical(labels.where(labels.isna(), labels.map(_label_text)).to_numpy())
+
+
+def _label_text(value: Any) -> str:
+    """A label as text; a whole number read as a float (a label row among numbers) stays whole: 3, not 3.0."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def single_value(summary: ValueSummary, n_values: int) -> float | None:
