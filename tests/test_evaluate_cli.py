@@ -143,3 +143,56 @@ def test_evaluate_model_uses_held_out_cells_when_there_are_some(small_sim):
     assert sorted(gen.y_gen.tolist()) == sorted(result.y_val.tolist())
     no_val = vaexprs.fit_vae(small_sim, "cell_type", hidden=(32,), epochs=2)
     assert evaluate_model(no_val)[0]["reference"].startswith("training cells")
+
+
+def test_generated_csv_and_npy_are_scored_in_the_space_of_their_h5ad(capsys, tmp_path, small_sim):
+    """A .csv or .npy carries no value space: raw RPKM-like real cells were compared with log values (AUC 1.0)
+    where the same cells as .h5ad were compared in log space."""
+    import vaexprs
+
+    rpkm = small_sim.copy()
+    rpkm.X = (np.exp2(np.asarray(rpkm.X)) - 1) * 40.5  # non-integer and far above log scale: normalize=auto logs
+    real = tmp_path / "rpkm.h5ad"
+    rpkm.write_h5ad(real)
+    result = vaexprs.fit_vae(rpkm, "cell_type", likelihood="hurdle", hidden=(16,), epochs=3)
+    bundle = vaexprs.export_bundle(result, tmp_path / "bundle")
+    scores = {}
+    for suffix in (".h5ad", ".csv"):
+        gen, out = tmp_path / f"gen{suffix}", tmp_path / f"metrics{suffix}.json"
+        assert run_cli(capsys, "generate", bundle, "-n", "90", "--seed", "4", "-o", gen, "-q")[0] == 0
+        code, _, err = run_cli(capsys, "evaluate", real, gen, "-o", out)
+        assert code == 0, err
+        scores[suffix] = json.loads(out.read_text())
+    assert scores[".h5ad"]["space_note"] == scores[".csv"]["space_note"] == "real cells compared in log space"
+    assert "carry no value space" in err
+    for key in ("auc_real_vs_gen", "mean_absdiff", "mean_corr"):
+        assert scores[".csv"][key] == pytest.approx(scores[".h5ad"][key], abs=0.02), key
+
+
+def test_generated_labels_are_read_from_cell_type_under_any_label_key(capsys, tmp_path, small_sim):
+    """generate writes its labels as cell_type; a model trained with --label-key stage could not be evaluated
+    (`label column 'stage' not found in GEN`, and a .csv GEN failed as non-numeric)."""
+    import vaexprs
+
+    staged = small_sim.copy()
+    staged.obs["stage"] = staged.obs.pop("cell_type")
+    real = tmp_path / "staged.h5ad"
+    staged.write_h5ad(real)
+    result = vaexprs.fit_vae(staged, "stage", likelihood="mse", hidden=(16,), epochs=2)
+    bundle = vaexprs.export_bundle(result, tmp_path / "bundle")
+    for suffix in (".h5ad", ".csv"):
+        gen, out = tmp_path / f"gen{suffix}", tmp_path / f"m{suffix}.json"
+        assert run_cli(capsys, "generate", bundle, "-n", "60", "-o", gen, "-q")[0] == 0
+        code, _, err = run_cli(capsys, "evaluate", real, gen, "--label-key", "stage", "-o", out)
+        assert code == 0, err
+        assert json.loads(out.read_text())["tstr_accuracy"] is not None
+    npy = tmp_path / "gen.npy"  # its labels sit in gen.obs.csv; its genes are gene1.., as small_sim's are
+    assert run_cli(capsys, "generate", bundle, "-n", "60", "-o", npy, "-q")[0] == 0
+    code, _, err = run_cli(capsys, "evaluate", real, npy, "--label-key", "stage", "-o", tmp_path / "m.npy.json")
+    assert code == 0, err
+    named = staged.copy()
+    named.var_names = [f"ENSG{i:05d}" for i in range(named.n_vars)]
+    named.write_h5ad(tmp_path / "named.h5ad")
+    code, _, err = run_cli(capsys, "evaluate", tmp_path / "named.h5ad", npy, "--label-key", "stage")
+    assert code == 2  # it said "gene sets differ: ... gene1, gene2"
+    assert_one_line_error(err, "gen.npy is a .npy, which holds no gene names; write the cells as .h5ad or .csv")

@@ -17,6 +17,7 @@ from vaexprs.files import exists_error, refuse_inputs, require_output_folder, wr
 log = logging.getLogger("vaexprs")
 
 REAL_SPACES = ("auto", "lognorm", "log", "none")
+GENERATED_LABEL_KEY = "cell_type"  # the label column `vaexprs generate` writes
 
 
 def _read(path: Path, label_key: str | None) -> Any:
@@ -24,6 +25,34 @@ def _read(path: Path, label_key: str | None) -> Any:
 
     # labels where the file has them (generate's CSV column, a .npy's .obs.csv); their absence is judged later
     return read_expression(path, label_key=label_key or None, require_label=False)
+
+
+def _read_generated(path: Path, label_key: str | None) -> Any:
+    """GEN with its labels under `label_key`. `vaexprs generate` names its label column cell_type whatever the
+    training data called it, so a model trained with --label-key stage is scored against its cell_type column."""
+    other_key = bool(label_key) and label_key != GENERATED_LABEL_KEY
+    try:
+        gen = _read(path, label_key)
+    except InputError:
+        if not other_key:
+            raise
+        gen = _read(path, GENERATED_LABEL_KEY)  # a .csv's cell_type column is text, not a gene
+    if other_key and label_key not in gen.obs and GENERATED_LABEL_KEY not in gen.obs and path.suffix == ".npy":
+        gen = _read(path, GENERATED_LABEL_KEY)  # a .npy's labels: the cell_type column of NAME.obs.csv
+    if label_key and label_key not in gen.obs and GENERATED_LABEL_KEY in gen.obs:
+        gen.obs[label_key] = gen.obs[GENERATED_LABEL_KEY]
+    return gen
+
+
+def _refuse_unnamed_genes(path: Path, adata: Any, other: Any) -> None:
+    """A .npy holds no gene names (they read as gene1..); comparing it with named genes would fail as 'gene sets
+    differ', and taking the genes by position could pair the wrong ones."""
+    if path.suffix.lower() != ".npy" or list(adata.var_names) == list(other.var_names):
+        return
+    raise InputError(
+        f"{path.name} is a .npy, which holds no gene names; write the cells as .h5ad or .csv (named genes) to "
+        "compare them"
+    )
 
 
 def _meta(adata: Any) -> dict[str, Any]:
@@ -50,11 +79,35 @@ def align_spaces(real: Any, gen: Any, real_space: str = "auto") -> tuple[Any, An
     if real_space == "auto":
         raw_method, _ = choose_normalization(real.X, "auto")
         looks_raw = looks_like_counts(real.X) or raw_method == "log"
+        if gen_space is None and raw_method != "none":
+            gen, gen_space = _guess_gen_space(gen, raw_method)
         method = gen_space if gen_space in ("lognorm", "log") and looks_raw else "none"
     if method != "none":
         real = real.copy()
         real.X = apply_normalization(real.X, method)
     return real, gen, f"real cells compared in {method if method != 'none' else 'their own'} space"
+
+
+def _guess_gen_space(gen: Any, raw_method: str) -> tuple[Any, str | None]:
+    """A generated .csv/.npy carries no value space. Where the real cells are raw, take the space training puts
+    such cells in (`raw_method`, normalize=auto's choice): generated values that look normalised are in it, and
+    generated values as raw as the real ones are normalised the same way. Without this, raw RPKM was compared
+    with log values (AUC 1.0)."""
+    from vaexprs.data.preprocess import apply_normalization, choose_normalization
+
+    gen_method, _ = choose_normalization(gen.X, "auto")
+    if gen_method == "none":
+        log.warning(
+            "the generated cells carry no value space (a .csv or .npy has none) and look normalised; the real "
+            "cells are compared after %s, the space training puts them in (--real-space chooses another)",
+            raw_method,
+        )
+        return gen, raw_method
+    if gen_method == raw_method:
+        gen = gen.copy()
+        gen.X = apply_normalization(gen.X, raw_method)
+        return gen, raw_method
+    return gen, None
 
 
 def check_plot_folder(folder: Path, force: bool) -> None:
@@ -93,7 +146,9 @@ def evaluate_files(
     if plots is not None:
         check_plot_folder(Path(plots), force)
     real = _read(real_path, label_key)
-    gen = _read(gen_path, label_key)
+    gen = _read_generated(gen_path, label_key)
+    _refuse_unnamed_genes(gen_path, gen, real)
+    _refuse_unnamed_genes(real_path, real, gen)
     if label_key and (label_key not in real.obs or label_key not in gen.obs):
         side = "REAL" if label_key not in real.obs else "GEN"
         raise InputError(f"label column {label_key!r} not found in {side}; pass --label-key '' for unlabelled data")
