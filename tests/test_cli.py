@@ -315,6 +315,20 @@ def test_whole_number_labels_of_a_genes_by_cells_table_stay_whole(capsys, tmp_pa
     assert json.loads((tmp_path / "b" / "bundle.json").read_text())["labels"] == ["0", "1", "2"]
 
 
+def test_train_refuses_one_cell_and_repeated_gene_names_in_one_line(capsys, tmp_path, small_sim):
+    """One cell trained a VAE without a word; repeated gene names were refused after anndata's two-line warning."""
+    np.save(tmp_path / "one.npy", np.asarray(small_sim.X[:1]))
+    code, _, err = run_cli(capsys, "train", tmp_path / "one.npy", "--model", "vae", "--epochs", "1")
+    assert code == 2
+    assert_one_line_error(err, "one cell cannot be learnt: a model of a distribution needs at least 2 cells")
+    repeated = small_sim.copy()
+    repeated.var_names = ["g0", *repeated.var_names[1:-1], "g0"]
+    repeated.write_h5ad(tmp_path / "repeated.h5ad")
+    code, _, err = run_cli(capsys, "train", tmp_path / "repeated.h5ad", "--epochs", "1")
+    assert code == 2 and "Warning" not in err
+    assert_one_line_error(err, "gene names are not unique")
+
+
 def test_train_learns_the_layer_it_is_given(capsys, tmp_path, small_sim):
     """--layer was read into X and then looked up again by fit_vae: 'layer counts not found (layers: none)'."""
     adata = small_sim.copy()

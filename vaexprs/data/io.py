@@ -80,9 +80,9 @@ def read_expression(
         )
     try:
         if suffix == ".h5ad" and backed:
-            adata = ad.read_h5ad(path, backed="r")
+            adata = read_h5ad_quietly(path, backed="r")
         elif suffix == ".h5ad":
-            adata = ad.read_h5ad(path)
+            adata = read_h5ad_quietly(path)
             if layer is not None:
                 if layer not in adata.layers:
                     known = ", ".join(adata.layers.keys()) or "none"
@@ -164,6 +164,18 @@ def read_expression(
         raise InputError(f"label column {label_key!r} not found in {path.name} (obs columns: {known})")
     adata.uns.setdefault("vaexprs_source", {"path": str(path), "sha256": file_sha256(path)})
     return adata
+
+
+def read_h5ad_quietly(path: Path, **kwargs: Any) -> AnnData:
+    """anndata.read_h5ad without its warning about repeated names: repeated cell names are fine here, and
+    repeated gene names get vaexprs' own one-line error (the warning came first, with a source line)."""
+    import warnings
+
+    import anndata as ad
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(Variable|Observation) names are not unique")
+        return ad.read_h5ad(path, **kwargs)
 
 
 def header_fields(path: Path, sep: str) -> list[str]:

@@ -79,6 +79,8 @@ def prepare_data(
 ) -> TrainingData:
     """Read the matrices and labels, check them, and hold out validation cells (explicit, or val_split)."""
     matrix, genes, labels = as_matrix(x_train, y_train, data.layer)
+    if matrix.shape[0] < 2:
+        raise InputError("one cell cannot be learnt: a model of a distribution needs at least 2 cells")
     if labels is not None:
         values, counts = np.unique(labels, return_counts=True)
         lonely = [str(v) for v, c in zip(values, counts) if c < 2]
