@@ -378,7 +378,10 @@ def generate(
     model: Annotated[
         str,
         typer.Argument(
-            help="Bundle folder, models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID[/PATH] (a bare run means its bundle).",
+            help=(
+                "Bundle folder, models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID[/PATH] (a bare run means "
+                "its bundle)."
+            ),
             metavar="MODEL",
         ),
     ],

@@ -21,8 +21,8 @@ Formats:
 - `.csv`: header `cell,cell_type,<genes...>` (no cell_type column without labels); values as `%.6g`.
 - `.npy`: a float32 (n, G) array. With labels, `<stem>.obs.csv` beside it (`cell,cell_type`), written
   atomically too; an unlabelled .npy refuses to sit beside an earlier run's .obs.csv (readers would take it as
-  its labels) unless forced, which removes it. (The .npy is streamed through a plain file, not a memmap: a memmap's dirty pages count as
-  the process's resident memory, which would grow with n.)
+  its labels) unless forced, which removes it. (The .npy is streamed through a plain file, not a memmap: a
+  memmap's dirty pages count as the process's resident memory, which would grow with n.)
 - `.zarr`: AnnData's zarr layout (the same elements as the .h5ad; `anndata.read_zarr` reads it), a folder
   filled in a temp folder `.NAME.tmp-XXXX` beside the target and renamed at the end. X is float32, one zarr
   chunk per generation block (`chunk_rows` cells x all genes), uncompressed like the .h5ad; obs_names and the

@@ -449,8 +449,8 @@ def gen_exprs(
         _check_total(num_samples, labels)
     try:
         request = request_from(
-            DEFAULT_NUM_SAMPLES if num_samples is None else num_samples, labels, sampler=sampler, seed=seed, batch_size=batch_size, output_space=output_space,
-            temperature=temperature,
+            DEFAULT_NUM_SAMPLES if num_samples is None else num_samples, labels, sampler=sampler, seed=seed,
+            batch_size=batch_size, output_space=output_space, temperature=temperature,
         )  # fmt: skip
         plan = plan_generation(spec, request)
     except OptionError as exc:  # worded with gen_exprs' own argument names
