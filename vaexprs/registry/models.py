@@ -7,8 +7,8 @@
 
 A MODEL is `models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/RUN_ID[/PATH]` (a bare run: its `bundle` folder)
 or a local bundle folder (or its bundle.json). A folder is read as it is: its own bundle.json, never a search
-through subfolders. Downloads go to a temporary folder that is removed when the `with` block ends. Registry lookups never build filter
-strings from user text, so a name with quotes cannot break them.
+through subfolders. Downloads go to a temporary folder that is removed when the `with` block ends. Registry
+lookups never build filter strings from user text, so a name with quotes cannot break them.
 """
 
 from __future__ import annotations
