@@ -168,6 +168,20 @@ def test_zarr_without_dask_imports_no_distributed(cvae_dir, tmp_path):
     assert ad.read_zarr(tmp_path / "a.zarr").n_obs == 20
 
 
+@pytest.mark.parametrize("dask", [[], ["--dask", "local:1"]])
+def test_a_store_of_too_many_chunks_is_refused_before_any_work(cvae_dir, tmp_path, capsys, dask):
+    """--batch-size 1 made a file set per cell (53,368 files for 20,000 cells): millions of cells could exhaust
+    the disk's inodes while the byte check passed."""
+    from vaexprs.cli import main
+
+    out = tmp_path / "cells.zarr"
+    args = ["generate", str(cvae_dir), "-n", "100001", "--batch-size", "1", "-o", str(out), "-q", *dask]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --batch-size of 1 cells makes 100,001 chunks in the .zarr store"), err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 def test_failure_mid_write_leaves_no_store_and_keeps_the_old_one(cvae_dir, tmp_path, monkeypatch):
     import vaexprs.generate.loop as loop
 
@@ -311,6 +325,12 @@ def test_lazy_anndata_carries_the_temperature(cvae_dir, reference):
     lazy = adata.X.compute()
     assert np.array_equal(lazy, x) and not np.array_equal(lazy, reference.X)
     assert adata.uns["vaexprs"]["temperature"] == 0.5 and adata.obs.equals(reference.obs)  # labels: the same draws
+
+
+def test_lazy_anndata_refuses_more_cells_than_its_obs_can_hold(cvae_dir):
+    """generate_lazy keeps obs in memory (about 100 bytes a cell): n = 10**9 died in a bare MemoryError."""
+    with pytest.raises(InputError, match=r"n of 1000000000 cells is more than generate_lazy holds"):
+        generate_lazy(cvae_dir, n=10**9, provider="cpu")
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,7 @@ from vaexprs.generate.writers import (
     StoreBlocks,
     cell_names,
     check_output,
+    check_store_chunks,
     check_store_target,
     create_store,
     finish_store,
@@ -468,6 +469,7 @@ def generate_zarr(
     with opened_bundle(model) as (bundle, uri, version):
         plan = plan_generation(bundle.spec, request)
         shipped = ShippedBundle.from_bundle(bundle)
+    check_store_chunks(plan.n_blocks, plan.batch_size)
     check_free_space(out_path, store_bytes(plan.n_total, bundle.n_genes))
     bar = None
     with atomic_folder(out_path, force) as folder:  # removed on failure, after the cluster is closed
@@ -517,6 +519,9 @@ def block_label_codes(plan: Plan, k: int) -> np.ndarray | None:
     return plan.block_codes(k, plan.block_rng(k))
 
 
+MAX_LAZY_CELLS = 20_000_000  # generate_lazy's obs in memory: about 2 GB at 100 bytes a cell
+
+
 def generate_lazy(
     model: Any,
     request: GenerationRequest | None = None,
@@ -544,7 +549,7 @@ def generate_lazy(
     need vaexprs and onnxruntime, not the model's files.
 
     In memory at once: obs (labels are drawn up front, cheaply, without decoding: about 100 bytes a cell with
-    the cell names, so tens of millions of cells are fine), var and uns. var_names are the genes;
+    the cell names; at most MAX_LAZY_CELLS, 20 million, about 2 GB), var and uns. var_names are the genes;
     obs['cell_type'] (a CVAE) and obs['origin'] = "generated" are categoricals; uns['vaexprs'] records the
     model, the seed and what the values mean, as in the files `vaexprs generate` writes (its `provider` is the
     requested one: the tasks have not run yet). Needs vaexprs[dask].
@@ -564,6 +569,13 @@ def generate_lazy(
     with opened_bundle(model) as (bundle, uri, version):
         plan = plan_generation(bundle.spec, request)
         shipped = ShippedBundle.from_bundle(bundle)
+    if plan.n_total > MAX_LAZY_CELLS:
+        raise OptionError(
+            "n",
+            f"of {plan.n_total} cells is more than generate_lazy holds: its obs live in memory (about 100 bytes a "
+            f"cell), so it takes at most {MAX_LAZY_CELLS:,}; write larger sets with `vaexprs generate` (streamed "
+            "to a file, --dask for a cluster)",
+        )
     sizes = tuple(stop - start for start, stop in (plan.block_bounds(k) for k in range(plan.n_blocks)))
     shipped_key = dask.delayed(shipped, pure=True, name=f"vaexprs-bundle-{shipped.key[:16]}")
     x = da.map_blocks(

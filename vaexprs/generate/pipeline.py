@@ -31,7 +31,7 @@ from vaexprs.errors import OptionError
 from vaexprs.generate.engine import OnnxDecoder
 from vaexprs.generate.loop import iter_blocks
 from vaexprs.generate.request import GenerationRequest, Plan, plan_generation
-from vaexprs.generate.writers import check_output, open_writer
+from vaexprs.generate.writers import STORE_SUFFIXES, check_output, check_store_chunks, open_writer
 from vaexprs.progress import ProgressBar
 
 log = logging.getLogger("vaexprs")
@@ -236,6 +236,8 @@ def generate_to_file(
     with open_source(model, request, provider, threads) as (source, plan):
         bundle = source.bundle
         check_output(out_path, force, with_labels=plan.categories is not None)
+        if out_path.suffix.lower() in STORE_SUFFIXES:
+            check_store_chunks(plan.n_blocks, plan.batch_size)
         positions = plan.category_positions(bundle.n_labels)
         meta = provenance(source, plan)
         bar = ProgressBar(plan.n_total, "generating", unit="cells") if progress else None

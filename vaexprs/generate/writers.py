@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from vaexprs.data.io import _write_elem
-from vaexprs.errors import InputError, VaexprsRuntimeError
+from vaexprs.errors import InputError, OptionError, VaexprsRuntimeError
 from vaexprs.files import (
     DISK_ERRNOS,
     SpaceReserve,
@@ -542,6 +542,20 @@ def check_store_target(out: Path, force: bool) -> None:
 def default_chunk_rows(n_genes: int) -> int:
     """Cells per zarr chunk when the caller gives none: about 64 MB of float32 per chunk."""
     return max(1, (64 << 20) // (4 * max(n_genes, 1)))
+
+
+MAX_STORE_CHUNKS = 100_000  # a .zarr holds about 3 files a chunk: 300,000 files, far below a disk's inodes
+
+
+def check_store_chunks(n_blocks: int, batch_size: int) -> None:
+    """A .zarr store writes a few files per block: --batch-size 1 over millions of cells would make millions of
+    files (and can run out of inodes while the byte count fits). Refused before any work."""
+    if n_blocks > MAX_STORE_CHUNKS:
+        raise OptionError(
+            "batch_size",
+            f"of {batch_size} cells makes {n_blocks:,} chunks in the .zarr store (a few files each); the limit is "
+            f"{MAX_STORE_CHUNKS:,}: give a larger --batch-size, or leave it to its default",
+        )
 
 
 def store_bytes(n_total: int, n_genes: int, sparse: bool = False) -> int:
