@@ -567,6 +567,30 @@ def check_ports(state: dict[str, Any], names: list[str]) -> None:
         raise StackError(f"port(s) in use by something else: {', '.join(busy)} (give other ports with the flags)")
 
 
+def refuse_changes_while_running(state: dict[str, Any], args: argparse.Namespace, running: bool) -> None:
+    """Ports, host, workers and auth are the running servers' own: changing them in state.json alone made
+    `status` and `env` report a port nothing listens on, or no login where the server wants one."""
+    if not running:
+        return
+    ports = state.get("ports") or {}
+    asked = {
+        "--port": (args.port, ports.get("mlflow")),
+        "--pg-port": (args.pg_port, ports.get("postgres")),
+        "--s3-port": (args.s3_port, ports.get("s3.port")),
+        "--host": (args.host, state.get("host")),
+        "--workers": (args.workers, state.get("workers")),
+        "--allowed-hosts": (args.allowed_hosts, state.get("allowed_hosts")),
+        "--auth/--no-auth": (args.auth, state.get("auth", True)),
+    }
+    changed = [flag for flag, (wanted, now) in asked.items() if wanted is not None and wanted != now]
+    if changed:
+        raise StackError(
+            f"the stack in {args.dir} is running; {', '.join(changed)} would change it: stop it first "
+            f"({shlex.join(script_call('stop', Path(args.dir).resolve()))})",
+            EXIT_USAGE,
+        )
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     folder = Path(args.dir).resolve()
     check_folder(folder, create=True)
@@ -576,6 +600,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     tool("weed")
     with locked(folder):
         state = read_state(folder) or new_state(args)
+        running = pg_running(folder, bin_dir) or alive(state.get("s3")) or alive(state.get("mlflow"))
+        refuse_changes_while_running(state, args, running)
         state["host"] = args.host or state.get("host") or "127.0.0.1"
         state["auth"] = state.get("auth", True) if args.auth is None else args.auth
         state["workers"] = args.workers or state.get("workers") or 1
@@ -709,6 +735,29 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def port_number(text: str) -> int:
+    """A TCP port a user may bind without root: 1024 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1024 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port from 1024 to 65535")
+    return port
+
+
+def worker_count(text: str) -> int:
+    """MLflow server workers: 1 to the machine's CPUs (each holds about 270 MB)."""
+    cpus = os.cpu_count() or 1
+    try:
+        workers = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= workers <= cpus:
+        raise argparse.ArgumentTypeError(f"{workers} is not from 1 to this machine's {cpus} CPUs")
+    return workers
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="team_server.py", description=__doc__.split("\n\n")[0])
     sub = top.add_subparsers(dest="command", required=True)
@@ -723,10 +772,10 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--pg-bin", help="folder with initdb and pg_ctl [PATH, else /usr/lib/postgresql/*/bin]")
         if name == "start":
             p.add_argument("--host", help="address the MLflow server binds to [127.0.0.1]")
-            p.add_argument("--port", type=int, help="MLflow server port [free one, then the same]")
-            p.add_argument("--pg-port", type=int, help="PostgreSQL port [free one, then the same]")
-            p.add_argument("--s3-port", type=int, help="S3 endpoint port [free one, then the same]")
-            p.add_argument("--workers", type=int, help="MLflow server worker processes [1]")
+            p.add_argument("--port", type=port_number, help="MLflow server port [free one, then the same]")
+            p.add_argument("--pg-port", type=port_number, help="PostgreSQL port [free one, then the same]")
+            p.add_argument("--s3-port", type=port_number, help="S3 endpoint port [free one, then the same]")
+            p.add_argument("--workers", type=worker_count, help="MLflow server worker processes [1]")
             p.add_argument("--allowed-hosts", help="host names clients use, when --host is not 127.0.0.1")
             auth = p.add_mutually_exclusive_group()
             auth.add_argument("--auth", dest="auth", action="store_true", default=None, help="basic-auth [default]")

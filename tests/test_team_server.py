@@ -279,6 +279,19 @@ def one_line_error(stderr: str) -> bool:
     return len(lines) == 1 and lines[0].startswith("error: ")
 
 
+def test_start_refuses_to_change_a_running_stack_and_bad_ports(stack):
+    """start --port P (or --no-auth) on a running stack rewrote state.json: `env` then exported a port nothing
+    listened on, or no login where the server wanted one. Ports outside 1024..65535 died in a traceback."""
+    state = (stack.folder / "state.json").read_bytes()
+    done = launcher("start", "--dir", str(stack.folder), "--port", "5999", "--no-auth", timeout=60)
+    assert done.returncode == 2 and "is running; --port, --auth/--no-auth would change it: stop it first" in done.stderr
+    assert (stack.folder / "state.json").read_bytes() == state
+    assert parse_exports(launcher("env", "--dir", str(stack.folder)).stdout) == stack.env
+    for flag, value, says in (("--port", "70000", "not a port from 1024 to 65535"), ("--workers", "0", "not from 1")):
+        done = launcher("start", "--dir", str(stack.folder), flag, value, timeout=60)
+        assert done.returncode == 2 and says in done.stderr.splitlines()[-1], done.stderr
+
+
 def test_registry_aliases_and_artifacts_survive_a_restart(stack, trained, champion):
     """stop, then start on the same folder: same URI and login, both versions, the alias, and the artifacts
     (version 1's decoder, read back from the S3 store through the server's proxy, is the local bundle's)."""
