@@ -332,6 +332,21 @@ def test_served_model_refuses_oversized_requests(cvae_dir: Path, monkeypatch):
     assert model.predict(None, pd.DataFrame({"n": [3000]})).shape == (3000, 51)
 
 
+def test_served_model_bounds_the_values_of_an_answer_not_only_its_cells(cvae_dir: Path, monkeypatch):
+    """The cell limit alone let a 20,000-gene model answer 100,000 cells: 8 GB of values, a server killed."""
+    pd = pytest.importorskip("pandas")
+    from mlflow.exceptions import MlflowException
+
+    model = _served_model(cvae_dir, {"max_values_per_request": 50 * 300})  # 50 genes (and the label column)
+    assert model.predict(None, pd.DataFrame({"n": [200, 100]})).shape == (300, 51)
+    with pytest.raises(MlflowException, match=r"301 cells x 50 genes = 15,050 values; .* 15,000 .* 300 cells") as info:
+        model.predict(None, pd.DataFrame({"n": [200, 101]}))
+    assert info.value.get_http_status_code() == 400
+    monkeypatch.setenv("VAEXPRS_MAX_VALUES_PER_REQUEST", "0")
+    with pytest.raises(MlflowException, match="VAEXPRS_MAX_VALUES_PER_REQUEST must be a positive integer; got '0'"):
+        model.load_context(_served_context(cvae_dir, {}))
+
+
 def test_served_model_takes_a_temperature_column(cvae_dir: Path):
     """A row's temperature reaches the sampler (1 or missing: the default's cells); out of range is a 400."""
     pd = pytest.importorskip("pandas")

@@ -58,6 +58,10 @@ from vaexprs.errors import VaexprsError
 LABEL_COLUMN = "cell_type"
 MAX_CELLS_ENV = "VAEXPRS_MAX_CELLS_PER_REQUEST"
 DEFAULT_MAX_CELLS = 100_000
+MAX_VALUES_ENV = "VAEXPRS_MAX_VALUES_PER_REQUEST"
+# cells x genes of one answer: 10 million values are 40 MB as float32 and a few hundred MB as JSON records; the
+# cell limit alone let a 20,000-gene model answer 100,000 cells (8 GB of values, tens of GB on the way)
+DEFAULT_MAX_VALUES = 10_000_000
 DEFAULT_SEED = 1
 DEFAULT_SAMPLER = "gmm"
 # The answer formats the inference param `format` selects: JSON records (the default) or a base64 .npz.
@@ -90,17 +94,28 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and not value)
 
 
-def max_cells_per_request(model_config: dict[str, Any] | None = None) -> int:
-    """The most cells one request may ask for: $VAEXPRS_MAX_CELLS_PER_REQUEST, else the model's config, else
-    100,000 (a few seconds of work; a larger answer would outlive the HTTP timeout and nobody would read it)."""
-    value = os.environ.get(MAX_CELLS_ENV) or (model_config or {}).get("max_cells_per_request") or DEFAULT_MAX_CELLS
+def _positive_setting(env: str, key: str, default: int, model_config: dict[str, Any] | None) -> int:
+    """$env, else the model config's `key`, else `default`; a positive integer or a load-time error."""
+    value = os.environ.get(env) or (model_config or {}).get(key) or default
     try:
         limit = int(value)
     except (TypeError, ValueError):
-        raise MlflowException(f"{MAX_CELLS_ENV} must be a positive integer; got {value!r}") from None
+        raise MlflowException(f"{env} must be a positive integer; got {value!r}") from None
     if limit < 1:
-        raise MlflowException(f"{MAX_CELLS_ENV} must be a positive integer; got {value!r}")
+        raise MlflowException(f"{env} must be a positive integer; got {value!r}")
     return limit
+
+
+def max_cells_per_request(model_config: dict[str, Any] | None = None) -> int:
+    """The most cells one request may ask for: $VAEXPRS_MAX_CELLS_PER_REQUEST, else the model's config, else
+    100,000 (a few seconds of work; a larger answer would outlive the HTTP timeout and nobody would read it)."""
+    return _positive_setting(MAX_CELLS_ENV, "max_cells_per_request", DEFAULT_MAX_CELLS, model_config)
+
+
+def max_values_per_request(model_config: dict[str, Any] | None = None) -> int:
+    """The most cells x genes one answer may hold: $VAEXPRS_MAX_VALUES_PER_REQUEST, else the model's config,
+    else 10 million. With many genes it binds before the cell limit."""
+    return _positive_setting(MAX_VALUES_ENV, "max_values_per_request", DEFAULT_MAX_VALUES, model_config)
 
 
 class VaexprsGenerator(mlflow.pyfunc.PythonModel):
@@ -112,7 +127,9 @@ class VaexprsGenerator(mlflow.pyfunc.PythonModel):
 
         bundle = load_bundle(context.artifacts["bundle"])
         self.decoder = OnnxDecoder(bundle, provider=os.environ.get("VAEXPRS_PROVIDER", "auto"))
-        self.max_cells = max_cells_per_request(getattr(context, "model_config", None))
+        config = getattr(context, "model_config", None)
+        self.max_cells = max_cells_per_request(config)
+        self.max_values = max_values_per_request(config)
 
     @property
     def bundle(self) -> Any:
@@ -155,6 +172,14 @@ class VaexprsGenerator(mlflow.pyfunc.PythonModel):
             raise MlflowException(
                 f"the request asks for {total} cells; this model serves at most {self.max_cells} per request "
                 f"(split it, or set {MAX_CELLS_ENV} where the model is served)",
+                INVALID_PARAMETER_VALUE,
+            )
+        n_genes = len(self.bundle.genes)
+        if total * n_genes > self.max_values:
+            raise MlflowException(
+                f"the request asks for {total} cells x {n_genes} genes = {total * n_genes:,} values; this model "
+                f"serves at most {self.max_values:,} per request, {self.max_values // n_genes} cells (split it, or "
+                f"set {MAX_VALUES_ENV} where the model is served)",
                 INVALID_PARAMETER_VALUE,
             )
         blocks, labels = [], []
@@ -334,5 +359,5 @@ def log_generator_model(
             input_example=input_example(bundle),
             registered_model_name=registered_model_name,
             pip_requirements=light_requirements(),
-            model_config={"max_cells_per_request": DEFAULT_MAX_CELLS},
+            model_config={"max_cells_per_request": DEFAULT_MAX_CELLS, "max_values_per_request": DEFAULT_MAX_VALUES},
         )
