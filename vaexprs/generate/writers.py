@@ -551,10 +551,12 @@ def check_store_chunks(n_blocks: int, batch_size: int) -> None:
     """A .zarr store writes a few files per block: --batch-size 1 over millions of cells would make millions of
     files (and can run out of inodes while the byte count fits). Refused before any work."""
     if n_blocks > MAX_STORE_CHUNKS:
+        n_cells_at_most = n_blocks * batch_size
+        smallest = -(-n_cells_at_most // MAX_STORE_CHUNKS)
         raise OptionError(
             "batch_size",
             f"of {batch_size} cells makes {n_blocks:,} chunks in the .zarr store (a few files each); the limit is "
-            f"{MAX_STORE_CHUNKS:,}: give a larger --batch-size, or leave it to its default",
+            f"{MAX_STORE_CHUNKS:,}: give a --batch-size of at least {smallest}",
         )
 
 
