@@ -403,6 +403,19 @@ def test_labels_follow_the_cells_names_or_are_refused(small_sim):
             vaexprs.fit_vae(small_sim, bad, epochs=1)
 
 
+def test_a_network_too_large_to_export_or_train_is_refused_before_training(monkeypatch):
+    """Each --hidden layer is bounded, but not their product with the genes: 8 x 16,384 on 33,000 genes died in
+    torch's allocator (14 GB), and a decoder over ONNX's 2 GiB would have failed at export, after training."""
+    import vaexprs.model.fit as fit
+
+    x = np.random.default_rng(0).random((12, 20_000)).astype(np.float32)
+    with pytest.raises(InputError, match=r"hidden 8192 on 20000 genes gives a decoder of about 2\.4 GiB, more than"):
+        vaexprs.fit_vae(x, hidden=(8192,), likelihood="mse")
+    monkeypatch.setattr(fit, "memory_limit", lambda: 1 << 30)  # a 2 GiB machine
+    with pytest.raises(InputError, match=r"hidden 1024 on 20000 genes needs about 1\.5 GiB to train .* 2 GiB"):
+        vaexprs.fit_vae(x, hidden=(1024,), likelihood="mse")
+
+
 def test_a_data_frame_gives_its_genes_and_cells_names(small_sim):
     """A pandas DataFrame lost its gene names (gene1..) and took a Series of labels by position (45 of 60 cells
     mislabelled in a walkthrough); its columns are the genes and its index the cells, as an AnnData's names."""

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from vaexprs.bundle.heads import HEADS, LibrarySize
+from vaexprs.bundle.schema import MAX_ONNX_BYTES
 from vaexprs.config import FIT_CONFIGS, DataConfig, ModelConfig, TrainConfig, config_defaults, split_options
 from vaexprs.data.backed import is_on_disk, sample_rows, subset_rows
 from vaexprs.data.io import as_matrix, is_data_frame
@@ -264,6 +265,8 @@ def fit_vae(
     ModelConfig(**model_options)  # every option checked before the data is read
     train = train.with_beta_for(model_options["likelihood"])
     data = prepare_data(x_train, y_train, x_val, y_val, data_config, train)
+    n_labels = 0 if data.labels is None else len(np.unique(data.labels))
+    check_model_size(len(data.genes), n_labels, model_options["latent_dim"], tuple(model_options["hidden"]))
     hint = unlogged_totals_hint(data.matrix) if data_config.normalize == "auto" else None
     selection: list[dict[str, Any]] = []
     if model_options["likelihood"] == "auto":
@@ -380,6 +383,33 @@ class TorchDecoder:
             args = (torch.from_numpy(z),) + (() if onehot is None else (torch.from_numpy(onehot),))
             values = self.module(*args)
         return {name: value.numpy() for name, value in zip(self.names, values)}
+
+
+HEAD_LAYERS_AT_MOST = 4  # the widest head (log_mixture) maps the first hidden layer to the genes 4 times
+BYTES_PER_TRAINED_PARAMETER = 16  # float32 weight, gradient and Adam's two moments
+
+
+def check_model_size(n_genes: int, n_labels: int, latent_dim: int, hidden: tuple[int, ...]) -> None:
+    """Refuse, before any training, a network whose decoder cannot be exported (ONNX's 2 GiB per file) or whose
+    training would not fit in memory: each --hidden layer is bounded, but 8 layers of 16,384 on 33,000 genes
+    reached 14 GB of weights and died in torch's allocator (or in the exporter, after training)."""
+    layers = list(hidden)
+    encoder = sum((a + 1) * b for a, b in zip([n_genes + n_labels, *layers], [*layers, 2 * latent_dim]))
+    widths = [latent_dim + n_labels, *reversed(layers)]
+    decoder = sum((a + 1) * b for a, b in zip(widths, widths[1:])) + HEAD_LAYERS_AT_MOST * (layers[0] + 1) * n_genes
+    if 4 * decoder > MAX_ONNX_BYTES:  # the decoder's weights must fit in one .onnx file
+        raise OptionError(
+            "hidden",
+            f"{','.join(map(str, layers))} on {n_genes} genes gives a decoder of about {4 * decoder / 2**30:.1f} GiB, "
+            f"more than the {MAX_ONNX_BYTES >> 30} GiB an ONNX file holds; use smaller layers",
+        )
+    needed, limit = BYTES_PER_TRAINED_PARAMETER * (encoder + decoder), memory_limit()
+    if needed > limit:
+        raise OptionError(
+            "hidden",
+            f"{','.join(map(str, layers))} on {n_genes} genes needs about {needed / 2**30:.1f} GiB to train (weights, "
+            f"gradients, Adam), more than half of this machine's {2 * limit / 2**30:.0f} GiB; use smaller layers",
+        )
 
 
 DEFAULT_NUM_SAMPLES = 300  # VAExprs' vignette generates 300 cells
