@@ -196,3 +196,18 @@ def test_generated_labels_are_read_from_cell_type_under_any_label_key(capsys, tm
     code, _, err = run_cli(capsys, "evaluate", tmp_path / "named.h5ad", npy, "--label-key", "stage")
     assert code == 2  # it said "gene sets differ: ... gene1, gene2"
     assert_one_line_error(err, "gen.npy is a .npy, which holds no gene names; write the cells as .h5ad or .csv")
+
+
+def test_a_large_generated_h5ad_is_scored_on_a_sample(capsys, tmp_path, files, monkeypatch):
+    """evaluate read the whole generated file (2 million cells: 5.2 GB) for gene statistics that a random
+    sample gives as well: beyond MAX_EVALUATE_CELLS it reads that many rows from disk."""
+    from vaexprs.analysis import report
+
+    real, gen = files
+    monkeypatch.setattr(report, "MAX_EVALUATE_CELLS", 120)
+    out = tmp_path / "m.json"
+    code, _, err = run_cli(capsys, "evaluate", real, gen, "-o", out)
+    assert code == 0, err
+    assert "gen.h5ad has 300 cells; evaluate scores a random 120 of them" in err
+    metrics = json.loads(out.read_text())
+    assert metrics["n_gen"] == 120 and metrics["n_real"] == 120 and 0.0 <= metrics["auc_real_vs_gen"] <= 1.0
