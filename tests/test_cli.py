@@ -278,6 +278,8 @@ def _write_table(frame, path, kind):
         frame.assign(**{"": ""}).to_csv(path, sep="\t")
     elif kind == "semicolons":
         frame.to_csv(path, sep=";", decimal=",")
+    elif kind == "na-name":
+        frame.set_axis(["NA", *frame.index[1:]], axis=0).to_csv(path)
 
 
 @pytest.mark.parametrize(
@@ -288,6 +290,7 @@ def _write_table(frame, path, kind):
         ("repeated-gene", ".csv", "gene names in the header of t.csv are not unique: gene1; make them unique"),
         ("trailing-tab", ".tsv", "has an empty column without a name (Unnamed: 121): a separator at the end"),
         ("semicolons", ".csv", "t.csv is separated by semicolons; a .csv file's values must be separated by commas"),
+        ("na-name", ".csv", "first column of t.csv has 1 missing name(s) (first on line 2): an empty field, NA"),
     ],
 )
 def test_train_refuses_tables_whose_names_are_not_in_place(capsys, tmp_path, small_sim, kind, suffix, message):

@@ -202,6 +202,12 @@ def check_table_names(name: str, frame: Any, header: list[str], genes_as_rows: b
     import pandas as pd
 
     index = frame.index
+    if index.hasnans:  # pandas reads an empty name, NA, nan or NULL as missing: one would become "nan"
+        row = int(np.flatnonzero(pd.isna(index))[0]) + 2  # 1-based, after the header line
+        raise InputError(
+            f"the first column of {name} has {int(pd.isna(index).sum())} missing name(s) (first on line {row}): "
+            "an empty field, NA, nan or NULL; name every row"
+        )
     if pd.api.types.is_numeric_dtype(index) and (
         index.has_duplicates or not np.all(np.mod(index.to_numpy(dtype=float), 1) == 0)
     ):  # a table without a name column: its first gene (or cell) was read as names, and would be lost
