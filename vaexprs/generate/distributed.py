@@ -469,7 +469,7 @@ def generate_zarr(
     with opened_bundle(model) as (bundle, uri, version):
         plan = plan_generation(bundle.spec, request)
         shipped = ShippedBundle.from_bundle(bundle)
-    check_store_chunks(plan.n_blocks, plan.batch_size)
+    check_store_chunks(plan.n_total, plan.batch_size)
     check_free_space(out_path, store_bytes(plan.n_total, bundle.n_genes))
     bar = None
     with atomic_folder(out_path, force) as folder:  # removed on failure, after the cluster is closed

@@ -237,7 +237,7 @@ def generate_to_file(
         bundle = source.bundle
         check_output(out_path, force, with_labels=plan.categories is not None)
         if out_path.suffix.lower() in STORE_SUFFIXES:
-            check_store_chunks(plan.n_blocks, plan.batch_size)
+            check_store_chunks(plan.n_total, plan.batch_size)
         positions = plan.category_positions(bundle.n_labels)
         meta = provenance(source, plan)
         bar = ProgressBar(plan.n_total, "generating", unit="cells") if progress else None

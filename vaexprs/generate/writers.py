@@ -547,12 +547,12 @@ def default_chunk_rows(n_genes: int) -> int:
 MAX_STORE_CHUNKS = 100_000  # a .zarr holds about 3 files a chunk: 300,000 files, far below a disk's inodes
 
 
-def check_store_chunks(n_blocks: int, batch_size: int) -> None:
+def check_store_chunks(n_cells: int, batch_size: int) -> None:
     """A .zarr store writes a few files per block: --batch-size 1 over millions of cells would make millions of
     files (and can run out of inodes while the byte count fits). Refused before any work."""
+    n_blocks = -(-n_cells // batch_size)
     if n_blocks > MAX_STORE_CHUNKS:
-        n_cells_at_most = n_blocks * batch_size
-        smallest = -(-n_cells_at_most // MAX_STORE_CHUNKS)
+        smallest = -(-n_cells // MAX_STORE_CHUNKS)
         raise OptionError(
             "batch_size",
             f"of {batch_size} cells makes {n_blocks:,} chunks in the .zarr store (a few files each); the limit is "

@@ -33,7 +33,6 @@ log = logging.getLogger("vaexprs")
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "model.pt"
 PARTIAL_CHECKPOINT_FILE = "model_partial.pt"  # best weights so far of an interrupted run
-BUNDLE_DIR = RUN_BUNDLE_PATH  # generate reads runs:/RUN_ID as this folder
 HISTORY_FILE = "history.csv"
 PLOTS_DIR = "plots"
 PARTIAL_FORMAT = "vaexprs-partial-checkpoint"
@@ -269,7 +268,7 @@ def log_training(
     from vaexprs.analysis.plots import save_all
 
     mlflow.log_artifact(str(checkpoint), CHECKPOINT_DIR)
-    mlflow.log_artifacts(str(bundle_dir), BUNDLE_DIR)
+    mlflow.log_artifacts(str(bundle_dir), RUN_BUNDLE_PATH)  # generate reads runs:/RUN_ID here
     spec = json.loads((bundle_dir / "bundle.json").read_text())
     metrics = {
         "best_epoch": result.best_epoch,
