@@ -118,6 +118,14 @@ def test_label_and_per_label_requests(cvae_dec):
     assert codes.tolist() == [0, 0, 0, 2, 2, 2, 2, 2]
     _, codes, _ = _run(cvae_dec, per_label={"group2": 4})
     assert codes.tolist() == [1] * 4
+    assert _run(cvae_dec, n=4, per_label={"group2": 4})[0].shape[0] == 4  # n may say the counts' total
+
+
+def test_a_cell_count_beside_per_label_counts_must_agree(cvae_dec):
+    """Every surface (generate_array, generate_to_file, gen_exprs, the CLI) plans here: n was dropped silently."""
+    with pytest.raises(OptionError, match=r"^n is 500 but per_label asks for 8 cells; give one of them") as info:
+        plan_generation(cvae_dec.bundle.spec, GenerationRequest(n=500, per_label="group1=3,group3=5"))
+    assert info.value.message(lambda o: f"--{o.replace('_', '-')}").startswith("--n is 500 but --per-label asks")
 
 
 def test_labels_steer_the_decoder(cvae_dec):

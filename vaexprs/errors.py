@@ -47,13 +47,14 @@ class OptionError(InputError):
         super().__init__(self.message())
 
     def message(self, flag_of: Callable[[str], str] | None = None) -> str:
-        def name(option: str) -> str:
-            return flag_of(option) if flag_of else option
+        return f"{flag_of(self.option) if flag_of else self.option} {self.worded_detail(flag_of)}"
 
+    def worded_detail(self, flag_of: Callable[[str], str] | None = None) -> str:
+        """The detail with the options it names (`refs`) worded by `flag_of` (as they are without it)."""
         detail = self.detail
         for ref in self.refs:
-            detail = detail.replace("{" + ref + "}", name(ref))
-        return f"{name(self.option)} {detail}"
+            detail = detail.replace("{" + ref + "}", flag_of(ref) if flag_of else ref)
+        return detail
 
 
 class VaexprsRuntimeError(VaexprsError, RuntimeError):

@@ -148,6 +148,12 @@ def plan_generation(spec: GenerativeSpec, request: GenerationRequest) -> Plan:
             codes.append(_label_code(spec, label, "per_label"))
             counts.append(int(count))
         n = int(sum(counts))
+        if request.n is not None and request.n != n:  # both say how many cells: they must agree (n was dropped)
+            raise OptionError(
+                "n",
+                f"is {request.n} but {{per_label}} asks for {n} cells; give one of them (or the same number in both)",
+                refs=("per_label",),
+            )
         if n > MAX_CELLS:
             raise OptionError("per_label", f"asks for {n} cells; the limit is {MAX_CELLS}")
         used = sorted(set(codes))
@@ -175,9 +181,10 @@ def request_from(
     labels: str | Mapping[str, int] | None = None,
     **options: Any,
 ) -> GenerationRequest:
-    """A request from VAExprs-style arguments: labels None (training proportions), a label, or {label: count}."""
+    """A request from VAExprs-style arguments: labels None (training proportions), a label, or {label: count}
+    (with an n, it must be their total)."""
     if isinstance(labels, Mapping):
-        return GenerationRequest(n=None, per_label=dict(labels), **options)  # type: ignore[arg-type]
+        return GenerationRequest(n=n, per_label=dict(labels), **options)  # type: ignore[arg-type]
     if labels is not None and not isinstance(labels, (str, int, np.integer)):
         # a list would be read as one label named "['a', 'b']"; its counts are what the caller means
         raise OptionError(

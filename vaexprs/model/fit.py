@@ -413,20 +413,13 @@ def check_model_size(n_genes: int, n_labels: int, latent_dim: int, hidden: tuple
 
 
 DEFAULT_NUM_SAMPLES = 300  # VAExprs' vignette generates 300 cells
+# a generation request's options as gen_exprs names them (labels is a name, or {label: count})
+_GEN_EXPRS_OPTIONS = {"n": "num_samples", "label": "labels", "per_label": "labels"}
 
 
-def _check_total(num_samples: object, counts: Mapping[str, int]) -> None:
-    """num_samples beside {label: count}: both say how many cells, so they must agree (the counts win)."""
-    try:
-        total = sum(int(v) for v in counts.values())
-    except (TypeError, ValueError):
-        return  # the counts' own check words this
-    if num_samples != total:
-        raise OptionError(
-            "num_samples",
-            f"is {num_samples!r} but labels={{label: count}} asks for {total} cells; give one of them (or the same "
-            "number in both)",
-        )
+def _gen_exprs_ref(option: str) -> str:
+    """An option named inside a message, as gen_exprs' caller wrote it."""
+    return "labels={label: count}" if option == "per_label" else _GEN_EXPRS_OPTIONS.get(option, option)
 
 
 def memory_limit() -> int:
@@ -475,17 +468,16 @@ def gen_exprs(
     from same-size augmentation on most sets tried, at some cost in realism (README, "Realism").
     """
     spec = result.spec
-    if isinstance(labels, Mapping) and num_samples is not None:
-        _check_total(num_samples, labels)
+    if num_samples is None and not isinstance(labels, Mapping):  # with {label: count} the counts say how many
+        num_samples = DEFAULT_NUM_SAMPLES
     try:
         request = request_from(
-            DEFAULT_NUM_SAMPLES if num_samples is None else num_samples, labels, sampler=sampler, seed=seed,
-            batch_size=batch_size, output_space=output_space, temperature=temperature,
+            num_samples, labels, sampler=sampler, seed=seed, batch_size=batch_size, output_space=output_space,
+            temperature=temperature,
         )  # fmt: skip
         plan = plan_generation(spec, request)
     except OptionError as exc:  # worded with gen_exprs' own argument names
-        names = {"n": "num_samples", "label": "labels", "per_label": "labels"}
-        raise OptionError(names.get(exc.option, exc.option), exc.detail, exc.refs) from None
+        raise OptionError(_GEN_EXPRS_OPTIONS.get(exc.option, exc.option), exc.worded_detail(_gen_exprs_ref)) from None
     check_in_memory(plan.n_total, spec.n_genes + spec.latent_dim)
     # filled block by block: the cells are held once, not once in blocks and again joined
     x_gen = np.empty((plan.n_total, spec.n_genes), dtype=np.float32)
