@@ -87,12 +87,13 @@ def test_selection_tries_standardized_input_on_the_winner_and_survives_a_diverge
     data = _intensities(n_per_label=30, genes=40, seed=2)
     result = vaexprs.fit_vae(data, "cell_type", epochs=40, hidden=(16,), seed=1, dropout=0.0, beta=1.0)
     rows = [r for r in result.selection if "skipped" not in r]
-    assert [r["candidate"] for r in rows[:2]] == ["hurdle", "bce"]
-    assert selection.pick(rows[:2]) == "hurdle"  # bce's decoder mean is told from real cells
+    # zero-free intensities: log_mixture competes in the first round (it loses here)
+    assert [r["candidate"] for r in rows[:3]] == ["hurdle", "log_mixture", "bce"]
+    assert selection.pick(rows[:3]) == "hurdle"  # bce's decoder mean is told from real cells
     # intensities below 100 stay as they are, so the hurdle, short of the target, tries log_hurdle first (it loses)
-    assert rows[2]["candidate"] == "log_hurdle" and rows[2]["score"] > rows[0]["score"] - selection.TIE
+    assert rows[3]["candidate"] == "log_hurdle" and rows[3]["score"] > rows[0]["score"] - selection.TIE
     tried = rows[-1]  # the sampled winner tries standardized input; here it diverged
-    assert len(rows) == 4 and tried["candidate"] == "hurdle_standardized" and tried["encoder_input"] == "standardized"
+    assert len(rows) == 5 and tried["candidate"] == "hurdle_standardized" and tried["encoder_input"] == "standardized"
     assert "non-finite" in tried["diverged"] and "score" not in tried and not tried["chosen"]
     assert rows[0]["chosen"] and result.model_config.encoder_input == "head"
     monkeypatch.setattr(fit, "fit_head", lambda *a, **k: (_ for _ in ()).throw(FloatingPointError("nan")))

@@ -16,6 +16,7 @@ import vaexprs
 from tests.conftest import export_and_compare
 from vaexprs.analysis.metrics import evaluate
 from vaexprs.bundle.heads import log_mixture_mean, outputs_to_cells
+from vaexprs.model import selection
 from vaexprs.model.network import LogMixtureHead, MixtureHead
 
 OUTPUTS = ["mu", "sigma", "pi_logit", "bg_mu", "bg_sigma", "floor", "log_scale"]
@@ -121,3 +122,32 @@ def test_log_mixture_refuses_negative_values_with_one_line(methylation):
     with pytest.raises(OptionError, match="non-negative") as info:
         vaexprs.fit_vae(signed, "cell_type", likelihood="log_mixture", epochs=1, hidden=(8,))
     assert "\n" not in str(info.value)
+
+
+def test_auto_trains_log_mixture_on_zero_free_ratios_and_keeps_it_when_more_real(methylation):
+    """likelihood=auto trains the head in its first round where it applies (values without exact zeros that
+    normalize leaves as they are), beside the hurdle and bce, and keeps it where its cells are the most real."""
+    result = vaexprs.fit_vae(methylation, "cell_type", epochs=60, hidden=(64,), seed=1)
+    scored = [r for r in result.selection if "score" in r]
+    first = scored[:3]
+    assert [r["candidate"] for r in first] == ["hurdle", "log_mixture", "bce"]
+    assert first[1]["likelihood"] == "log_mixture" and first[1]["epochs"] == 30
+    assert selection.pick(first) == "log_mixture"  # 1.04 against the hurdle's 1.40 and bce's 1.57
+    # the hurdle lost, so it does not try log_hurdle; the winner's own tries follow it
+    not_tried = next(r for r in result.selection if r.get("candidate") == "log_hurdle")
+    assert "log_mixture won" in not_tried["skipped"]
+    assert all(r["likelihood"] == "log_mixture" for r in scored[3:])
+    chosen = next(r for r in result.selection if r.get("chosen"))
+    assert result.model_config.likelihood == chosen["likelihood"] == "log_mixture"
+    gen = vaexprs.gen_exprs(result, num_samples=120, seed=2)
+    assert np.all(gen.x_gen > 0)
+
+
+def test_auto_does_not_try_log_mixture_where_values_hold_exact_zeros(methylation):
+    zeros = methylation.copy()
+    x = np.asarray(zeros.X).copy()
+    x[np.random.default_rng(0).random(x.shape) < 0.2] = 0.0  # 20% exact zeros: log_mixture draws none
+    zeros.X = x
+    result = vaexprs.fit_vae(zeros, "cell_type", epochs=4, hidden=(16,), seed=1)
+    (row,) = [r for r in result.selection if r["likelihood"] == "log_mixture"]
+    assert "score" not in row and "exact zeros" in row["skipped"] and result.model_config.likelihood != "log_mixture"

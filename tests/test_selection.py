@@ -58,6 +58,12 @@ def test_pick_prefers_realism_then_the_studys_order():
     copies = {"likelihood": "hurdle", "auc": 0.30, "keep": 1.0, "zero_gap": 0.0}
     assert selection.realism_score(copies) == pytest.approx(selection.realism_score({**copies, "auc": 0.70}))
     assert selection.realism_score({**copies, "auc": 0.5}) == pytest.approx(0.5)
+    # on zero-free values log_mixture must beat the hurdle clearly: where every head is told apart (array
+    # intensities, AUC 1.0 each) the hurdle goes on to its tries, whose standardized input reaches those values
+    tied = [{"likelihood": h, "score": 1.0} for h in ("hurdle", "log_mixture", "bce")]
+    assert selection.pick(tied) == "hurdle"
+    assert selection.pick([{**tied[0], "score": 0.70}, {**tied[1], "score": 0.69}]) == "hurdle"
+    assert selection.pick([{**tied[0], "score": 0.85}, {**tied[1], "score": 0.68}, tied[2]]) == "log_mixture"
 
 
 def test_keep_target_follows_real_cells_that_do_not_keep_their_labels():

@@ -538,7 +538,7 @@ class LogMixtureHead(ScaledLog, MixtureHead):
     spreads), one Gaussian per value draws a tail the real values lack; two of them, a narrow and a wide one,
     draw both (benchmarks/research/noise_shape.py). Nothing is drawn below each gene's logged minimum, so a 0
     comes back as 0; but its zeros are only the draws clipped there, too few where the values hold many (fractions:
-    28% against 55%), so it is for zero-free values, and likelihood=auto does not try it yet."""
+    28% against 55%), so it is for zero-free values, and likelihood=auto trains it only there."""
 
     name = "log_mixture"
 
