@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import anndata as ad
@@ -515,3 +516,95 @@ def test_generate_in_the_light_install_without_torch(tmp_path, cvae_bundle):
     assert done.stdout.strip().splitlines()[-1] == "0 ['torch', 'sklearn', 'matplotlib'] []"
     adata = ad.read_h5ad(out)
     assert adata.shape == (1000, 120) and set(adata.obs["cell_type"]) == {"group2"}
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nobody may write in: mode 555, and for root (whom modes do not stop) the immutable flag."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    immutable = False
+    if os.access(folder, os.W_OK):
+        immutable = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+        if not immutable or os.access(folder, os.W_OK):
+            folder.chmod(0o755)
+            pytest.skip("cannot make a folder read-only here (root on a file system without chattr)")
+    yield folder
+    if immutable:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    folder.chmod(0o755)
+
+
+def test_outputs_in_a_read_only_folder_are_refused_before_training(capsys, tmp_path, sim_file, read_only_folder):
+    """Found only when publishing, they cost the whole training, exit 1 (a PermissionError) and, tracked, a FAILED
+    run without weights; generate refused them up front already."""
+    checkpoint = tmp_path / "m.pt"
+    for args, message in (
+        (["-o", read_only_folder / "b"], f"output folder {read_only_folder} is not writable"),
+        (["--checkpoint", read_only_folder / "m.pt"], f"--checkpoint folder {read_only_folder} is not writable"),
+    ):
+        code, out, err = run_cli(capsys, "train", sim_file, "--epochs", "2", "--hidden", "8", *args)
+        assert code == 2 and "epoch" not in err + out, err  # before any training
+        assert_one_line_error(err, message)
+    code, _, err = run_cli(
+        capsys, "train", sim_file, "--epochs", "2", "--hidden", "8", "--checkpoint", checkpoint, "-q"
+    )
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "export", checkpoint, "-o", read_only_folder / "b")
+    assert code == 2 and list(read_only_folder.iterdir()) == []
+    assert_one_line_error(err, f"output folder {read_only_folder} is not writable")
+
+
+def test_a_checkpoint_inside_the_bundle_folder_is_refused_before_training(capsys, tmp_path, sim_file):
+    """It trained, then refused the bundle (a folder holding model.pt is no bundle), leaving the new checkpoint
+    beside the old bundle; or, with -o and --checkpoint the same path, left the checkpoint where the bundle was."""
+    bundle = tmp_path / "bun"
+    code, _, err = run_cli(capsys, "train", sim_file, "--epochs", "2", "--hidden", "8", "-o", bundle, "-q")
+    assert code == 0, err
+    before = sorted(p.name for p in bundle.iterdir())
+    for checkpoint, extra in ((bundle / "model.pt", ["--force"]), (tmp_path / "same", [])):
+        out = bundle if extra else checkpoint
+        code, _, err = run_cli(
+            capsys, "train", sim_file, "--epochs", "2", "--hidden", "8", "-o", out, "--checkpoint", checkpoint,
+            *extra,
+        )  # fmt: skip
+        assert code == 2 and "epoch" not in err, err
+        assert_one_line_error(err, f"--checkpoint {checkpoint} is in the bundle folder --output {out}")
+    assert sorted(p.name for p in bundle.iterdir()) == before and not (tmp_path / "same").exists()
+
+
+def test_a_damaged_h5ad_is_an_input_error_naming_the_file(capsys, tmp_path, sim_file):
+    """h5py reports a corrupted node as a RuntimeError: it was 'error: RuntimeError: ...', exit 1, no file named."""
+    data = bytearray(sim_file.read_bytes())
+    for offset in (len(data) // 3, len(data) // 2, len(data) - 5000):
+        data[offset : offset + 2000] = b"\xff" * 2000
+    damaged = tmp_path / "damaged.h5ad"
+    damaged.write_bytes(bytes(data))
+    for args in (["train", damaged, "--epochs", "2", "-o", tmp_path / "b"], ["evaluate", sim_file, damaged]):
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2, err
+        assert_one_line_error(err, f"cannot read {damaged}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.h5ad"]
+
+
+def test_a_signal_whose_exception_python_swallowed_still_ends_the_command(capsys, monkeypatch):
+    """A SIGTERM that lands in a weakref callback or a __del__ raised there, was printed as a traceback, and the
+    command went on to exit 0. The handler notes it: main reports it in one line with the signal's code."""
+    import signal
+
+    from vaexprs import cli
+
+    def swallowed(**_: object) -> int:
+        with pytest.raises(cli.Terminated):  # raised in a callback, it would go nowhere
+            cli._on_signal(signal.SIGTERM, None)
+        sys.unraisablehook(types.SimpleNamespace(exc_value=cli.Terminated(15), exc_type=None, exc_traceback=None,
+                                                 err_msg=None, object=None))  # fmt: skip
+        return 0
+
+    monkeypatch.setattr(cli, "app", swallowed)
+    assert main(["simulate"]) == 143
+    err = capsys.readouterr().err
+    assert err.strip() == "error: terminated"  # one line, no traceback
+    monkeypatch.setattr(cli, "app", lambda **_: 0)
+    assert main(["simulate"]) == 0  # the next command starts with no pending signal

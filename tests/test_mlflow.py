@@ -364,6 +364,32 @@ def test_interrupted_training_ends_the_run_with_the_best_weights(
     assert run.data.tags["vaexprs.interrupted"].startswith(error.__name__)
 
 
+@pytest.mark.parametrize(("error", "status"), [(KeyboardInterrupt, "KILLED"), (RuntimeError, "FAILED")])
+def test_a_run_stopped_after_training_keeps_the_trained_checkpoint(
+    store: str, small_h5ad: Path, monkeypatch: pytest.MonkeyPatch, error: type[BaseException], status: str
+) -> None:
+    """Stopped during the ONNX export (or the logging after it), the run ended with no artifact at all: the
+    finished model was lost. Its checkpoint is now logged before the export."""
+    from mlflow import MlflowClient
+
+    import vaexprs
+    from vaexprs.jobs import TrainJob, train_job
+    from vaexprs.model import export
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise error("stopped during the export")
+
+    monkeypatch.setattr(export, "export_bundle", stopped)
+    with pytest.raises(error):
+        train_job(str(small_h5ad), TrainJob(track=True, experiment="t"), {"hidden": (16,), "epochs": 3}, progress=False)
+    client = MlflowClient()
+    (run,) = runs(client, "t")
+    assert run.info.status == status
+    assert "checkpoint/model.pt" in set(all_artifacts(client, run.info.run_id))
+    trained = vaexprs.VAEResult.load(client.download_artifacts(run.info.run_id, "checkpoint/model.pt"))
+    assert len(trained.history) == 3  # the whole training, not a partial one
+
+
 def test_default_tracking_store_is_sqlite_in_the_working_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

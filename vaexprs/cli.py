@@ -40,7 +40,9 @@ from vaexprs.errors import (
     OptionError,
     Terminated,
     VaexprsError,
+    check_interrupted,
     first_line,
+    forget_signals,
     interrupt,
     note_signal,
 )
@@ -600,14 +602,25 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
     return f'this command needs {module}, which is not installed: pip install "vaexprs[{extra}]"'
 
 
+def _quiet_unraisable(unraisable: Any) -> None:
+    """A signal's exception raised where Python can only print it (a weakref callback or a __del__ running when the
+    signal came) printed a traceback and the command went on to exit 0; the handler noted the signal, and main
+    reports it in one line instead."""
+    if not isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)):
+        sys.__unraisablehook__(unraisable)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the app; every failure becomes one `error: ...` line and an exit code (see the module docstring)."""
     handlers = {}
+    forget_signals()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(ValueError, OSError):  # not the main thread: leave the signals alone
             handlers[sig] = signal.signal(sig, _on_signal)
+    unraisable_hook, sys.unraisablehook = sys.unraisablehook, _quiet_unraisable
     try:
         code = app(args=argv, standalone_mode=False, prog_name="vaexprs")
+        check_interrupted()  # a signal whose exception was swallowed: the command stopped being wanted
     except OptionError as exc:
         typer.echo(f"error: {exc.message(flag_of).splitlines()[0]}", err=True)
         return exc.exit_code
@@ -636,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {type(exc).__name__}: {first_line(exc)}", err=True)  # unexpected: one line anyway
         return EXIT_FAILURE
     finally:
+        sys.unraisablehook = unraisable_hook
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     if code == EXIT_SIGINT:  # Typer turns Ctrl-C into a return value of 130

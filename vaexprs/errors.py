@@ -87,6 +87,11 @@ def note_signal(signum: int) -> None:
     _RECEIVED.append(signum)
 
 
+def forget_signals() -> None:
+    """A new command starts with no pending signal (the CLI's main may run more than once in a process)."""
+    _RECEIVED.clear()
+
+
 def check_interrupted() -> None:
     """Raise the pending signal's exception, if a handler noted one: call it between units of work."""
     if _RECEIVED:

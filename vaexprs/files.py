@@ -117,12 +117,14 @@ def temp_path(target: Path, suffix: str = "") -> Path:
 
 
 def require_output_folder(folder: Path) -> None:
-    """The folder an output goes into must be one: a missing one and a file of that name are both refused."""
-    if folder.is_dir():
-        return
-    if folder.exists():
-        raise InputError(f"output folder {folder} is a file, not a folder")
-    raise InputError(f"output folder {folder} does not exist")
+    """The folder an output goes into must be one we can write in: a missing one, a file of that name and a
+    read-only folder are all refused before any work (a training would otherwise be lost at the end)."""
+    if not folder.is_dir():
+        if folder.exists():
+            raise InputError(f"output folder {folder} is a file, not a folder")
+        raise InputError(f"output folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {folder} is not writable")
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ train_job: check every option and output (before reading or training anything) -
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,12 +90,22 @@ def check_outputs(job: TrainJob, data: str | None) -> None:
         check_bundle_output(job.output, job.force, protected)
     if job.checkpoint:
         path = Path(job.checkpoint)
-        if not path.resolve().parent.is_dir():
-            raise OptionError("checkpoint", f"folder {path.resolve().parent} does not exist")
+        folder = path.resolve().parent
+        if not folder.is_dir():
+            raise OptionError("checkpoint", f"folder {folder} does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):  # found at the end, it cost the whole training
+            raise OptionError("checkpoint", f"folder {folder} is not writable")
         if path.is_dir():
             raise OptionError("checkpoint", f"{path} is a folder; give a file name such as model.pt")
         if data and path.resolve() == Path(data).resolve():
             raise OptionError("checkpoint", f"{path} is the input data")
+        if job.output:  # the bundle is published whole, and a file inside it would make it no bundle
+            bundle = Path(job.output).expanduser().resolve()
+            if path.resolve() == bundle or bundle in path.resolve().parents:
+                raise OptionError(
+                    "checkpoint", f"{path} is in the bundle folder {{output}} {job.output}; give a path outside it",
+                    refs=("output",),
+                )  # fmt: skip
         if path.exists() and not job.force:
             raise exists_error(path)
 
@@ -183,7 +194,7 @@ def tracked_train_job(
     """train_job inside an MLflow run (the active one, e.g. a step of `pipeline`, or a new one)."""
     from vaexprs.model.export import export_bundle
     from vaexprs.model.fit import fit_vae
-    from vaexprs.tracking.runs import CHECKPOINT_FILE, MlflowCallback, log_training, run_scope
+    from vaexprs.tracking.runs import CHECKPOINT_FILE, MlflowCallback, log_checkpoint, log_training, run_scope
 
     with run_scope(job.experiment, run_name="train") as run:
         run_id = run.info.run_id
@@ -193,13 +204,13 @@ def tracked_train_job(
         outcome = TrainOutcome(result=result, run_id=run_id)
         with tempfile.TemporaryDirectory(prefix="vaexprs-train-") as tmp_name:
             tmp = Path(tmp_name)
-            checkpoint = result.save(tmp / CHECKPOINT_FILE)
+            log_checkpoint(result.save(tmp / CHECKPOINT_FILE))
             bundle_dir = Path(job.output) if job.output else tmp / "bundle"
             export_bundle(
                 result, bundle_dir, force=job.force, protected=[data] if data else (),
                 provenance={"mlflow_run_id": run_id},
             )  # fmt: skip
-            outcome.model_uri, outcome.model_version = log_training(result, bundle_dir, checkpoint, job.register)
+            outcome.model_uri, outcome.model_version = log_training(result, bundle_dir, job.register)
             if job.output:
                 outcome.bundle_dir = bundle_dir
             if job.checkpoint:

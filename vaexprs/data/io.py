@@ -153,7 +153,7 @@ def read_expression(
                 adata.obs[label_key] = label_texts(labels)
     except InputError:
         raise
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # h5py: RuntimeError on a damaged node
         raise InputError(f"cannot read {path}: {exc}") from None
     if labels_path is not None:
         key = label_key or "cell_type"

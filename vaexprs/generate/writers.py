@@ -101,8 +101,6 @@ def check_output(
         raise InputError(f"output {path} ends with a slash, as a folder does; give a file name such as {out.name}")
     if suffix in STORE_SUFFIXES:
         check_store_target(out, force)
-        if not os.access(folder, os.W_OK):
-            raise InputError(f"output folder {folder} is not writable")
         return out
     if out.exists() and not force:
         raise exists_error(out)
@@ -115,8 +113,6 @@ def check_output(
             f"{labels_beside} exists and would be read as these cells' labels; remove it, or pass {force_switch()} "
             "to remove it"
         )
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"output folder {folder} is not writable")
     return out
 
 

@@ -258,16 +258,22 @@ def log_evaluation(result: Any, folder: Path) -> tuple[dict[str, Any], Any]:
     return metrics, gen
 
 
-def log_training(
-    result: Any, bundle_dir: Path, checkpoint: Path, register: str | None = None
-) -> tuple[str | None, str | None]:
-    """Log a finished training's checkpoint, bundle, history, evaluation, figures and model selection to the
-    active run, and register the bundle as a pyfunc when asked; returns (registered URI, version)."""
+def log_checkpoint(checkpoint: Path) -> None:
+    """Log a finished training's checkpoint to the active run before its bundle is exported: an interrupt or a
+    failure during export or logging then leaves the trained weights in the KILLED or FAILED run (they were lost)."""
+    import mlflow
+
+    mlflow.log_artifact(str(checkpoint), CHECKPOINT_DIR)
+
+
+def log_training(result: Any, bundle_dir: Path, register: str | None = None) -> tuple[str | None, str | None]:
+    """Log a finished training's bundle, history, evaluation, figures and model selection to the active run (its
+    checkpoint: log_checkpoint, first), and register the bundle as a pyfunc when asked; returns (registered URI,
+    version)."""
     import mlflow
 
     from vaexprs.analysis.plots import save_all
 
-    mlflow.log_artifact(str(checkpoint), CHECKPOINT_DIR)
     mlflow.log_artifacts(str(bundle_dir), RUN_BUNDLE_PATH)  # generate reads runs:/RUN_ID here
     spec = json.loads((bundle_dir / "bundle.json").read_text())
     metrics = {
