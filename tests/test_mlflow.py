@@ -366,7 +366,12 @@ def test_interrupted_training_ends_the_run_with_the_best_weights(
 
 @pytest.mark.parametrize(("error", "status"), [(KeyboardInterrupt, "KILLED"), (RuntimeError, "FAILED")])
 def test_a_run_stopped_after_training_keeps_the_trained_checkpoint(
-    store: str, small_h5ad: Path, monkeypatch: pytest.MonkeyPatch, error: type[BaseException], status: str
+    store: str,
+    small_h5ad: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    error: type[BaseException],
+    status: str,
 ) -> None:
     """Stopped during the ONNX export (or the logging after it), the run ended with no artifact at all: the
     finished model was lost. Its checkpoint is now logged before the export."""
@@ -380,8 +385,10 @@ def test_a_run_stopped_after_training_keeps_the_trained_checkpoint(
         raise error("stopped during the export")
 
     monkeypatch.setattr(export, "export_bundle", stopped)
+    job = TrainJob(track=True, experiment="t", checkpoint=str(tmp_path / "model.pt"))
     with pytest.raises(error):
-        train_job(str(small_h5ad), TrainJob(track=True, experiment="t"), {"hidden": (16,), "epochs": 3}, progress=False)
+        train_job(str(small_h5ad), job, {"hidden": (16,), "epochs": 3}, progress=False)
+    assert (tmp_path / "model.pt").is_file()  # written before the bundle, as an untracked training writes it
     client = MlflowClient()
     (run,) = runs(client, "t")
     assert run.info.status == status

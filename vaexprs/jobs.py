@@ -205,6 +205,8 @@ def tracked_train_job(
         with tempfile.TemporaryDirectory(prefix="vaexprs-train-") as tmp_name:
             tmp = Path(tmp_name)
             log_checkpoint(result.save(tmp / CHECKPOINT_FILE))
+            if job.checkpoint:  # before the bundle, as without tracking: a stop after training keeps both
+                outcome.checkpoint = result.save(job.checkpoint, force=job.force)
             bundle_dir = Path(job.output) if job.output else tmp / "bundle"
             export_bundle(
                 result, bundle_dir, force=job.force, protected=[data] if data else (),
@@ -213,8 +215,6 @@ def tracked_train_job(
             outcome.model_uri, outcome.model_version = log_training(result, bundle_dir, job.register)
             if job.output:
                 outcome.bundle_dir = bundle_dir
-            if job.checkpoint:
-                outcome.checkpoint = result.save(job.checkpoint, force=job.force)
     return outcome
 
 
