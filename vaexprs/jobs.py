@@ -90,18 +90,19 @@ def check_outputs(job: TrainJob, data: str | None) -> None:
         check_bundle_output(job.output, job.force, protected)
     if job.checkpoint:
         path = Path(job.checkpoint)
-        folder = path.resolve().parent
+        resolved = path.resolve()
+        folder = resolved.parent
         if not folder.is_dir():
             raise OptionError("checkpoint", f"folder {folder} does not exist")
         if not os.access(folder, os.W_OK | os.X_OK):  # found at the end, it cost the whole training
             raise OptionError("checkpoint", f"folder {folder} is not writable")
         if path.is_dir():
             raise OptionError("checkpoint", f"{path} is a folder; give a file name such as model.pt")
-        if data and path.resolve() == Path(data).resolve():
+        if data and resolved == Path(data).resolve():
             raise OptionError("checkpoint", f"{path} is the input data")
         if job.output:  # the bundle is published whole, and a file inside it would make it no bundle
             bundle = Path(job.output).expanduser().resolve()
-            if path.resolve() == bundle or bundle in path.resolve().parents:
+            if resolved == bundle or bundle in resolved.parents:
                 raise OptionError(
                     "checkpoint", f"{path} is in the bundle folder {{output}} {job.output}; give a path outside it",
                     refs=("output",),
