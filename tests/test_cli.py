@@ -608,3 +608,25 @@ def test_a_signal_whose_exception_python_swallowed_still_ends_the_command(capsys
     assert err.strip() == "error: terminated"  # one line, no traceback
     monkeypatch.setattr(cli, "app", lambda **_: 0)
     assert main(["simulate"]) == 0  # the next command starts with no pending signal
+
+
+def test_an_error_a_signal_caused_is_reported_as_the_signal(capsys, monkeypatch):
+    """Ctrl-C inside a library's C code (h5py writing a block) can surface as that library's error: it was
+    reported as `error: OSError: ...`, exit 1. The handler noted the signal, which is what ended the command."""
+    import signal
+
+    from vaexprs import cli
+    from vaexprs.errors import VaexprsRuntimeError, note_signal
+
+    for error, sig, code, word in (
+        (OSError("Can't write data"), signal.SIGINT, 130, "interrupted"),
+        (VaexprsRuntimeError("could not write out.h5ad"), signal.SIGTERM, 143, "terminated"),
+    ):
+
+        def cut_short(error=error, sig=sig, **_: object) -> int:
+            note_signal(sig)
+            raise error
+
+        monkeypatch.setattr(cli, "app", cut_short)
+        assert main(["generate"]) == code
+        assert capsys.readouterr().err.strip() == f"error: {word}"

@@ -45,6 +45,7 @@ from vaexprs.errors import (
     forget_signals,
     interrupt,
     note_signal,
+    pending_signal,
 )
 
 
@@ -610,6 +611,12 @@ def _quiet_unraisable(unraisable: Any) -> None:
         sys.__unraisablehook__(unraisable)
 
 
+def _signal_exit(signum: int) -> int:
+    """The one line and the exit code of a command a signal stopped: 130 for Ctrl-C, 143 for SIGTERM."""
+    typer.echo("error: interrupted" if signum == signal.SIGINT else "error: terminated", err=True)
+    return EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM if signum == signal.SIGTERM else 128 + signum
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the app; every failure becomes one `error: ...` line and an exit code (see the module docstring)."""
     handlers = {}
@@ -625,16 +632,16 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {exc.message(flag_of).splitlines()[0]}", err=True)
         return exc.exit_code
     except VaexprsError as exc:
+        if (signum := pending_signal()) is not None:  # the error the signal became (a write it cut short)
+            return _signal_exit(signum)
         typer.echo(f"error: {first_line(exc)}", err=True)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("error: interrupted", err=True)
-        return EXIT_SIGINT
+        return _signal_exit(signal.SIGINT)
     except Terminated as exc:
-        typer.echo("error: terminated", err=True)
-        return EXIT_SIGTERM if exc.signum == signal.SIGTERM else 128 + exc.signum
+        return _signal_exit(exc.signum)
     except ModuleNotFoundError as exc:
         if (line := missing_extra(exc)) is None:
             typer.echo(f"error: {type(exc).__name__}: {first_line(exc)}", err=True)
@@ -642,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {line}", err=True)
         return EXIT_USAGE
     except Exception as exc:
+        if (signum := pending_signal()) is not None:  # e.g. h5py's error for a write the signal interrupted
+            return _signal_exit(signum)
         if isinstance(exc, _click_exception()):  # usage: unknown option, bad value, missing argument
             text = exc.format_message().splitlines()[0].replace("Value error, ", "")  # type: ignore[attr-defined]
             typer.echo(f"error: {text}", err=True)

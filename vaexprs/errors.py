@@ -92,10 +92,15 @@ def forget_signals() -> None:
     _RECEIVED.clear()
 
 
+def pending_signal() -> int | None:
+    """The first signal a handler noted since the command started, or None."""
+    return _RECEIVED[0] if _RECEIVED else None
+
+
 def check_interrupted() -> None:
     """Raise the pending signal's exception, if a handler noted one: call it between units of work."""
-    if _RECEIVED:
-        raise interrupt(_RECEIVED[0])
+    if (signum := pending_signal()) is not None:
+        raise interrupt(signum)
 
 
 def first_line(exc: BaseException) -> str:
