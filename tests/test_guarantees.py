@@ -396,8 +396,9 @@ def test_signals_exit_with_their_code_and_leave_no_temp_file(tmp_path: Path, cva
         time.sleep(0.05)
     assert temp_files(tmp_path), "the run never started writing"
     proc.send_signal(sig)
-    assert proc.wait(timeout=60) == code
-    assert proc.stderr.read().strip().splitlines()[-1] == f"error: {word}"  # the one-line form of every failure
+    returncode, err = proc.wait(timeout=60), proc.stderr.read()
+    assert returncode == code, err  # stderr says what the signal became where it is not the signal's code
+    assert err.strip().splitlines()[-1] == f"error: {word}"  # the one-line form of every failure
     assert list(tmp_path.iterdir()) == []
 
 
