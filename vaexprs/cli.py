@@ -658,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {type(exc).__name__}: {first_line(exc)}", err=True)  # unexpected: one line anyway
         return EXIT_FAILURE
     finally:
+        forget_signals()  # the command's signals end with it (library code in the same process checks them)
         sys.unraisablehook = unraisable_hook
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
