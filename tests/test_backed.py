@@ -151,6 +151,9 @@ def test_fit_vae_on_a_backed_file_reads_bounded_blocks_and_matches_in_memory_pre
     assert on_disk.data_info["n_cells"] == in_memory.data_info["n_cells"] == 320
     assert on_disk.data_info["on_disk"] is True
     assert on_disk.x_train.shape == (64, 60) and len(on_disk.y_train) == 64  # a sample, in memory
+    kept = memory[on_disk.cell_names]  # the sample keeps its cells' names, each with its own cell and label
+    assert kept.n_obs == 64 and np.array_equal(on_disk.y_train, kept.obs["cell_type"].astype(str))
+    np.testing.assert_array_equal(np.asarray(on_disk.x_train.todense()), np.asarray(kept.X.todense()))
     assert on_disk.latent.shape == (320, on_disk.model_config.latent_dim)
     assert np.isfinite(on_disk.history[-1]["val_loss"])
     gen = vaexprs.gen_exprs(on_disk, num_samples=30, labels={"t0": 30})

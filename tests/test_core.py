@@ -171,6 +171,26 @@ def test_to_anndata_holds_real_and_generated(small_cvae):
         vaexprs.gen_exprs(small_cvae, num_samples=4).to_anndata(label_key="origin")
 
 
+def test_to_anndata_keeps_the_real_cells_names(small_sim):
+    """Real cells keep the names they had in the data (a biologist joins them back to their obs); they were
+    renamed real0, real1, ... Validation cells held out by val_split take their names with them."""
+    data = small_sim.copy()
+    # real cells named like generated ones keep their names; the generated cells take a suffix
+    data.obs_names = [f"gen{i}" for i in range(data.n_obs)]
+    result = vaexprs.fit_vae(data, "cell_type", hidden=(8,), epochs=1, likelihood="bce", val_split=0.2, seed=4)
+    both = vaexprs.gen_exprs(result, num_samples=3).to_anndata()
+    real = both[both.obs["origin"] == "real"]
+    assert real.n_obs == result.x_train.shape[0] < data.n_obs
+    assert set(real.obs_names) <= set(data.obs_names)
+    assert np.array_equal(real.obs["cell_type"].astype(str), data[real.obs_names].obs["cell_type"].astype(str))
+    own_cells = result.preprocessor.normalize_matrix(data[real.obs_names].X)  # each name with its own cell
+    assert np.allclose(real.X, own_cells, atol=1e-5)
+    expected = [f"gen{i}-1" if f"gen{i}" in real.obs_names else f"gen{i}" for i in range(3)]
+    assert both.obs_names.is_unique and list(both.obs_names[-3:]) == expected
+    matrix = vaexprs.fit_vae(data.X, data.obs["cell_type"].to_numpy(), hidden=(8,), epochs=1, likelihood="bce")
+    assert list(vaexprs.gen_exprs(matrix, num_samples=1).to_anndata().obs_names[:2]) == ["real0", "real1"]
+
+
 def test_early_stopping_restores_best_weights(small_sim):
     result = vaexprs.fit_vae(
         small_sim, "cell_type", hidden=(16,), epochs=200, val_split=0.2, monitor="val_loss", patience=2, lr=5e-2

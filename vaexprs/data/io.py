@@ -335,6 +335,17 @@ def as_matrix(
     return matrix, genes, label_array
 
 
+def cell_names(x: Any) -> np.ndarray | None:
+    """The cells' names of an AnnData (obs_names) or a DataFrame (its index); None for a matrix. Kept so that a
+    result's real cells carry the names the user gave them; the index's own array, not a copy (a backed AnnData
+    of millions of cells keeps only a sample of them)."""
+    if hasattr(x, "obs_names"):
+        return x.obs_names.to_numpy()
+    if is_data_frame(x):
+        return x.index.to_numpy()
+    return None
+
+
 def is_data_frame(x: Any) -> bool:
     """A pandas DataFrame (checked without importing pandas)."""
     return type(x).__name__ == "DataFrame" and hasattr(x, "columns") and hasattr(x, "to_numpy")

@@ -26,7 +26,7 @@ from vaexprs.bundle.heads import HEADS, LibrarySize
 from vaexprs.bundle.schema import MAX_ONNX_BYTES
 from vaexprs.config import FIT_CONFIGS, DataConfig, ModelConfig, TrainConfig, config_defaults, split_options
 from vaexprs.data.backed import is_on_disk, sample_rows, subset_rows
-from vaexprs.data.io import as_matrix, is_data_frame
+from vaexprs.data.io import as_matrix, cell_names, is_data_frame
 from vaexprs.data.preprocess import (
     Preprocessor,
     apply_normalization,
@@ -57,6 +57,7 @@ class TrainingData:
     val_matrix: Any = None
     val_labels: np.ndarray | None = None
     source: dict[str, Any] | None = None  # the file's path and sha256, when read by read_expression
+    names: np.ndarray | None = None  # the training cells' names (an AnnData's obs_names), None for a matrix
 
     @property
     def conditional(self) -> bool:
@@ -80,6 +81,7 @@ def prepare_data(
 ) -> TrainingData:
     """Read the matrices and labels, check them, and hold out validation cells (explicit, or val_split)."""
     matrix, genes, labels = as_matrix(x_train, y_train, data.layer)
+    names = cell_names(x_train)
     if matrix.shape[0] < 2:
         raise InputError("one cell cannot be learnt: a model of a distribution needs at least 2 cells")
     if labels is not None:
@@ -104,30 +106,31 @@ def prepare_data(
             raise InputError(f"x_val has {what} (first: {first!r}); pass x_val[:, x_train.var_names]")
         if labels is not None and val_labels is None:
             raise OptionError("y_val", "is needed with x_val when training a CVAE")
-        return TrainingData(matrix, genes, labels, val_matrix, val_labels, source)
+        return TrainingData(matrix, genes, labels, val_matrix, val_labels, source, names)
     if train.val_split > 0:
         train_rows, val_rows = split_validation(matrix.shape[0], train.val_split, labels, train.seed)
         return TrainingData(
             subset_rows(matrix, train_rows), genes, None if labels is None else labels[train_rows],
             subset_rows(matrix, val_rows), None if labels is None else labels[val_rows], source,
+            None if names is None else names[train_rows],
         )  # fmt: skip
-    return TrainingData(matrix, genes, labels, source=source)
+    return TrainingData(matrix, genes, labels, source=source, names=names)
 
 
 def in_memory_reference(
-    x: Any, labels: np.ndarray | None, seed: int, source: Any = None
-) -> tuple[Any, np.ndarray | None]:
+    x: Any, labels: np.ndarray | None, seed: int, source: Any = None, names: np.ndarray | None = None
+) -> tuple[Any, np.ndarray | None, np.ndarray | None]:
     """The cells a result keeps for plots and evaluation: all of them in memory, or a seeded sample of
     REFERENCE_CELLS read from disk (the result of training out of core must not hold the data set). Cells in
     memory are copied where they are still the caller's `source` array (normalize=none hands it through): the
     result must not change when the caller normalises its AnnData in place, nor the caller's data when
-    someone edits result.x_train."""
+    someone edits result.x_train. Labels and `names` follow the cells."""
     if x is None:
-        return x, labels
+        return x, labels, names
     if not is_on_disk(x):
-        return (x.copy() if source is not None and _may_share(x, source) else x), labels
+        return (x.copy() if source is not None and _may_share(x, source) else x), labels, names
     rows = sample_rows(x.shape[0], REFERENCE_CELLS, seed)
-    return x[rows], None if labels is None else np.asarray(labels)[rows]
+    return x[rows], None if labels is None else np.asarray(labels)[rows], None if names is None else names[rows]
 
 
 def _may_share(a: Any, b: Any) -> bool:
@@ -222,13 +225,13 @@ def fit_head(
         sampler = fit_latent_sampler(latent, codes, classes, seed=train.seed, warn=not candidate)
         library = LibrarySize.fit(library_size(matrix), codes, n_labels) if head.count_input else None
         cap = plausible_maxima(matrix if head.count_input else normalized, head.count_input) if head.sampled else None
-        x_train, y_train = in_memory_reference(normalized, data.labels, train.seed, source=matrix)
-        x_val, y_val = in_memory_reference(val_normalized, data.val_labels, train.seed, source=val_matrix)
+        x_train, y_train, names = in_memory_reference(normalized, data.labels, train.seed, matrix, data.names)
+        x_val, y_val, _ = in_memory_reference(val_normalized, data.val_labels, train.seed, source=val_matrix)
         return VAEResult(
             model=model, model_config=model_config, train_config=train, data_config=data_config,
             preprocessor=preprocessor, sampler=sampler, history=state.history, best_epoch=state.best_epoch,
             normalize_note=note, x_train=x_train, y_train=y_train, latent=latent, data_info=data_info,
-            device=state.device, library_size=library, x_val=x_val, y_val=y_val, value_cap=cap,
+            device=state.device, library_size=library, x_val=x_val, y_val=y_val, value_cap=cap, cell_names=names,
         )  # fmt: skip
 
     def partial(state: Any) -> VAEResult:
@@ -497,6 +500,7 @@ def gen_exprs(
         y_gen=y_gen,
         x_train=x_train,
         y_train=result.y_train,
+        cell_names=result.cell_names,
         latent=latent,
         genes=result.genes,
         output_space=plan.space.name,

@@ -59,6 +59,7 @@ class VAEResult:
     x_val: Any = None  # held-out validation cells, normalised like x_train (None without validation data)
     y_val: np.ndarray | None = None
     selection: list[dict[str, Any]] = field(default_factory=list)  # likelihood="auto": every candidate's scores
+    cell_names: np.ndarray | None = None  # x_train's cells' names (an AnnData's obs_names; None for a matrix)
 
     def __repr__(self) -> str:
         """A summary (the dataclass's repr printed every gene and array: 247 KB for yan)."""
@@ -228,6 +229,7 @@ class GeneratedCells:
     value_space: str = ""  # the space the numbers are in (`mean` of a count head: expected counts)
     sampled: bool = False  # True when the cells carry the likelihood's sampling noise
     temperature: float = 1.0  # the scale of the latent draws (1 = the fitted distribution)
+    cell_names: np.ndarray | None = None  # x_train's cells' names, as the user gave them (None: real0, real1, ...)
 
     def __repr__(self) -> str:
         labels = "" if self.y_gen is None else f", {len(set(self.y_gen))} labels"
@@ -238,7 +240,9 @@ class GeneratedCells:
         )
 
     def to_anndata(self, label_key: str = "cell_type") -> AnnData:
-        """Real (if known) and generated cells in one AnnData; obs['origin'] in {'real', 'generated'}."""
+        """Real (if known) and generated cells in one AnnData; obs["origin"] in {"real", "generated"}. Real cells keep
+        their names in the data fit_vae was given (obs_names, or a DataFrame's index; real0, real1, ... for a
+        matrix); generated ones are gen0, gen1, ..."""
         if label_key == "origin":  # the labels would replace which cells are real
             raise OptionError("label_key", "'origin' is the column that tells real from generated cells; name another")
         import anndata as ad
@@ -254,7 +258,12 @@ class GeneratedCells:
         origin += ["generated"] * self.x_gen.shape[0]
         labels += list(self.y_gen) if self.y_gen is not None else []
         n_real = len(origin) - self.x_gen.shape[0]
-        names = [f"real{i}" for i in range(n_real)] + [f"gen{i}" for i in range(self.x_gen.shape[0])]
+        real_names = self.cell_names if self.cell_names is not None and len(self.cell_names) == n_real else None
+        names = pd.Index(
+            [str(v) for v in real_names] if real_names is not None else [f"real{i}" for i in range(n_real)]
+        ).append(pd.Index([f"gen{i}" for i in range(self.x_gen.shape[0])]))
+        if not names.is_unique:  # a real cell named like a generated one: the later name gets a suffix
+            names = ad.utils.make_index_unique(names)
         obs = pd.DataFrame({"origin": pd.Categorical(origin, categories=["real", "generated"])}, index=names)
         if len(labels) == len(names):
             obs[label_key] = pd.Categorical(labels)
