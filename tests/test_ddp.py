@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -48,3 +50,60 @@ def test_torchrun_two_processes_train_one_model_and_register_it_once(tmp_path, s
     (version,) = client.search_model_versions("name='ddp'")
     assert version.run_id == runs[0].info.run_id
     assert [h.step for h in client.get_metric_history(runs[0].info.run_id, "loss")] == [1, 2, 3, 4]
+
+
+# one rank of a hand-made process group (what torchrun sets up): fit_vae on the first N cells of the simulated
+# data, N given per rank; a VaexprsError is printed as the CLI prints it
+RANK = textwrap.dedent(
+    """
+    import os, sys
+    import vaexprs
+    from vaexprs.errors import VaexprsError
+
+    cells = int(sys.argv[1 + int(os.environ["RANK"])])
+    data = vaexprs.simulate(groups=2, cells=20, genes=30, deg=5, seed=1)[:cells]
+    labels = "cell_type" if sys.argv[-1] == "cvae" else None
+    try:
+        vaexprs.fit_vae(data, labels, likelihood="bce", hidden=(8,), epochs=2, progress=False)
+    except VaexprsError as exc:
+        print(f"error: {exc}")
+        sys.exit(2)
+    """
+)
+
+
+def ranks(cells: list[int], model: str) -> list[subprocess.CompletedProcess]:
+    """Run RANK in len(cells) processes joined in one gloo group; every rank's outcome."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    base = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(len(cells))}
+    args = [sys.executable, "-c", RANK, *map(str, cells), model]
+    procs = [
+        subprocess.Popen(args, env={**base, "RANK": str(r), "LOCAL_RANK": str(r), "OMP_NUM_THREADS": "1"},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for r in range(len(cells))
+    ]  # fmt: skip
+    outcomes = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        outcomes.append(subprocess.CompletedProcess(args, proc.returncode, out, err))
+    return outcomes
+
+
+def test_ranks_that_read_different_data_are_refused_on_every_rank():
+    """Each rank reads its own copy of the data: with other cell counts gloo aborted in C++ mid-epoch (exit 134),
+    with the same counts the ranks would have averaged the gradients of different data."""
+    outcomes = ranks([40, 30], "cvae")
+    for done in outcomes:
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "torchrun's ranks read different data (cells: 40 on rank 0, 30 on rank 1" in done.stdout, done.stdout
+
+
+def test_fewer_cells_than_ranks_is_refused_not_trained_to_a_loss_of_zero():
+    """Three ranks, two cells: each rank's share of an epoch was empty, no step ran, and the untrained model was
+    written with a loss of 0 and exit 0."""
+    outcomes = ranks([2, 2, 2], "vae")
+    for done in outcomes:
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "2 training cell(s) cannot be shared among 3 torchrun ranks; use fewer ranks" in done.stdout

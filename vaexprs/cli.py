@@ -313,6 +313,8 @@ def train(
 
     quiet = quiet or not is_main_process()  # under torchrun, rank 0 speaks for all
     setup_logging(quiet)
+    if not is_main_process():  # the other ranks' warnings are rank 0's; only their own errors are theirs
+        logging.getLogger("vaexprs").setLevel(logging.ERROR)
     job = TrainJob(**values_of(TrainJob, options))
     outcome = train_job(data or None, job, fit_options(options), progress=False if quiet else None)
     if not (job.output or job.checkpoint or job.track or job.register):  # said after the data passed its checks

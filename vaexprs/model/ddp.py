@@ -14,10 +14,13 @@ ranks: the same model.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 from typing import Any
 
 import numpy as np
+
+from vaexprs.errors import InputError
 
 
 def world() -> tuple[int, int]:
@@ -46,6 +49,49 @@ def join(device: Any) -> int:
         dist.init_process_group(backend="nccl" if getattr(device, "type", "cpu") == "cuda" else "gloo")
         atexit.register(_leave)
     return size
+
+
+def agree(fingerprint: dict[str, Any], device: Any) -> None:
+    """Refuse, on every rank, data that differ between ranks. Each rank reads its own copy (a multi-node launch
+    may find another file at the same path): with other cell counts gloo aborted in C++ mid-epoch, with the same
+    counts the ranks would average the gradients of different data."""
+    size = join(device)
+    if size == 1:
+        return
+    import torch.distributed as dist
+
+    everyone: list[Any] = [None] * size
+    dist.all_gather_object(everyone, fingerprint)
+    rank = next((r for r, theirs in enumerate(everyone) if theirs != everyone[0]), None)
+    if rank is not None:
+        keys = [k for k in everyone[0] if everyone[rank].get(k) != everyone[0].get(k)]
+        differs = "; ".join(
+            f"{k}: {everyone[0].get(k)} on rank 0, {everyone[rank].get(k)} on rank {rank}" for k in keys
+        )
+        raise InputError(f"torchrun's ranks read different data ({differs}); every rank must read the same data")
+
+
+def data_fingerprint(n_cells: int, genes: list[str], labels: Any, source: dict[str, Any] | None) -> dict[str, Any]:
+    """What every rank must agree on: the cells, genes and labels (short digests), and the file's sha256 where
+    read_expression recorded it."""
+
+    def digest(values: Any) -> str:
+        return hashlib.sha256("\n".join(map(str, values)).encode()).hexdigest()[:12]
+
+    return {
+        "cells": int(n_cells),
+        "genes": f"{len(genes)} ({digest(genes)})",
+        "labels": "none" if labels is None else digest(labels),
+        "file": (source or {}).get("sha256", "")[:12] or "not recorded",
+    }
+
+
+def require_share(n_cells: int) -> None:
+    """Every rank needs at least one cell each epoch: with fewer cells than ranks each rank's share was empty, no
+    step ran, and the model stayed untrained with a loss of 0."""
+    _, size = world()
+    if n_cells < size:
+        raise InputError(f"{n_cells} training cell(s) cannot be shared among {size} torchrun ranks; use fewer ranks")
 
 
 def _leave() -> None:

@@ -268,6 +268,7 @@ def fit_vae(
     ModelConfig(**model_options)  # every option checked before the data is read
     train = train.with_beta_for(model_options["likelihood"])
     data = prepare_data(x_train, y_train, x_val, y_val, data_config, train)
+    agree_across_ranks(data, train)
     n_labels = 0 if data.labels is None else len(np.unique(data.labels))
     check_model_size(len(data.genes), n_labels, model_options["latent_dim"], tuple(model_options["hidden"]))
     hint = unlogged_totals_hint(data.matrix) if data_config.normalize == "auto" else None
@@ -287,6 +288,17 @@ def fit_vae(
         result = _refit_runner_up(data, model_options, train, data_config, callbacks, progress, selection, exc)
     result.selection = selection
     return result
+
+
+def agree_across_ranks(data: TrainingData, train: TrainConfig) -> None:
+    """Under torchrun, every rank must have read the same data (a no-op in a single process)."""
+    from vaexprs.model import ddp
+
+    if ddp.world()[1] > 1:
+        from vaexprs.model.loop import choose_device
+
+        fingerprint = ddp.data_fingerprint(data.matrix.shape[0], data.genes, data.labels, data.source)
+        ddp.agree(fingerprint, choose_device(train.device))
 
 
 def _refit_runner_up(

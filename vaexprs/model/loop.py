@@ -171,6 +171,7 @@ def fit(
     device = choose_device(config.device)
     model.to(device)
     ddp.join(device)  # under torchrun: one process group for every rank (a no-op otherwise)
+    ddp.require_share(len(train))
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     # multi-tensor Adam: the same updates bit for bit, in a few calls instead of a few per parameter tensor
