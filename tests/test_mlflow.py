@@ -138,6 +138,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory, small_h5ad: Path) -> dict
         mp.chdir(folder)
         first, second = register(small_h5ad, "vx", seed=1), register(small_h5ad, "vx", seed=2)
     assert (first.model_version, second.model_version) == ("1", "2")
+    # a CLI training records what was left to auto as `mlflow run` does: the ask, and the value used beside it
+    from mlflow import MlflowClient
+
+    run = MlflowClient(sqlite_uri(folder)).get_run(first.run_id).data
+    assert (run.params["likelihood"], run.params["likelihood_used"]) == ("auto", run.tags["vaexprs.likelihood"])
+    assert run.params["beta"] == "auto" and run.params["beta_used"] in {"1.0", "4.0"}
+    assert run.params["epochs"] == "3" and "epochs_used" not in run.params and run.params["batch_size_used"] == "32"
     return {"uri": sqlite_uri(folder), "run1": first.run_id, "run2": second.run_id}
 
 

@@ -142,6 +142,16 @@ def load_training_data(data: str | None, job: TrainJob, layer: str | None) -> tu
     return adata, job.label_key if conditional else None
 
 
+def asked_automatic(fit_options: dict[str, Any]) -> dict[str, str]:
+    """The training options left to vaexprs (auto, the default of most), as a run records them: beta=auto, the
+    value used beside it (beta_used), as `mlflow run` logs its entry point's parameters; without this a CLI run
+    logged only the values used and lost that they were chosen, not asked for."""
+    from vaexprs.config import ModelConfig, TrainConfig, config_defaults
+
+    options = {**config_defaults(ModelConfig), **config_defaults(TrainConfig), **fit_options}
+    return {k: "auto" for k, v in options.items() if (v is None or v == "auto") and k != "device"}
+
+
 def data_params(adata: Any, label_key: str | None) -> dict[str, Any]:
     """Where the cells came from: file path and sha256 (or 'simulated'), size, labels and their counts."""
     source = dict(adata.uns.get("vaexprs_source", {}))
@@ -195,10 +205,18 @@ def tracked_train_job(
     """train_job inside an MLflow run (the active one, e.g. a step of `pipeline`, or a new one)."""
     from vaexprs.model.export import export_bundle
     from vaexprs.model.fit import fit_vae
-    from vaexprs.tracking.runs import CHECKPOINT_FILE, MlflowCallback, log_checkpoint, log_training, run_scope
+    from vaexprs.tracking.runs import (
+        CHECKPOINT_FILE,
+        MlflowCallback,
+        log_checkpoint,
+        log_params_once,
+        log_training,
+        run_scope,
+    )
 
     with run_scope(job.experiment, run_name="train") as run:
         run_id = run.info.run_id
+        log_params_once(run_id, asked_automatic(fit_options))  # then the callback logs beta_used=4.0 beside them
         params = {**data_params(adata, label_key), "label_key": job.label_key, "model": job.model}
         callback = MlflowCallback(run_id, params)
         result = fit_vae(adata, label_key, callbacks=(callback,), progress=progress, **fit_options)
