@@ -101,6 +101,8 @@ def test_evaluate_never_writes_over_its_inputs_and_asks_before_replacing_plots(t
     assert code == 0, err
     assert sorted(p.name for p in plots.iterdir()) == ["augmentation_pca.png", "heatmap.png"]
     assert (plots / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, _, err = cli("evaluate", real, gen, "--plots", plots)  # both exist: the message names both
+    assert code == 2 and "heatmap.png and " in one_error_line(err) and "augmentation_pca.png exist; pass --force" in err
 
 
 def test_an_existing_output_names_the_switch_of_the_way_it_was_run(tmp_path: Path, cvae_dir: Path):

@@ -508,7 +508,7 @@ def promote(
     version: Annotated[int, typer.Option(help="Model version to promote.", metavar="N")],
     alias: Annotated[str, typer.Option(help="Alias to set (moved if it exists).", metavar="ALIAS")] = "champion",
 ) -> None:
-    """Point an alias (e.g. champion) at a registered model version."""
+    """Point an alias, champion by default, at a registered model version."""
     from vaexprs.registry.models import check_model_name
     from vaexprs.registry.models import promote as promote_version
 

@@ -163,7 +163,7 @@ def _unpack(gen: Any, label_key: str, what: str) -> tuple[Any, np.ndarray | None
     if gen.x_train is None:
         raise InputError(
             f"{what} needs the real cells, but x_train is None (a model loaded from disk keeps no training cells): "
-            "pass real and generated data to save_comparison_plots(real_x, real_labels, gen_x, gen_labels, ...)"
+            "pass real and generated data to vaexprs.analysis.plots.save_comparison_plots(real_x, real_labels, gen_x, gen_labels, ...)"
         )
     real, generated = gen.x_train, gen.x_gen
     if real.shape[1] != generated.shape[1]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vaexprs.errors import InputError
-from vaexprs.files import exists_error, refuse_inputs, require_output_folder, write_json_atomic
+from vaexprs.files import exists_error, force_switch, refuse_inputs, require_output_folder, write_json_atomic
 
 log = logging.getLogger("vaexprs")
 
@@ -143,10 +143,11 @@ def check_plot_folder(folder: Path, force: bool) -> None:
 
     if folder.exists() and not folder.is_dir():
         raise InputError(f"--plots {folder} is a file, not a folder")
-    for name in COMPARISON_PLOTS:
-        path = folder / f"{name}.png"
-        if path.exists() and not force:
-            raise exists_error(path)
+    existing = [folder / f"{name}.png" for name in COMPARISON_PLOTS if (folder / f"{name}.png").exists()]
+    if len(existing) == 1 and not force:
+        raise exists_error(existing[0])
+    if existing and not force:  # every file the user would lose, not the first alone
+        raise InputError(f"{' and '.join(map(str, existing))} exist; pass {force_switch()} to overwrite them")
 
 
 def evaluate_files(
