@@ -352,6 +352,34 @@ def test_bad_addresses_fail_in_one_line_and_leave_nothing(capsys, cvae_dir, tmp_
     assert time.perf_counter() - started < 30
 
 
+def test_a_peer_that_accepts_but_never_answers_fails_within_the_connect_timeout(capsys, cvae_dir, tmp_path):
+    """distributed.Client's own timeout covers the connection, not the handshake: a silent peer held the command
+    for as long as it stayed up (30 s, 90 s), and the message still said 'within 5 s'."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
+    address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+
+    def hang_up() -> None:
+        for conn in [*accepted, silent]:
+            conn.close()
+
+    stop = threading.Timer(25, hang_up)  # without the deadline the command waits until the peer hangs up
+    stop.start()
+    started = time.perf_counter()
+    try:
+        got, err = run_cli(capsys, "generate", cvae_dir, "-n", "10", "-o", tmp_path / "out.zarr", "--dask", address)
+    finally:
+        stop.cancel()
+        hang_up()
+    assert time.perf_counter() - started < 15
+    assert got == 1
+    assert_one_line_error(err, f"cannot connect to the Dask scheduler at {address} within 5 s", "did not answer")
+    assert visible(tmp_path) == [] and accepted  # it did accept: the wait was the handshake's
+
+
 def test_scheduler_dying_mid_run_fails_in_one_line_and_leaves_no_store(capsys, cvae_dir, tmp_path):
     procs = DaskProcesses(workers=1, nanny=False)
     out = tmp_path / "cells.zarr"

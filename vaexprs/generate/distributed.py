@@ -153,6 +153,32 @@ def _quiet_distributed() -> Iterator[None]:
             lg.setLevel(level)
 
 
+def open_client(distributed: Any, target: Any, remote: bool) -> Any:
+    """distributed.Client(target), given up after CONNECT_TIMEOUT_S in all. Its own timeout covers opening the
+    connection, not the handshake after it: a peer that accepts and never answers (a port forward to nothing, a
+    stalled scheduler) held the command for as long as the peer stayed up. A remote client is therefore opened in
+    a thread that is abandoned at the deadline (the command then fails and exits; a daemon thread does not hold
+    it)."""
+    if not remote:
+        return distributed.Client(target, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    opened: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            opened["client"] = distributed.Client(target, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        except BaseException as exc:  # handed to the waiting thread
+            opened["error"] = exc
+
+    thread = threading.Thread(target=attempt, name="vaexprs-dask-connect", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT_S + 1)
+    if thread.is_alive():
+        raise TimeoutError("it accepted the connection but did not answer (is it a Dask scheduler?)")
+    if "error" in opened:
+        raise opened["error"]
+    return opened["client"]
+
+
 @contextlib.contextmanager
 def connect(cluster: ClusterAddress) -> Iterator[Any]:
     """A dask.distributed Client for `cluster` (starting a LocalCluster when it is local), closed afterwards.
@@ -183,7 +209,7 @@ def connect(cluster: ClusterAddress) -> Iterator[Any]:
         else:
             target = cluster.address
         try:
-            client = distributed.Client(target, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+            client = open_client(distributed, target, remote=not cluster.is_local)
         except Exception as exc:  # OSError (refused, timed out) and whatever a non-Dask peer makes it raise
             raise VaexprsRuntimeError(
                 f"cannot connect to the Dask scheduler at {cluster.text} within {CONNECT_TIMEOUT_S} s: {first_line(exc)}"
