@@ -284,11 +284,16 @@ def test_two_local_workers_give_the_same_cells_with_one_session_each(cvae_dir, r
     assert visible(tmp_path) == ["cells.zarr"]
 
 
-def test_a_running_scheduler_over_tcp_gives_the_same_cells(capsys, cvae_dir, reference, tcp_cluster, tmp_path):
+def test_a_running_scheduler_over_tcp_gives_the_same_cells(
+    capsys, cvae_dir, reference, tcp_cluster, tmp_path, monkeypatch
+):
+    """Also with a relative -o: the workers run in another folder (the one pytest started in) and were told
+    "cannot write into the output folder ." until the store's path was made absolute."""
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "cells.zarr"
     code, err = run_cli(
         capsys, "generate", cvae_dir, "-n", N, "--seed", SEED, "--batch-size", BATCH, "--provider", "cpu",
-        "-o", out, "--dask", tcp_cluster, "-q",
+        "-o", "cells.zarr", "--dask", tcp_cluster, "-q",
     )  # fmt: skip
     assert code == 0, err
     assert_same_cells(out, reference)

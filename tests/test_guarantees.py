@@ -688,3 +688,20 @@ def test_bare_command_prints_help_and_version_works():
     assert code == 0 and out.startswith("vaexprs ")
     with contextlib.suppress(FileNotFoundError):
         assert subprocess.run(["vaexprs", "--version"], capture_output=True, timeout=30).returncode == 0
+
+
+def test_a_long_output_name_is_written_and_one_too_long_is_refused_up_front(
+    tmp_path: Path, cvae_dir: Path, sim_file: Path
+):
+    """A valid 245-byte name failed (exit 1, "File name too long"): its temp name .NAME.tmp-XXXXXXXX was longer
+    than a file name may be; a name over 255 bytes was found only when publishing."""
+    longest = tmp_path / ("a" * 240 + ".h5ad")  # 245 bytes
+    code, _, err = cli("generate", cvae_dir, "-n", "5", "-o", longest)
+    assert code == 0, err
+    assert longest.is_file() and temp_files(tmp_path) == []
+    too_long = tmp_path / ("b" * 251 + ".h5ad")  # 256 bytes
+    code, _, err = cli("generate", cvae_dir, "-n", "5", "-o", too_long)
+    assert code == 2 and "is 256 bytes; a file name has at most 255" in one_error_line(err)
+    for flag in ("-o", "--checkpoint"):  # before training
+        code, _, err = cli("train", sim_file, "--epochs", "1", "--likelihood", "bce", flag, tmp_path / ("c" * 256))
+        assert code == 2 and "is 256 bytes" in one_error_line(err), flag

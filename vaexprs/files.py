@@ -109,9 +109,31 @@ def publish(tmp: Path, target: Path, force: bool, mode: int = 0o666) -> None:
     os.unlink(tmp)
 
 
+NAME_MAX = 255  # bytes in one file name (Linux, macOS, Windows' NTFS: 255 characters)
+TEMP_RESERVE = 24  # a temp name's own bytes: the leading dot, ".tmp-" and tempfile's 8 random characters
+
+
+def temp_prefix(target: Path, kind: str = "tmp", suffix: str = "") -> str:
+    """The prefix of a temp name beside `target`: its name, cut where a long name would make the temp name longer
+    than a file name may be (a 245-byte output name is valid, its temp name was not: exit 1, "File name too
+    long")."""
+    budget = NAME_MAX - TEMP_RESERVE - len(suffix.encode())
+    name = target.name.encode()[:budget].decode(errors="ignore")
+    return f".{name}.{kind}-"
+
+
+def check_output_name(path: str | os.PathLike[str]) -> None:
+    """Refuse, before any work, an output name longer than a file name may be (found only when publishing)."""
+    name = Path(path).name
+    if len(name.encode()) > NAME_MAX:
+        raise InputError(
+            f"output name {name[:40]}... is {len(name.encode())} bytes; a file name has at most {NAME_MAX}"
+        )
+
+
 def temp_path(target: Path, suffix: str = "") -> Path:
     """A new empty temp file beside `target` (same file system, so publishing is a rename)."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.tmp-", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target, suffix=suffix), suffix=suffix)
     os.close(fd)
     return Path(tmp)
 
@@ -132,6 +154,7 @@ def atomic_output(target: str | os.PathLike[str], force: bool = False, suffix: s
     """Yield a temp path beside `target`; publish it on a clean exit, remove it on any exception."""
     target = Path(target)
     require_output_folder(target.parent)
+    check_output_name(target)
     if target.exists() and not force:
         raise exists_error(target)
     tmp = temp_path(target, suffix)
@@ -163,7 +186,7 @@ def atomic_folder(target: str | os.PathLike[str], force: bool = False) -> Iterat
     the old folder is swapped aside and removed only after the new one is in place.
     """
     target = Path(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target), dir=target.parent))
     aside: Path | None = None
     try:
         yield tmp
@@ -171,7 +194,7 @@ def atomic_folder(target: str | os.PathLike[str], force: bool = False) -> Iterat
         if target.exists() or target.is_symlink():
             if not force and not (target.is_dir() and not any(target.iterdir())):
                 raise exists_error(target)
-            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            aside = Path(tempfile.mkdtemp(prefix=temp_prefix(target, "old"), dir=target.parent))
             os.replace(target, aside / "old")
         os.rename(tmp, target)
     except BaseException:

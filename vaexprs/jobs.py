@@ -83,13 +83,14 @@ class TrainOutcome:
 def check_outputs(job: TrainJob, data: str | None) -> None:
     """Refuse outputs that exist (without --force) or must never be replaced, before any work."""
     from vaexprs.bundle.schema import check_bundle_output
-    from vaexprs.files import exists_error
+    from vaexprs.files import check_output_name, exists_error
 
     protected = [data] if data else []
     if job.output:
         check_bundle_output(job.output, job.force, protected)
     if job.checkpoint:
         path = Path(job.checkpoint)
+        check_output_name(path)  # before any stat of it: a name over 255 bytes raises OSError there
         resolved = path.resolve()
         folder = resolved.parent
         if not folder.is_dir():

@@ -27,7 +27,7 @@ from vaexprs.bundle.heads import COUNT_LIKELIHOODS, HEADS, LibrarySize
 from vaexprs.bundle.sampler import LatentSampler
 from vaexprs.bundle.spec import GenerativeSpec, LabelledGenes
 from vaexprs.errors import InputError
-from vaexprs.files import require_output_folder, write_json_atomic
+from vaexprs.files import check_output_name, require_output_folder, write_json_atomic
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
@@ -562,6 +562,7 @@ def check_bundle_output(
     out = Path(out_dir)
     resolved = out.expanduser().resolve()
     require_output_folder(resolved.parent)
+    check_output_name(resolved)
     cwd = Path.cwd().resolve()
     if resolved == cwd or resolved in cwd.parents:
         raise InputError(f"{out} is the working folder or one of its parents; give a new folder for the bundle")

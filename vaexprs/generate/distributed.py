@@ -498,7 +498,8 @@ def generate_zarr(
     check_store_chunks(plan.n_total, plan.batch_size)
     check_free_space(out_path, store_bytes(plan.n_total, bundle.n_genes))
     bar = None
-    with atomic_folder(out_path, force) as folder:  # removed on failure, after the cluster is closed
+    # absolute: workers started in another folder write into it too (a relative name was theirs to resolve)
+    with atomic_folder(out_path.absolute(), force) as folder:  # removed on failure, after the cluster is closed
         with connect(cluster) as client:
             facts = _check_workers(client, cluster)
             create_store(folder, bundle.genes, plan.n_total, plan.batch_size, plan.categories)

@@ -52,6 +52,7 @@ from vaexprs.files import (
     SpaceReserve,
     atomic_folder,
     check_free_space,
+    check_output_name,
     disk_error,
     exists_error,
     force_switch,
@@ -88,6 +89,7 @@ def check_output(
 ) -> Path:
     """Refuse an output we cannot or must not write (before any work is done); return it as a Path."""
     out = Path(path)
+    check_output_name(out)  # before any stat of it: a name over 255 bytes raises OSError there
     suffix = out.suffix.lower()
     if suffix not in STORE_SUFFIXES and out.is_dir():  # `-o .` read as a file named '' of no type
         raise InputError(f"output {path} is a folder; give a file in it, e.g. {out / 'generated.h5ad'}")
