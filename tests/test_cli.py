@@ -588,6 +588,25 @@ def test_a_damaged_h5ad_is_an_input_error_naming_the_file(capsys, tmp_path, sim_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.h5ad"]
 
 
+def test_a_damaged_chunk_read_from_disk_is_an_input_error_naming_the_file(capsys, tmp_path, small_sim):
+    """--backed reads X chunk by chunk while training: a chunk h5py could not decompress was 'error: OSError: Can't
+    synchronously read data (filter returned failure during read)', exit 1, where the in-memory read says
+    'cannot read FILE', exit 2."""
+    import h5py
+
+    damaged = tmp_path / "damaged.h5ad"
+    small_sim.write_h5ad(damaged, compression="gzip")
+    with h5py.File(damaged, "r") as f:
+        chunk = f["X"].id.get_chunk_info(0)
+    with open(damaged, "r+b") as f:
+        f.seek(chunk.byte_offset + 8)
+        f.write(b"\xff" * min(64, chunk.size - 8))
+    code, _, err = run_cli(capsys, "train", damaged, "--backed", "--epochs", "2", "-o", tmp_path / "b")
+    assert code == 2, err
+    assert_one_line_error(err, f"cannot read {damaged}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.h5ad"]
+
+
 def test_a_signal_whose_exception_python_swallowed_still_ends_the_command(capsys, monkeypatch):
     """A SIGTERM that lands in a weakref callback or a __del__ raised there, was printed as a traceback, and the
     command went on to exit 0. The handler notes it: main reports it in one line with the signal's code."""

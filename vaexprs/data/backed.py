@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from vaexprs.errors import InputError
+from vaexprs.errors import InputError, first_line
 
 CHUNK_BYTES = 64 << 20  # dense float32 bytes per block of a streaming pass (sparse blocks hold far less)
 BLOCK_CELLS = 16  # contiguous cells that stay together in an epoch's order
@@ -93,6 +93,23 @@ class OnDiskCells:
 
 
 def _slice_reader(source: Any) -> Callable[[int, int], Any]:
+    """source[start:stop] as a matrix in memory; a chunk h5py cannot read (a damaged file) is an InputError
+    naming the file, as when the whole file is read (it was "error: OSError: ... filter returned failure",
+    exit 1)."""
+    read = _plain_reader(source)
+    file = getattr(getattr(source, "group", source), "file", None)
+    name = getattr(file, "filename", "the backed file")
+
+    def guarded(start: int, stop: int) -> Any:
+        try:
+            return read(start, stop)
+        except (OSError, RuntimeError) as exc:  # h5py's read errors
+            raise InputError(f"cannot read {name}: {first_line(exc)}") from None
+
+    return guarded
+
+
+def _plain_reader(source: Any) -> Callable[[int, int], Any]:
     """source[start:stop] as a matrix in memory. For anndata's CSR dataset, the group's three arrays are read
     directly: anndata's own __getitem__ checks its package metadata on every call (~5 ms, more than the read)."""
     group = getattr(source, "group", None)
