@@ -211,3 +211,35 @@ def test_a_large_generated_h5ad_is_scored_on_a_sample(capsys, tmp_path, files, m
     assert "gen.h5ad has 300 cells; evaluate scores a random 120 of them" in err
     metrics = json.loads(out.read_text())
     assert metrics["n_gen"] == 120 and metrics["n_real"] == 120 and 0.0 <= metrics["auc_real_vs_gen"] <= 1.0
+
+
+def test_a_generated_zarr_store_is_scored_as_its_h5ad_is(capsys, tmp_path, files, monkeypatch):
+    """evaluate refused a .zarr, the output `generate --dask` writes; it now reads the store (streamed, only the
+    label column of obs): the same cells score the same as the .h5ad of them, whole and sampled."""
+    from vaexprs.analysis import report
+    from vaexprs.cli import main
+
+    real, gen = files
+    store = tmp_path / "gen.zarr"
+    assert main(["generate", str(gen.parent / "bundle"), "-n", "300", "-o", str(store), "-q"]) == 0
+    scores = {}
+    for cap in (10**6, 120):  # read whole, then a sample of 120 (the same seeded rows from either file)
+        monkeypatch.setattr(report, "MAX_EVALUATE_CELLS", cap)
+        for name in (gen, store):
+            code, _, err = run_cli(capsys, "evaluate", real, name, "-o", tmp_path / f"{name.suffix}{cap}.json")
+            assert code == 0, err
+            scores[name.suffix, cap] = json.loads((tmp_path / f"{name.suffix}{cap}.json").read_text())
+        assert "gen.zarr has 300 cells; evaluate scores a random 120 of them" in err or cap > 300
+    for cap in (10**6, 120):
+        h5ad, zarr = scores[".h5ad", cap], scores[".zarr", cap]
+        assert zarr["n_gen"] == h5ad["n_gen"] == min(cap, 300)
+        for key in ("auc_real_vs_gen", "mean_corr", "label_keep_rate", "zero_frac_gen"):
+            assert zarr[key] == pytest.approx(h5ad[key]), key
+
+
+def test_a_folder_that_is_no_store_is_one_line(capsys, tmp_path, files):
+    real, _ = files
+    (tmp_path / "empty.zarr").mkdir()
+    code, _, err = run_cli(capsys, "evaluate", real, tmp_path / "empty.zarr")
+    assert code == 2
+    assert_one_line_error(err, "empty.zarr")

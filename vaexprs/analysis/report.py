@@ -24,34 +24,27 @@ MAX_EVALUATE_CELLS = 200_000
 
 
 def _read(path: Path, label_key: str | None) -> Any:
+    """A file evaluate scores. A .zarr store, and an .h5ad of more than MAX_EVALUATE_CELLS cells, as a seeded
+    sample of at most that many, streamed from disk: evaluate's memory stays flat however many cells were
+    generated (2 million took 5.2 GB read whole; anndata's backed mode still read all of obs)."""
     from vaexprs.data.io import read_expression
+    from vaexprs.data.sampled import count_cells, read_sample
 
-    if path.suffix.lower() == ".h5ad" and (sample := _sampled_h5ad(path)) is not None:
-        return sample
+    suffix = path.suffix.lower()
+    if suffix == ".zarr" or (
+        suffix == ".h5ad" and path.is_file() and _cells_or_none(path, count_cells) > MAX_EVALUATE_CELLS
+    ):
+        return read_sample(path, MAX_EVALUATE_CELLS, label_key or None)
     # labels where the file has them (generate's CSV column, a .npy's .obs.csv); their absence is judged later
     return read_expression(path, label_key=label_key or None, require_label=False)
 
 
-def _sampled_h5ad(path: Path) -> Any:
-    """An .h5ad of more than MAX_EVALUATE_CELLS cells as a seeded random sample of that many, read from disk
-    row by row: evaluate's memory stays flat however many cells were generated (2 million took 5.2 GB). None
-    for a smaller file (read whole) or one anndata cannot open backed (read_expression says what is wrong)."""
-    import numpy as np
-
-    from vaexprs.data.io import read_h5ad_quietly
-
+def _cells_or_none(path: Path, count: Any) -> int:
+    """The file's cell count, or 0 where it cannot be read this way (read_expression then says what is wrong)."""
     try:
-        backed = read_h5ad_quietly(path, backed="r")
-    except Exception:
-        return None
-    try:
-        if backed.n_obs <= MAX_EVALUATE_CELLS:
-            return None
-        rows = np.sort(np.random.default_rng(0).choice(backed.n_obs, MAX_EVALUATE_CELLS, replace=False))
-        log.warning("%s has %d cells; evaluate scores a random %d of them", path.name, backed.n_obs, len(rows))
-        return backed[rows].to_memory()
-    finally:
-        backed.file.close()
+        return count(path)
+    except InputError:
+        return 0
 
 
 def _read_generated(path: Path, label_key: str | None) -> Any:
