@@ -165,6 +165,7 @@ def _missing_field(bundle: Path, tmp_path: Path) -> Path:
         (["-n", "10", "--provider", "tpu"], ["provider"]),
         (["-n", "10", "--sampler", "flow"], ["sampler"]),
         (["-n", "10", "--temperature", "3"], ["--temperature must be between 0 and 2; got 3"]),
+        (["-n", "10", "--temperature", "2.0000001"], ["--temperature must be between 0 and 2; got 2.0000001"]),
         (["-n", "10", "@missing-folder"], ["does not exist"]),
         (["-n", "10", "@bad-suffix"], ["unsupported output"]),
         (["-n", "10", "@tampered"], ["sha256"]),

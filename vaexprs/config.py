@@ -178,7 +178,8 @@ def _check_number(name: str, value: Any, kind: type, bounds: tuple[float | None,
 
 
 def _fmt(x: float) -> str:
-    return f"{x:g}" if isinstance(x, float) else str(x)
+    """Short, but never rounded onto a bound: 2.0000001 was shown as 'got 2' beside 'between 0 and 2'."""
+    return (f"{x:g}" if float(f"{x:g}") == x else repr(x)) if isinstance(x, float) else str(x)
 
 
 def check_value(name: str, hint: Any, value: Any, bounds: Any = None) -> Any:
