@@ -1,6 +1,7 @@
-"""Up to `cap` cells of an AnnData store (an .h5ad file or a .zarr folder), read without loading the store.
+"""Up to `cap` cells of a large file, read without loading the file.
 
-    adata = read_sample(path, cap=200_000, label_key="cell_type", seed=0)
+    adata = read_sample(path, cap=200_000, label_key="cell_type", seed=0)   # an .h5ad file or a .zarr store
+    small = sample_table(path, cap, seed, folder)                           # a .csv/.tsv/.txt or .npy file
 
 evaluate scores millions of generated cells through a seeded sample of them. anndata's backed mode still reads
 all of obs when it opens a file (about 110 bytes a cell: 3 million cells took 619 MB before a row was read), and
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vaexprs")
 
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".npy")
 BLOCK_ROWS = 16_384  # rows of X read at a time (a block of a 20,000-gene dense X: 1.3 GB as float32)
 ZARR_HINT = 'pip install "vaexprs[dask]"'
 
@@ -41,17 +43,14 @@ def read_sample(path: Path, cap: int, label_key: str | None, seed: int = 0) -> A
             raise InputError(f"{path.name} is not an AnnData store (it has no X or no var)")
         x = _rows_source(store["X"])
         n = int(x.shape[0])
-        rows = np.arange(n)
-        if n > cap:
-            rows = np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
-            log.warning("%s has %d cells; evaluate scores a random %d of them", path.name, n, cap)
+        rows = np.arange(n) if n <= cap else _sample_rows(n, cap, seed, path)
         matrix = _take_rows(x, rows)
         obs = pd.DataFrame(index=[f"cell{i}" for i in rows])
         if label_key and "obs" in store and label_key in store["obs"]:
             obs[label_key] = np.asarray(read_elem(store["obs"][label_key]))[rows]
         uns = read_elem(store["uns"]) if "uns" in store else {}
         return ad.AnnData(matrix, obs=obs, var=read_elem(store["var"]), uns=uns)
-    except (OSError, KeyError, ValueError, TypeError) as exc:  # a damaged or foreign store
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:  # a damaged or foreign store (h5py)
         raise InputError(f"cannot read {path}: {first_line(exc)}") from None
     finally:
         _close(store)
@@ -62,7 +61,7 @@ def count_cells(path: Path) -> int:
     store = _open(path)
     try:
         return int(_rows_source(store["X"]).shape[0]) if "X" in store else 0
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
         raise InputError(f"cannot read {path}: {first_line(exc)}") from None
     finally:
         _close(store)
@@ -84,7 +83,7 @@ def _open(path: Path) -> Any:
 
     try:
         return h5py.File(path, "r")
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         raise InputError(f"cannot read {path}: {first_line(exc)}") from None
 
 
@@ -118,3 +117,51 @@ def _take_rows(x: Any, rows: np.ndarray) -> Any:
 
         return sp.vstack(parts, format="csr")
     return np.concatenate(parts)
+
+
+def sample_table(path: Path, cap: int, seed: int, folder: Path) -> Path | None:
+    """A table of more than `cap` cells (a .csv/.tsv/.txt with a header line and a cell per line, or a .npy
+    with its NAME.obs.csv beside it) as a file of the same name in `folder` holding a seeded sample of `cap` of
+    its cells, copied line by line or block by block (memory: the sample); None where it has at most `cap` cells
+    or is no such file (the reader then reads it whole, and says what is wrong with it)."""
+    if path.suffix.lower() == ".npy":
+        try:
+            cells = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        if cells.ndim != 2 or cells.shape[0] <= cap:
+            return None
+        rows = _sample_rows(int(cells.shape[0]), cap, seed, path)
+        np.save(folder / path.name, _take_rows(cells, rows))
+        beside = path.with_name(path.stem + ".obs.csv")
+        if beside.is_file():
+            _copy_lines(beside, folder / beside.name, rows)
+        return folder / path.name
+    try:
+        with open(path, "rb") as lines:
+            n = sum(1 for _ in lines) - 1  # the header line
+    except OSError:
+        return None
+    if n <= cap:
+        return None
+    _copy_lines(path, folder / path.name, _sample_rows(n, cap, seed, path))
+    return folder / path.name
+
+
+def _sample_rows(n: int, cap: int, seed: int, path: Path) -> np.ndarray:
+    log.warning("%s has %d cells; evaluate scores a random %d of them", path.name, n, cap)
+    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
+def _copy_lines(source: Path, target: Path, rows: np.ndarray) -> None:
+    """The header line and the lines of `rows` (0 = the first line below the header)."""
+    wanted = iter(rows.tolist())
+    following = next(wanted, None)
+    with open(source, "rb") as lines, open(target, "wb") as out:
+        out.write(next(lines, b""))
+        for row, line in enumerate(lines):
+            if row == following:
+                out.write(line)
+                following = next(wanted, None)
+                if following is None:
+                    break
