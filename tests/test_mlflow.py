@@ -155,6 +155,15 @@ def use_registry(registry: dict[str, str], tmp_path: Path, monkeypatch: pytest.M
     return registry
 
 
+def test_what_a_cli_run_records_as_auto() -> None:
+    """Options left to auto are logged as auto (their values used beside them); a data option's None (no layer)
+    is not auto, and an option the user set is not logged here at all (the callback logs its value)."""
+    from vaexprs.jobs import asked_automatic
+
+    asked = asked_automatic({"layer": None, "normalize": "auto", "epochs": 3, "beta": None, "likelihood": "hurdle"})
+    assert asked == {"dropout": "auto", "encoder_input": "auto", "batch_size": "auto", "beta": "auto"}
+
+
 # --------------------------------------------------------------------------------------------- the project
 
 

@@ -149,7 +149,8 @@ def asked_automatic(fit_options: dict[str, Any]) -> dict[str, str]:
     logged only the values used and lost that they were chosen, not asked for."""
     from vaexprs.config import ModelConfig, TrainConfig, config_defaults
 
-    options = {**config_defaults(ModelConfig), **config_defaults(TrainConfig), **fit_options}
+    defaults = {**config_defaults(ModelConfig), **config_defaults(TrainConfig)}  # not the data's: layer=None is none
+    options = {k: fit_options.get(k, v) for k, v in defaults.items()}
     return {k: "auto" for k, v in options.items() if (v is None or v == "auto") and k != "device"}
 
 
