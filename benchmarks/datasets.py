@@ -934,6 +934,113 @@ def denoised(seed: int = 0) -> Any:
                     non_integer=True)  # fmt: skip
 
 
+# ------------------------------------ a fourth batch, added 2026-12-08 on the same terms (run once, as they are)
+CLR_ADT_SIZES = (240, 150, 110, 80, 50, 35, 23, 12)
+
+
+def clr_adt(seed: int = 0) -> Any:
+    """UNSEEN: CITE-seq protein (ADT) values after the centred log-ratio transform most pipelines apply (muon's
+    pt.pp.clr and Seurat's CLR across each cell), a transformation of a fresh simulation in the style of cite_adt:
+    700 cells x 40 antibodies, 8 labels (240 to 12). Counts: baselines e^2.5..e^4.5 (ambient background on every
+    protein), 4 marker proteins per label at e^2..e^4 above it, a per-cell staining factor (sd 0.3) and
+    gamma-Poisson noise (shape 5). Then, per cell, log1p(x) minus the cell's mean of log1p over the proteins:
+    signed, dense, non-integer, every row summing to 0; the staining factor cancels out, the markers stand up."""
+    rng = np.random.default_rng(seed + 2424)
+    labels, code = _typed_labels(CLR_ADT_SIZES)
+    n, g, k = labels.size, 40, len(CLR_ADT_SIZES)
+    log_mu = rng.uniform(2.5, 4.5, g)[None, :] + _programmes(rng, k, g, 4, 2.0, 4.0)[code]
+    counts = _gamma_poisson(rng, np.exp(log_mu + rng.normal(0.0, 0.3, (n, 1))), 5.0)
+    logged = np.log1p(counts)
+    x = (logged - logged.mean(1, keepdims=True)).astype(np.float32)
+    desc = (
+        f"clr_adt (unseen): CLR of simulated CITE-seq protein counts (per cell: log1p minus the cell's mean), {n} "
+        f"cells x {g} antibodies, {k} labels ({max(CLR_ADT_SIZES)} to {min(CLR_ADT_SIZES)}), signed "
+        f"({np.mean(x < 0):.0%} negative), {x.min():.2f} to {x.max():.2f}, each cell centred at 0, "
+        f"{np.mean(counts == 0):.1%} zero counts before the transform"
+    )
+    return _unseen(rng, x, labels, "log", desc, non_integer=True, signed=True)
+
+
+METACELL_SIZE = 20  # cells per metacell, about (each label's cells split into round(n / 20) equal groups)
+METACELL_MIN = 4  # labels left with fewer metacells are dropped
+
+
+def _balanced_groups(z: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Group codes (0..k-1) of the rows of `z` into k groups of equal size (floor or ceil of n / k): k-means
+    centres, then twice a greedy assignment of the closest (row, centre) pairs under each centre's quota, the
+    centres moved to their groups' means in between (size-constrained k-means, as metacell tools keep sizes
+    even)."""
+    from sklearn.cluster import KMeans
+
+    n = z.shape[0]
+    km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(z)
+    centres, natural = km.cluster_centers_, np.bincount(km.labels_, minlength=k)
+    quota = np.full(k, n // k)
+    quota[np.argsort(-natural, kind="stable")[: n % k]] += 1  # the largest natural clusters take the remainder
+    for _ in range(2):
+        dist = ((z[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
+        codes, left = np.full(n, -1), quota.copy()
+        for flat in np.argsort(dist, axis=None, kind="stable"):
+            row, c = divmod(int(flat), k)
+            if codes[row] < 0 and left[c] > 0:
+                codes[row], left[c] = c, left[c] - 1
+        centres = np.stack([z[codes == c].mean(0) for c in range(k)])
+    return codes
+
+
+def metacells(seed: int = 0) -> Any:
+    """UNSEEN: metacell (pseudobulk-of-neighbours) counts as SEACells / MetaCell users pass them on, a
+    transformation of pbmc3k: within each label, its cells are split into round(n / 20) groups of equal size
+    (18 to 21 neighbours in pbmc3k) by size-constrained k-means on a 20-PC PCA of their lognorm values (1,000 most variable
+    genes of the label), the raw UMI counts of each group SUMMED over all genes, then the 2,000 most variable
+    genes of the metacells (scanpy's seurat rule, seen in >= 3). Labels left with fewer than 4 metacells are
+    dropped (pbmc3k: Dendritic, 36 cells -> 2, and Megakaryocytes, 13 -> 1), leaving 6 labels and 129 metacells:
+    integer, deep (about 20 cells' UMIs each), about half the values zero where the single cells have 92% on
+    these genes (the rest are mostly markers of other labels), few samples per label. obs['n_cells'] holds the group
+    sizes."""
+    from sklearn.decomposition import PCA
+
+    from vaexprs.data.preprocess import highly_variable_genes
+
+    src = _read_shared("pbmc3k")
+    rng = np.random.default_rng(seed + 2525)
+    x = src.X.tocsr().astype(np.float64)
+    cell_labels = src.obs["cell_type"].astype(str).to_numpy()
+    sums, labels, members, dropped = [], [], [], {}
+    for lab in np.unique(cell_labels):
+        rows = np.flatnonzero(cell_labels == lab)
+        k = max(1, round(rows.size / METACELL_SIZE))
+        if k < METACELL_MIN:
+            dropped[str(lab)] = int(rows.size)
+            continue
+        sub = x[rows]
+        hvg = highly_variable_genes(sub, 1000)
+        z = PCA(n_components=20, random_state=seed).fit_transform(_pbmc_lognorm(sub[:, hvg]))
+        codes = _balanced_groups(z, k, int(rng.integers(2**31 - 1)))
+        for c in range(k):
+            sums.append(np.asarray(sub[codes == c].sum(0)).ravel())
+            labels.append(lab)
+            members.append(int(np.sum(codes == c)))
+    counts = np.stack(sums)
+    genes = seurat_hvg(counts, 2000, min_cells=3)
+    y = counts[:, genes].astype(np.float32)
+    order = rng.permutation(y.shape[0])
+    y, labels_arr, sizes = y[order], np.asarray(labels)[order], np.asarray(members)[order]
+    desc = (
+        f"metacells (unseen): pbmc3k UMI counts summed over metacells of {sizes.min()} to {sizes.max()} "
+        f"neighbouring cells (size-constrained k-means on PCA within each label), {y.shape[0]} metacells x "
+        f"{y.shape[1]} highly variable genes, {np.unique(labels_arr).size} labels "
+        f"({'/'.join(str(v) for v in sorted(np.unique(labels_arr, return_counts=True)[1], reverse=True))}; "
+        f"dropped with < {METACELL_MIN} metacells: "
+        f"{', '.join(f'{k} ({v} cells)' for k, v in dropped.items()) or 'none'}), median "
+        f"{np.median(y.sum(1)):.0f} UMIs per metacell on them, max {y.max():.0f}, {np.mean(y == 0):.1%} zeros"
+    )
+    adata = _anndata(y, labels_arr, [str(g) for g in src.var_names[genes]], "counts", desc, unseen=True,
+                     dropped_labels=dropped)  # fmt: skip
+    adata.obs["n_cells"] = sizes
+    return adata
+
+
 BUILDERS: dict[str, Callable[..., Any]] = {
     "yan": yan,
     "treutlein": treutlein,
@@ -965,11 +1072,14 @@ BUILDERS: dict[str, Callable[..., Any]] = {
     "unfiltered_umi": unfiltered_umi,
     "fractions": fractions,
     "denoised": denoised,
+    "clr_adt": clr_adt,
+    "metacells": metacells,
 }
 # these need /work/shared/data
 SHARED_ONLY = {
     "yan", "treutlein", "pbmc3k", "umi_hvg", "rare_label", "scanpy_log", "scanpy_scaled", "scanpy_regressed",
     "shallow_umi", "ambient_corrected", "two_batches", "pearson_residuals", "denoised",
+    "metacells",
 }  # fmt: skip
 
 

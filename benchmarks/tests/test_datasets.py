@@ -31,7 +31,7 @@ def test_local_builder_is_well_formed_and_deterministic(name: str) -> None:
     kind = a.uns["bench"]["kind"]
     assert kind in ("counts", "linear", "log") and a.uns["bench"]["description"]
     assert a.obs["cell_type"].dtype == "category" and a.n_obs == x.shape[0] and a.n_vars == x.shape[1]
-    assert np.all(np.isfinite(x)) and x.min() >= 0
+    assert np.all(np.isfinite(x)) and (x.min() >= 0 or a.uns["bench"].get("signed"))  # clr_adt: signed
     if kind == "counts" and not a.uns["bench"].get("non_integer"):
         assert np.array_equal(x, np.round(x))
     counts = a.obs["cell_type"].value_counts()
@@ -205,3 +205,59 @@ def test_denoised_fractions_are_dense_positive_rows_that_sum_to_one() -> None:
     assert x.shape == (1009, 2000) and a.obs["cell_type"].nunique() == 8 and a.uns["bench"]["kind"] == "linear"
     assert np.allclose(x.sum(1), 1.0, atol=1e-4) and x.min() > 0 and x.max() < 1
     assert np.array_equal(x, _dense(datasets.build("denoised").X))
+
+
+def test_clr_adt_is_signed_and_centred_per_cell() -> None:
+    """clr_adt: CLR-transformed protein values (per cell, log1p minus the cell's mean): 700 x 40, 8 labels of 240
+    to 12, signed and dense, every row centred at 0, scored as is (kind log); each label's markers stand above
+    the other labels' mean; deterministic for a seed."""
+    a = datasets.build("clr_adt", seed=0)
+    x = _dense(a.X).astype(np.float64)
+    d = datasets.describe(a)
+    assert x.shape == (700, 40) and d["kind"] == "log" and d["unseen"] and a.uns["bench"]["signed"]
+    assert sorted(d["labels"].values(), reverse=True) == list(datasets.CLR_ADT_SIZES)
+    assert sum(datasets.CLR_ADT_SIZES) == 700 and min(datasets.CLR_ADT_SIZES) == 12
+    assert np.allclose(x.mean(1), 0.0, atol=1e-5) and d["zero_frac"] == 0.0
+    assert 0.3 < np.mean(x < 0) < 0.7 and x.min() < -1 and x.max() > 2 and not d["integer"]
+    assert np.all(x.max(1) - x.min(1) > 1)  # every cell has proteins above and below its mean
+    labels = a.obs["cell_type"].astype(str).to_numpy()
+    for lab in np.unique(labels):  # a label's best protein is far above its level in the other cells
+        inside, outside = x[labels == lab].mean(0), x[labels != lab].mean(0)
+        assert (inside - outside).max() > 1.0
+    b, c = datasets.build("clr_adt", seed=0), datasets.build("clr_adt", seed=1)
+    assert np.array_equal(x, _dense(b.X).astype(np.float64)) and list(labels) == list(b.obs["cell_type"])
+    assert not np.array_equal(x, _dense(c.X).astype(np.float64))
+
+
+def test_metacells_are_deep_integer_sums_of_about_20_cells() -> None:
+    """metacells (pbmc3k, skipped without the shared file): raw UMIs summed over groups of 18 to 21 cells within
+    each label; 129 metacells x 2,000 genes, 6 labels (Dendritic and Megakaryocytes dropped: fewer than 4
+    metacells), integer, far deeper and with far fewer zeros than single cells; deterministic for a seed, and
+    another seed groups the cells otherwise (the same totals)."""
+    try:
+        a = datasets.build("metacells", seed=0)
+    except datasets.DatasetUnavailable as exc:
+        pytest.skip(str(exc))
+    x = _dense(a.X).astype(np.float64)
+    d = datasets.describe(a)
+    assert x.shape == (129, 2000) and d["kind"] == "counts" and d["unseen"] and d["integer"]
+    assert d["labels"] == {"CD4 T": 57, "CD14 Monocytes": 24, "B": 17, "CD8 T": 15, "NK": 8, "FCGR3A Monocytes": 8}
+    assert a.uns["bench"]["dropped_labels"] == {"Dendritic": 36, "Megakaryocytes": 13}
+    sizes = a.obs["n_cells"].to_numpy()
+    assert sizes.min() >= 15 and sizes.max() <= 25 and sizes.sum() == 2638 - 36 - 13
+    src = datasets._read_shared("pbmc3k")
+    cells = _dense(src.X[:, [list(src.var_names).index(g) for g in a.var_names]])
+    assert np.mean(x == 0) < 0.6 < np.mean(cells == 0)  # summing fills most of the single cells' zeros
+    assert np.median(x.sum(1)) > 10 * np.median(cells.sum(1))  # ~20 cells deep
+    assert x.min() == 0 and np.all(x.sum(1) > 0) and np.all(x.sum(0) > 0)
+    for lab, n in d["labels"].items():  # each label's metacells hold all of its cells' UMIs on these genes
+        rows = src.obs["cell_type"].astype(str).to_numpy() == lab
+        assert np.allclose(x[a.obs["cell_type"].astype(str).to_numpy() == lab].sum(0), cells[rows].sum(0))
+        assert sizes[a.obs["cell_type"].astype(str).to_numpy() == lab].sum() == rows.sum() and n >= 4
+    b, c = datasets.build("metacells", seed=0), datasets.build("metacells", seed=1)
+    assert np.array_equal(x, _dense(b.X)) and list(a.obs["cell_type"]) == list(b.obs["cell_type"])
+    common = sorted(set(a.var_names) & set(c.var_names))  # another seed: other groups of the same cells
+    xa = x[:, [list(a.var_names).index(g) for g in common]]
+    xc = _dense(c.X).astype(np.float64)[:, [list(c.var_names).index(g) for g in common]]
+    assert len(common) > 1500 and np.allclose(xa.sum(0), xc.sum(0))
+    assert len(set(map(tuple, xa)) & set(map(tuple, xc))) < xa.shape[0] // 2
