@@ -61,6 +61,7 @@ _OPTIONAL: dict[str, tuple[type, ...]] = {
     "library_size": (dict,),
     "output_spaces": (list,),
     "value_cap": (list,),
+    "row_centred": (bool,),
     "model_config": (dict,),
 }
 _TYPE_NAMES = {int: "an integer", str: "a string", list: "a list", dict: "an object", float: "a number"}
@@ -112,6 +113,7 @@ class Bundle(LabelledGenes):
     provenance: dict[str, Any] = field(default_factory=dict)
     library_size: LibrarySize | None = None  # nb/zinb: per-label log-normal library sizes, training mean library
     value_cap: list[float] | None = None  # per gene: the largest plausible generated value (the head's own space)
+    row_centred: bool = False  # every training cell's values averaged 0 (CLR): generated cells are centred too
     extra: dict[str, Any] = field(default_factory=dict)  # fields this loader does not know
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     decoder_bytes: bytes = field(default=b"", repr=False)  # decoder.onnx as verified at load: what the engine runs
@@ -140,6 +142,7 @@ class Bundle(LabelledGenes):
             sampler=self.sampler,
             library_size=self.library_size,
             value_cap=None if self.value_cap is None else np.asarray(self.value_cap, dtype=np.float64),
+            row_centred=self.row_centred,
         )
 
     @property
@@ -394,8 +397,10 @@ def _validate(b: Bundle) -> None:
         if not all(_type_ok(v, (int, float)) for v in b.value_cap):
             raise InputError("bundle.json field 'value_cap' must hold numbers")
         (cap,) = numeric_fields({"value_cap": b.value_cap}, "bundle", ("value_cap",))
-        if cap.shape != (b.n_genes,) or (cap < 0).any():
-            raise InputError(f"bundle.json field 'value_cap' must hold {b.n_genes} non-negative numbers")
+        signed = b.likelihood in HEADS and HEADS[b.likelihood].input == "signed"  # a gene's cap may be below 0
+        if cap.shape != (b.n_genes,) or (not signed and (cap < 0).any()):
+            kind = "" if signed else " non-negative"
+            raise InputError(f"bundle.json field 'value_cap' must hold {b.n_genes}{kind} numbers")
     if b.latent_dim <= 0:
         raise InputError(f"latent_dim must be a positive integer; got {b.latent_dim}")
     for name, items in (("genes", b.genes), ("labels", b.labels)):
@@ -473,6 +478,7 @@ def load_bundle(path: str | os.PathLike[str], verify_sha256: bool = True) -> Bun
         provenance=data.get("provenance") or {},
         library_size=LibrarySize.from_dict(data["library_size"]) if data.get("library_size") else None,
         value_cap=data.get("value_cap"),
+        row_centred=data.get("row_centred", False),
         extra={k: v for k, v in data.items() if k not in known},
         raw=data,
     )

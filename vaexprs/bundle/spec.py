@@ -48,6 +48,7 @@ class GenerativeSpec(LabelledGenes):
     sampler: LatentSampler
     library_size: LibrarySize | None = None  # nb/zinb: per-label log-normal library sizes
     value_cap: np.ndarray | None = None  # (G,) largest plausible value per gene in the head's own space
+    row_centred: bool = False  # the training cells' values averaged 0 per cell (CLR): generated cells are centred
 
     @property
     def latent_dim(self) -> int:

@@ -46,7 +46,10 @@ def make_block(spec: GenerativeSpec, plan: Plan, k: int, decode: Decode) -> Bloc
     x = outputs_to_cells(
         spec.likelihood, outputs, rng, plan.space.name, codes=codes, library=spec.library_size, cap=spec.value_cap
     )
-    return Block(k, start, np.asarray(x, dtype=np.float32), codes, z)
+    x = np.asarray(x, dtype=np.float32)
+    if spec.row_centred:  # the training cells each averaged 0 (CLR values): so does every generated cell
+        x -= x.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+    return Block(k, start, x, codes, z)
 
 
 def iter_blocks(

@@ -276,6 +276,8 @@ def bundle_spec(result: VAEResult, provenance: dict[str, Any] | None = None) -> 
         extra["library_size"] = result.library_size.to_dict()
     if result.value_cap is not None:
         extra["value_cap"] = np.asarray(result.value_cap, dtype=np.float64).tolist()
+    if result.row_centred:
+        extra["row_centred"] = True
     return {
         "format_version": FORMAT_VERSION,
         "vaexprs_version": __version__,

@@ -30,6 +30,7 @@ from vaexprs.data.io import as_matrix, cell_names, is_data_frame
 from vaexprs.data.preprocess import (
     Preprocessor,
     apply_normalization,
+    centred_rows,
     check_counts,
     library_size,
     plausible_maxima,
@@ -217,6 +218,8 @@ def fit_head(
         **({"path": data.source.get("path"), "sha256": data.source.get("sha256")} if data.source else {}),
     }
 
+    centred = not head.count_input and centred_rows(normalized)  # CLR-like values: generated cells centred too
+
     def assemble(state: Any) -> VAEResult:
         """The result from the model's current weights: encode the training cells, fit the latent sampler."""
         model.cpu()
@@ -232,6 +235,7 @@ def fit_head(
             preprocessor=preprocessor, sampler=sampler, history=state.history, best_epoch=state.best_epoch,
             normalize_note=note, x_train=x_train, y_train=y_train, latent=latent, data_info=data_info,
             device=state.device, library_size=library, x_val=x_val, y_val=y_val, value_cap=cap, cell_names=names,
+            row_centred=centred,
         )  # fmt: skip
 
     def partial(state: Any) -> VAEResult:

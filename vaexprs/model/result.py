@@ -60,6 +60,7 @@ class VAEResult:
     y_val: np.ndarray | None = None
     selection: list[dict[str, Any]] = field(default_factory=list)  # likelihood="auto": every candidate's scores
     cell_names: np.ndarray | None = None  # x_train's cells' names (an AnnData's obs_names; None for a matrix)
+    row_centred: bool = False  # every training cell's values average 0 (CLR): generated cells are centred too
 
     def __repr__(self) -> str:
         """A summary (the dataclass's repr printed every gene and array: 247 KB for yan)."""
@@ -99,6 +100,7 @@ class VAEResult:
             sampler=self.sampler,
             library_size=self.library_size,
             value_cap=self.value_cap,
+            row_centred=self.row_centred,
         )
 
     def output_decoder(self) -> Any:
@@ -153,6 +155,7 @@ class VAEResult:
             "data_info": self.data_info,
             "library_size": self.library_size.to_dict() if self.library_size is not None else None,
             "value_cap": self.value_cap,
+            "row_centred": self.row_centred,
             "selection": self.selection,
         }
         # a JSON round trip leaves only plain Python types, which weights_only loading accepts
@@ -206,6 +209,7 @@ class VAEResult:
                 data_info=dict(payload.get("data_info", {})),
                 library_size=LibrarySize.from_dict(payload["library_size"]) if payload.get("library_size") else None,
                 value_cap=None if cap is None else np.asarray(cap, dtype=np.float64),
+                row_centred=bool(payload.get("row_centred", False)),
                 selection=list(payload.get("selection") or []),
             )
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
