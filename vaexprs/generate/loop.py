@@ -49,6 +49,8 @@ def make_block(spec: GenerativeSpec, plan: Plan, k: int, decode: Decode) -> Bloc
     x = np.asarray(x, dtype=np.float32)
     if spec.row_centred:  # the training cells each averaged 0 (CLR values): so does every generated cell
         x -= x.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+        if spec.value_cap is not None and plan.space.sampled:  # the shift must not lift a value over its cap
+            np.minimum(x, spec.value_cap.astype(np.float32), out=x)
     return Block(k, start, x, codes, z)
 
 
